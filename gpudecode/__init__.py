@@ -1,0 +1,42 @@
+"""gpudecode: video decoding for PyTorch on NVIDIA's hardware decoder (NVDEC), with an exact CPU fallback.
+
+The API follows torchcodec's: ``VideoDecoder`` for frame access by index or time, ``samplers`` for clips.
+"""
+
+from gpudecode import samplers
+from gpudecode._decoder import VideoDecoder
+from gpudecode._device import FallbackReason
+from gpudecode._errors import (
+    CudaUnavailableError,
+    DecodeError,
+    FrameIndexError,
+    GpudecodeError,
+    InvalidArgumentError,
+    MediaError,
+    SourceNotFoundError,
+)
+from gpudecode._frame import Frame, FrameBatch
+from gpudecode._index import FrameIndex
+from gpudecode._metadata import VideoStreamMetadata
+from gpudecode._sample import sample_video_path
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CudaUnavailableError",
+    "DecodeError",
+    "FallbackReason",
+    "Frame",
+    "FrameBatch",
+    "FrameIndex",
+    "FrameIndexError",
+    "GpudecodeError",
+    "InvalidArgumentError",
+    "MediaError",
+    "SourceNotFoundError",
+    "VideoDecoder",
+    "VideoStreamMetadata",
+    "__version__",
+    "sample_video_path",
+    "samplers",
+]

@@ -1,0 +1,81 @@
+"""CPU backend: FFmpeg's decoders through PyAV, RGB through swscale."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import Interpolation
+
+from gpudecode._errors import DecodeError
+
+__all__ = ["CpuBackend"]
+
+logger = logging.getLogger("gpudecode")
+
+
+class CpuBackend:
+    """Decodes with the stream's PyAV codec context; converts with swscale.
+
+    Color conversion is bit-exact with ``ffmpeg -i X -vf format=rgb24`` for 8-bit content: swscale reads the
+    frame's matrix and range tags (an explicit range is passed, so ``yuv420p`` tagged full range is honored)
+    and uses the CLI's default ``bicubic`` flags (they matter for odd sizes, where swscale leaves its unscaled
+    fast path and interpolates chroma). For 10/12-bit content swscale is asked for nearest-neighbour chroma (``SWS_POINT``), the chroma siting
+    FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction to 8 bits then stays within 3 code
+    values of an exact floating-point conversion (swscale dithers it). FFmpeg's CLI would interpolate the
+    chroma bicubically for such input; we prefer agreement between the CPU and GPU paths.
+    """
+
+    name = "cpu"
+
+    def __init__(self, stream: Any, num_threads: int | None, bit_depth: int) -> None:
+        self._stream = stream
+        cc = stream.codec_context
+        threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        cc.thread_count = max(0, int(threads))
+        cc.thread_type = "AUTO" if threads != 1 else "SLICE"
+        self._cc = cc
+        self._interp = Interpolation.POINT if bit_depth > 8 else Interpolation.BICUBIC
+        self._drained = False
+
+    def reset(self) -> None:
+        """Drop all decoder state."""
+        if self._cc.is_open:
+            self._cc.flush_buffers()
+        self._drained = False
+
+    def decode(self, packet: Any) -> Sequence[Any]:
+        """Decode one packet."""
+        try:
+            return self._cc.decode(packet)
+        except av.error.EOFError:
+            return ()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"FFmpeg could not decode a packet (pts {packet.pts}): {exc}") from exc
+
+    def flush(self) -> Sequence[Any]:
+        """Drain the decoder."""
+        if self._drained or not self._cc.is_open:
+            return ()
+        self._drained = True
+        try:
+            return self._cc.decode(None)
+        except av.error.EOFError:
+            return ()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"FFmpeg failed while draining the decoder: {exc}") from exc
+
+    def convert(self, frame: Any) -> torch.Tensor:
+        """Return the frame as an ``(H, W, 3)`` uint8 CPU tensor."""
+        try:
+            rgb = frame.reformat(format="rgb24", src_color_range=frame.color_range,
+                                 interpolation=self._interp)
+            arr = rgb.to_ndarray()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: {exc}") from exc
+        return torch.from_numpy(np.ascontiguousarray(arr))

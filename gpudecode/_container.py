@@ -1,0 +1,117 @@
+"""Opening sources with PyAV and demuxing one video stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import av
+
+from gpudecode._errors import InvalidArgumentError, MediaError
+from gpudecode._source import Source
+
+__all__ = ["PyAVDemuxer", "open_container", "pick_stream"]
+
+logger = logging.getLogger("gpudecode")
+
+
+def open_container(source: Source) -> Any:
+    """Open ``source`` with PyAV for reading.
+
+    Raises:
+        MediaError: The data is not a media file PyAV/FFmpeg can open.
+    """
+    target = source.open_for_av()
+    try:
+        return av.open(target, mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
+        if hasattr(target, "close") and source.path is None and source.file is None:
+            target.close()
+        raise MediaError(
+            f"Could not open {source.description} as media: {exc}. Pass a video file FFmpeg can read "
+            "(MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...)."
+        ) from exc
+
+
+def pick_stream(container: Any, stream_index: int | None) -> Any:
+    """Return the requested video stream, or the best one.
+
+    Raises:
+        MediaError: The container has no video stream.
+        InvalidArgumentError: ``stream_index`` is not an int, out of range, or not a video stream.
+    """
+    video = [s for s in container.streams if s.type == "video"]
+    if stream_index is None:
+        if not video:
+            kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+            raise MediaError(f"The file has no video stream (streams found: {kinds}). Pass a video file.")
+        try:
+            best = container.streams.best("video")
+        except (av.error.FFmpegError, ValueError):
+            best = None
+        return best if best is not None else video[0]
+    if isinstance(stream_index, bool) or not isinstance(stream_index, int):
+        raise InvalidArgumentError(
+            f"Invalid stream_index ({stream_index!r}). Supported values are: None or an int index of a video "
+            "stream."
+        )
+    streams = list(container.streams)
+    if not 0 <= stream_index < len(streams):
+        raise InvalidArgumentError(
+            f"Invalid stream_index ({stream_index}). The file has {len(streams)} streams; video streams are at "
+            f"indices: {[s.index for s in video]}."
+        )
+    stream = streams[stream_index]
+    if stream.type != "video":
+        raise InvalidArgumentError(
+            f"Invalid stream_index ({stream_index}) is a {stream.type} stream. Video streams are at indices: "
+            f"{[s.index for s in video]}."
+        )
+    return stream
+
+
+class PyAVDemuxer:
+    """Reads packets of one stream of a PyAV container, with seeking by presentation timestamp."""
+
+    def __init__(self, source: Source, stream_index: int, container: Any | None = None) -> None:
+        self._source = source
+        self._stream_index = stream_index
+        self.container = container if container is not None else open_container(source)
+        self.stream = self.container.streams[stream_index]
+        self._discard_others()
+
+    def _discard_others(self) -> None:
+        for s in self.container.streams:
+            if s.index != self._stream_index:
+                try:
+                    s.discard = "all"
+                except (AttributeError, ValueError, av.error.FFmpegError):
+                    pass
+
+    def _packets(self) -> Iterator[Any]:
+        for pkt in self.container.demux(self.stream):
+            if pkt.size == 0 or pkt.stream_index != self._stream_index:
+                continue
+            yield pkt
+
+    def seek(self, pts: int) -> Iterator[Any]:
+        """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there."""
+        try:
+            self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
+        except (av.error.FFmpegError, OSError) as exc:
+            logger.debug("gpudecode: seek to %d failed (%s); restarting from the first packet", pts, exc)
+            return self.restart()
+        return self._packets()
+
+    def restart(self) -> Iterator[Any]:
+        """Return packets from the start of the stream (re-opens the container)."""
+        self.container.close()
+        self.container = open_container(self._source)
+        self.stream = self.container.streams[self._stream_index]
+        self._discard_others()
+        return self._packets()
+
+    def close(self) -> None:
+        """Close the container."""
+        self.container.close()

@@ -1,0 +1,701 @@
+"""The VideoDecoder: torchcodec's API over PyAV demuxing, a shared planner and a CPU or NVDEC backend."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+from gpudecode._color import (
+    COLORSPACE_NAMES,
+    PRIMARIES_NAMES,
+    RANGE_NAMES,
+    TRANSFER_NAMES,
+    ColorSpec,
+    color_spec,
+)
+from gpudecode._container import PyAVDemuxer, open_container, pick_stream
+from gpudecode._device import FallbackReason, parse_device, select_backend
+from gpudecode._errors import (
+    DecodeError,
+    FrameIndexError,
+    GpudecodeError,
+    InvalidArgumentError,
+    MediaError,
+    invalid_choice,
+)
+from gpudecode._frame import Frame, FrameBatch
+from gpudecode._index import FrameIndex, build_exact_index, load_index_file, save_index_file, source_key
+from gpudecode._metadata import VideoStreamMetadata
+from gpudecode._mp4 import Mp4Info, read_mp4_info
+from gpudecode._planner import Planner, PlanStats
+from gpudecode._source import Source, make_source
+
+__all__ = ["VideoDecoder"]
+
+logger = logging.getLogger("gpudecode")
+
+SEEK_MODES = ("exact", "approximate")
+DIMENSION_ORDERS = ("NCHW", "NHWC")
+INDEX_CACHE_ENV = "GPUDECODE_INDEX_CACHE"
+
+
+def _bit_depth(pix_fmt: str | None) -> int:
+    if not pix_fmt:
+        return 8
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, av.error.FFmpegError, IndexError):
+        return 8
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+            return int(value.item())
+        raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: integers.")
+    return int(value)
+
+
+def _as_seconds(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            value = value.item()
+        else:
+            raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: finite numbers "
+                                       "of seconds.")
+    t = float(value)
+    if not math.isfinite(t):
+        raise InvalidArgumentError(f"Invalid {name} ({t}). Supported values are: finite numbers of seconds.")
+    return t
+
+
+def _int_list(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        if values.is_floating_point() or values.dim() > 1:
+            raise InvalidArgumentError(f"Invalid {name} (tensor of {values.dtype}, {values.dim()}-D). "
+                                       "Supported values are: a 1-D sequence of integers.")
+        return values.reshape(-1).cpu().numpy().astype(np.int64)
+    if isinstance(values, np.ndarray):
+        if values.ndim > 1 or not np.issubdtype(values.dtype, np.integer):
+            raise InvalidArgumentError(f"Invalid {name} (array of {values.dtype}, {values.ndim}-D). "
+                                       "Supported values are: a 1-D sequence of integers.")
+        return values.astype(np.int64).reshape(-1)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"Invalid {name} ({values!r}). Supported values are: a sequence of integers.")
+    return np.array([_as_int(v, name) for v in values], dtype=np.int64)
+
+
+def _float_list(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        arr = values.reshape(-1).cpu().double().numpy()
+    elif isinstance(values, np.ndarray):
+        arr = values.astype(np.float64).reshape(-1)
+    elif isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"Invalid {name} ({values!r}). Supported values are: a sequence of seconds.")
+    else:
+        arr = np.array([_as_seconds(v, name) for v in values], dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise InvalidArgumentError(f"Invalid {name} ({arr[bad][0]}). Supported values are: finite numbers of "
+                                   "seconds.")
+    return arr
+
+
+class VideoDecoder:
+    """Decode frames of one video stream into uint8 RGB torch tensors, on the CPU or with NVDEC on a GPU.
+
+    The API follows ``torchcodec.decoders.VideoDecoder``: index it like a sequence of frames, or ask for frames
+    by index or by presentation time. Frame ``i`` is the ``i``-th frame in presentation order.
+
+    Args:
+        source: A path (``str``/``Path``), the file's bytes (``bytes``, ``bytearray``, ``memoryview``, or a 1-D
+            ``torch.uint8`` CPU tensor), or a seekable binary file object (read on demand).
+        stream_index: The video stream to decode; ``None`` picks the best video stream.
+        dimension_order: ``"NCHW"`` (default) or ``"NHWC"`` for the returned frames.
+        num_threads: CPU decoding threads; ``None`` uses every core, ``0`` lets FFmpeg choose.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``; frames land there.
+        seek_mode: ``"exact"`` scans the stream once (no decoding) into an exact frame index; ``"approximate"``
+            trusts the header (faster to open, frame ``i`` is assumed at ``begin + i / fps``).
+        index: Path of an index file written by :meth:`save_index`, used instead of building one (exact mode).
+
+    Raises:
+        SourceNotFoundError: The path does not exist.
+        InvalidArgumentError: An argument is invalid.
+        MediaError: The source is not a media file, has no video stream, or cannot be indexed.
+        CudaUnavailableError: A CUDA device was requested but frames cannot be delivered there.
+    """
+
+    def __init__(
+        self,
+        source: str | Path | bytes | bytearray | memoryview | torch.Tensor | Any,
+        *,
+        stream_index: int | None = None,
+        dimension_order: str = "NCHW",
+        num_threads: int | None = None,
+        device: str | torch.device | None = "cpu",
+        seek_mode: str = "exact",
+        index: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._closed = True
+        if seek_mode not in SEEK_MODES:
+            raise invalid_choice("seek_mode", seek_mode, SEEK_MODES)
+        if dimension_order not in DIMENSION_ORDERS:
+            raise invalid_choice("dimension_order", dimension_order, DIMENSION_ORDERS)
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                        or num_threads < 0):
+            raise InvalidArgumentError(f"Invalid num_threads ({num_threads!r}). Supported values are: None or an "
+                                       "int >= 0.")
+        if index is not None and seek_mode != "exact":
+            raise InvalidArgumentError("Invalid index with seek_mode='approximate'. An index file is only used "
+                                       "with seek_mode='exact'.")
+        self._device = parse_device(device)
+        self._seek_mode = seek_mode
+        self._dimension_order = dimension_order
+        self._lock = threading.RLock()
+        self._source: Source = make_source(source)
+        self._containers: list[Any] = []
+        container = open_container(self._source)
+        try:
+            self._init(container, stream_index, num_threads, index)
+        except BaseException:
+            container.close()
+            for c in self._containers:
+                c.close()
+            raise
+        self._closed = False
+
+    # -- construction ------------------------------------------------------------------------------------
+    def _init(self, container: Any, stream_index: int | None, num_threads: int | None, index_path: Any) -> None:
+        stream = pick_stream(container, stream_index)
+        self._stream_index = stream.index
+        cc = stream.codec_context
+        self._time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator) \
+            if stream.time_base else Fraction(1, 1)
+        self._mp4: Mp4Info | None = None
+        self._key: str | None = None
+        reader = self._source.open_reader()
+        try:
+            self._mp4 = read_mp4_info(reader, self._source.size_bytes)
+        finally:
+            if self._source.owns_reader:
+                reader.close()
+        track = self._mp4.track(stream.id) if self._mp4 is not None else None
+        self._rotation = track.rotation_degrees if track is not None else 0
+        self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
+
+        pix_fmt = cc.pix_fmt if cc.pix_fmt else None
+        self._bit_depth = _bit_depth(pix_fmt)
+        self._color: ColorSpec = color_spec(cc.colorspace, cc.color_range, pix_fmt, self._bit_depth)
+
+        self._index: FrameIndex | None = None
+        if self._seek_mode == "exact":
+            self._index = self._get_index(container, stream, index_path)
+        self._metadata = self._build_metadata(container, stream, pix_fmt)
+        if self._metadata.num_frames <= 0:
+            raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
+
+        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
+        self._demuxer = demuxer
+        self._backend, self._fallback = select_backend(self._device, demuxer.stream, num_threads,
+                                                       self._bit_depth, self._color)
+        approx_key_of = None
+        if self._index is None:
+            approx_key_of = self._approx_key_locator(demuxer)
+        nominal = self._nominal_duration()
+        self._planner = Planner(
+            demuxer=demuxer,
+            backend=self._backend,
+            key_pts=self._index.key_pts if self._index is not None else None,
+            approx_key_of=approx_key_of,
+            nominal_duration=nominal,
+            seek_margin=nominal * (int(demuxer.stream.codec_context.has_b_frames or 0) + 3),
+            begin_pts=self._begin_header_pts,
+        )
+
+    def _open_fresh(self) -> tuple[Any, Any]:
+        c = open_container(self._source)
+        self._containers.append(c)
+        return c, c.streams[self._stream_index]
+
+    def _source_key(self) -> str:
+        if self._key is None:
+            reader = self._source.open_reader()
+            try:
+                self._key = source_key(self._mp4, reader, self._source.size_bytes)
+            finally:
+                if self._source.owns_reader:
+                    reader.close()
+        return self._key
+
+    def _get_index(self, container: Any, stream: Any, index_path: Any) -> FrameIndex:
+        if index_path is not None:
+            idx = load_index_file(index_path)
+            self._check_index(idx, stream, f"index file {os.fspath(index_path)!r}")
+            return idx
+        cache_dir = os.environ.get(INDEX_CACHE_ENV)
+        cache_file = None
+        if cache_dir:
+            cache_file = Path(cache_dir) / f"{self._source_key()}-s{stream.index}.npz"
+            if cache_file.exists():
+                try:
+                    idx = load_index_file(cache_file)
+                    self._check_index(idx, stream, "cached index")
+                    return idx
+                except (MediaError, OSError) as exc:
+                    logger.warning("gpudecode: ignoring unusable cached index %s: %s", cache_file, exc)
+        used = [False]
+
+        def open_stream() -> tuple[Any, Any]:
+            if not used[0]:
+                used[0] = True
+                return container, stream
+            return self._open_fresh()
+
+        idx = build_exact_index(open_stream, self._mp4, self._source.size_bytes,
+                                self._key if self._key is not None else "")
+        for c in self._containers:
+            c.close()
+        self._containers.clear()
+        if cache_file is not None:
+            idx = _with_key(idx, self._source_key())
+            try:
+                save_index_file(idx, cache_file)
+            except OSError as exc:
+                logger.warning("gpudecode: could not write the index cache %s: %s", cache_file, exc)
+        return idx
+
+    def _check_index(self, idx: FrameIndex, stream: Any, what: str) -> None:
+        if idx.source_key != self._source_key() or idx.stream_index != stream.index or \
+                idx.time_base != self._time_base:
+            raise MediaError(f"The {what} was built for a different file or stream. Rebuild it with "
+                             "save_index() on this source.")
+
+    def _approx_key_locator(self, demuxer: PyAVDemuxer) -> Any:
+        state: dict[str, Any] = {}
+
+        def key_of(ts: int) -> int:
+            # IndexEntries points into its stream: fetch it again whenever the demuxer re-opened the file.
+            if state.get("stream") is not demuxer.stream:
+                state["stream"] = demuxer.stream
+                state["entries"] = demuxer.stream.index_entries
+                state["usable"] = len(state["entries"]) > 0
+            entries = state["entries"]
+            if not state["usable"]:
+                return 1 << 62
+            k = entries.search_timestamp(int(ts), backward=True, any_frame=False)
+            return int(k) if k >= 0 else 0
+
+        return key_of
+
+    def _nominal_duration(self) -> int:
+        if self._index is not None:
+            d = self._index.duration
+            return int(np.median(d)) if d.shape[0] else 1
+        fps = self._fps_header
+        if fps:
+            return max(1, int(round(1 / (fps * self._time_base))))
+        return 1
+
+    def _build_metadata(self, container: Any, stream: Any, pix_fmt: str | None) -> VideoStreamMetadata:
+        tb = self._time_base
+        cc = stream.codec_context
+        duration_header = float(stream.duration * tb) if stream.duration else (
+            container.duration / 1_000_000 if container.duration else None)
+        frames_header = int(stream.frames) if stream.frames else None
+        rate = stream.average_rate or stream.guessed_rate
+        self._fps_header: Fraction | None = Fraction(rate.numerator, rate.denominator) if rate else None
+        fps_header = float(self._fps_header) if self._fps_header else None
+        begin_header = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        self._begin_header_pts = int(stream.start_time) if stream.start_time is not None else 0
+        bit_rate = cc.bit_rate or container.bit_rate or None
+        idx = self._index
+        if idx is not None:
+            n_content = idx.num_frames
+            begin_c = float(idx.begin_pts() * tb)
+            end_c = float(idx.end_pts() * tb)
+            num_frames = n_content
+            duration = end_c - begin_c
+            avg_fps = n_content / duration if duration > 0 else fps_header
+            begin, end = begin_c, end_c
+        else:
+            n_content = begin_c = end_c = None
+            if frames_header:
+                num_frames = frames_header
+            elif duration_header and fps_header:
+                num_frames = int(round(duration_header * fps_header))
+            else:
+                raise MediaError("The header gives neither a frame count nor a duration and frame rate, so "
+                                 "approximate mode cannot index it. Use seek_mode='exact'.")
+            if not fps_header:
+                raise MediaError("The header gives no frame rate, so approximate mode cannot place frames. "
+                                 "Use seek_mode='exact'.")
+            duration = duration_header
+            avg_fps = fps_header
+            begin = begin_header
+            end = begin + duration_header if duration_header is not None else begin + num_frames / fps_header
+        cw, ch = int(cc.width), int(cc.height)
+        w, h = (ch, cw) if self._rot_k % 2 == 1 else (cw, ch)
+        return VideoStreamMetadata(
+            num_frames=int(num_frames),
+            duration_seconds=duration,
+            average_fps=avg_fps,
+            duration_seconds_from_header=duration_header,
+            bit_rate=float(bit_rate) if bit_rate else None,
+            num_frames_from_header=frames_header,
+            num_frames_from_content=n_content,
+            begin_stream_seconds_from_content=begin_c,
+            end_stream_seconds_from_content=end_c,
+            codec=cc.name,
+            width=w,
+            height=h,
+            average_fps_from_header=fps_header,
+            stream_index=stream.index,
+            begin_stream_seconds=begin,
+            end_stream_seconds=end,
+            pixel_format=pix_fmt,
+            bit_depth=self._bit_depth,
+            color_space=COLORSPACE_NAMES.get(cc.colorspace, str(cc.colorspace)),
+            color_range=RANGE_NAMES.get(cc.color_range, str(cc.color_range)),
+            color_primaries=PRIMARIES_NAMES.get(cc.color_primaries, str(cc.color_primaries)),
+            color_transfer_characteristic=TRANSFER_NAMES.get(cc.color_trc, str(cc.color_trc)),
+            rotation=self._rotation,
+            coded_width=cw,
+            coded_height=ch,
+        )
+
+    # -- properties --------------------------------------------------------------------------------------
+    @property
+    def metadata(self) -> VideoStreamMetadata:
+        """The stream's :class:`VideoStreamMetadata`."""
+        return self._metadata
+
+    @property
+    def device(self) -> torch.device:
+        """The device frames are returned on."""
+        return self._device
+
+    @property
+    def seek_mode(self) -> str:
+        """``"exact"`` or ``"approximate"``."""
+        return self._seek_mode
+
+    @property
+    def cpu_fallback(self) -> FallbackReason:
+        """Why frames for a CUDA device are decoded on the CPU: falsy when they are not (or device is CPU)."""
+        return self._fallback
+
+    @property
+    def decoding_device(self) -> str:
+        """Which decoder produces the frames: ``"cpu"`` (FFmpeg) or ``"nvdec:N"``."""
+        return getattr(self._backend, "name", "cpu")
+
+    @property
+    def stats(self) -> PlanStats:
+        """Counters of the last decode call (seeks, packets fed, frames decoded and converted)."""
+        return self._planner.stats
+
+    def __len__(self) -> int:
+        """Number of frames (``metadata.num_frames``)."""
+        return self._metadata.num_frames
+
+    def __repr__(self) -> str:
+        m = self._metadata
+        return (f"VideoDecoder({self._source.description}, {m.codec} {m.width}x{m.height}, {m.num_frames} frames, "
+                f"device={self._device}, seek_mode={self._seek_mode!r}, decoding={self.decoding_device})")
+
+    # -- lifetime ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the file, the container and the decoder. Further calls raise."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            try:
+                self._demuxer.close()
+            finally:
+                close = getattr(self._backend, "close", None)
+                if close is not None:
+                    close()
+
+    def __enter__(self) -> VideoDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError("Invalid operation on a closed VideoDecoder. Create a new decoder.")
+
+    # -- index helpers -----------------------------------------------------------------------------------
+    def _normalize_indices(self, indices: np.ndarray) -> np.ndarray:
+        n = len(self)
+        bad = (indices < -n) | (indices >= n)
+        if bad.any():
+            raise FrameIndexError(f"Invalid frame index ({int(indices[bad][0])}). The video has {n} frames; "
+                                  f"supported indices are -{n}..{n - 1}.")
+        return np.where(indices < 0, indices + n, indices)
+
+    def _seconds_to_ts(self, t: np.ndarray) -> np.ndarray:
+        tb = self._time_base
+        return np.floor(t * tb.denominator / tb.numerator + 1e-6).astype(np.int64)
+
+    def _pts_seconds(self, pts: np.ndarray) -> np.ndarray:
+        tb = self._time_base
+        return pts.astype(np.float64) * tb.numerator / tb.denominator
+
+    def _check_times(self, t: np.ndarray, name: str) -> None:
+        m = self._metadata
+        begin, end = m.begin_stream_seconds, m.end_stream_seconds
+        bad = (t < begin) | ((t >= end) if end is not None else False)
+        if np.any(bad):
+            x = float(t[np.asarray(bad)][0]) if t.ndim else float(t)
+            raise InvalidArgumentError(f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the "
+                                       "times the stream plays.")
+
+    def _approx_targets(self, frame_indices: np.ndarray) -> np.ndarray:
+        fps = self._fps_header
+        assert fps is not None
+        tb = self._time_base
+        # Middle of frame i's nominal interval, in time-base units (integer arithmetic).
+        num = (2 * frame_indices + 1) * fps.denominator * tb.denominator
+        den = 2 * fps.numerator * tb.numerator
+        return self._begin_header_pts + num // den
+
+    # -- decoding ----------------------------------------------------------------------------------------
+    def _decode(self, unique_targets: np.ndarray, start_keys: np.ndarray | None, positions: list[np.ndarray],
+                n_out: int, labels: np.ndarray) -> FrameBatch:
+        """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
+        m = self._metadata
+        out = torch.empty((n_out, m.coded_height, m.coded_width, 3), dtype=torch.uint8, device=self._device)
+        pts_out = np.zeros(n_out, dtype=np.int64)
+        dur_out = np.zeros(n_out, dtype=np.int64)
+
+        def emit(j: int, rgb: torch.Tensor, pts: int, dur: int) -> None:
+            pos = positions[j]
+            if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
+                raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
+                                  f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
+            for p in pos:
+                out[int(p)].copy_(rgb, non_blocking=True)
+            pts_out[pos] = pts
+            dur_out[pos] = dur
+
+        with self._lock:
+            self._check_open()
+            self._planner.stats = PlanStats()
+            missing = self._planner.run(unique_targets, start_keys, emit)
+        if missing:
+            lost = [int(labels[j]) for j in missing[:10]]
+            raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
+                              "is damaged or missing. Other frames remain available.")
+        if self._index is not None:
+            pass  # pts/durations of exact frames were emitted from the decoder; they equal the index's.
+        data = out
+        if self._rot_k:
+            data = torch.rot90(data, self._rot_k, dims=(1, 2)).contiguous()
+        if self._dimension_order == "NCHW":
+            data = data.permute(0, 3, 1, 2)
+        return FrameBatch(data=data, pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
+                          duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)))
+
+    def _frames_at_indices(self, idx: np.ndarray) -> FrameBatch:
+        idx = self._normalize_indices(idx)
+        if idx.shape[0] == 0:
+            return self._empty_batch()
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        positions = _positions(inverse, uniq.shape[0])
+        if self._index is not None:
+            batch = self._decode(self._index.pts[uniq], self._index.start_key[uniq], positions, idx.shape[0],
+                                 uniq)
+            # Report the index's pts/durations (the decoder's match them; the index also covers durations
+            # the decoder leaves unset).
+            batch.pts_seconds = torch.from_numpy(self._pts_seconds(self._index.pts[idx]))
+            batch.duration_seconds = torch.from_numpy(self._pts_seconds(self._index.duration[idx]))
+            return batch
+        return self._decode(self._approx_targets(uniq), None, positions, idx.shape[0], uniq)
+
+    def _frames_at_times(self, t: np.ndarray, name: str) -> FrameBatch:
+        self._check_times(t, name)
+        if t.shape[0] == 0:
+            return self._empty_batch()
+        if self._index is not None:
+            pts_s = self._pts_seconds(self._index.pts)
+            idx = np.searchsorted(pts_s, t, side="right") - 1
+            return self._frames_at_indices(np.maximum(idx, 0))
+        ts = self._seconds_to_ts(t)
+        uniq, inverse = np.unique(ts, return_inverse=True)
+        return self._decode(uniq, None, _positions(inverse, uniq.shape[0]), t.shape[0], uniq)
+
+    def _empty_batch(self) -> FrameBatch:
+        m = self._metadata
+        shape = (0, 3, m.height, m.width) if self._dimension_order == "NCHW" else (0, m.height, m.width, 3)
+        return FrameBatch(data=torch.empty(shape, dtype=torch.uint8, device=self._device),
+                          pts_seconds=torch.empty(0, dtype=torch.float64),
+                          duration_seconds=torch.empty(0, dtype=torch.float64))
+
+    # -- public access calls -----------------------------------------------------------------------------
+    def __getitem__(self, key: int | slice) -> Frame | FrameBatch:
+        """``decoder[i]`` returns a :class:`Frame`; ``decoder[a:b:c]`` a :class:`FrameBatch`.
+
+        Negative indices count from the end.
+
+        Raises:
+            FrameIndexError: ``i`` is out of range.
+            InvalidArgumentError: ``key`` is not an int or a slice.
+        """
+        if isinstance(key, slice):
+            return self._frames_at_indices(np.arange(*key.indices(len(self)), dtype=np.int64))
+        return self.get_frame_at(key)
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Iterate over all frames in presentation order (decoded in chunks, one pass)."""
+        n = len(self)
+        for start in range(0, n, 32):
+            batch = self._frames_at_indices(np.arange(start, min(n, start + 32), dtype=np.int64))
+            for i in range(len(batch)):
+                yield batch[i]  # type: ignore[misc]
+
+    def get_frame_at(self, index: int) -> Frame:
+        """Return frame ``index`` (presentation order; negative counts from the end).
+
+        Raises:
+            FrameIndexError: ``index`` is out of range.
+            InvalidArgumentError: ``index`` is not an integer.
+            DecodeError: The frame lies in damaged data.
+        """
+        i = _as_int(index, "frame index")
+        batch = self._frames_at_indices(np.array([i], dtype=np.int64))
+        return batch[0]  # type: ignore[return-value]
+
+    def get_frames_at(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> FrameBatch:
+        """Return the frames at ``indices``, in the order given (duplicates allowed).
+
+        The frames are decoded in one planned pass: sorted, de-duplicated, each keyframe interval at most once.
+
+        Raises:
+            FrameIndexError: An index is out of range.
+            InvalidArgumentError: ``indices`` is not a sequence of integers.
+        """
+        return self._frames_at_indices(_int_list(indices, "frame index"))
+
+    def get_frames_in_range(self, start: int, stop: int, step: int = 1) -> FrameBatch:
+        """Return frames ``start, start + step, ...`` before ``stop`` (half-open, like ``range``).
+
+        Raises:
+            FrameIndexError: ``start`` or ``stop`` is out of range.
+            InvalidArgumentError: A non-integer argument, ``step < 1`` or ``stop < start``.
+        """
+        n = len(self)
+        start_i, stop_i, step_i = _as_int(start, "start"), _as_int(stop, "stop"), _as_int(step, "step")
+        if step_i < 1:
+            raise InvalidArgumentError(f"Invalid step ({step_i}). Supported values are: integers >= 1.")
+        if not -n <= start_i < n:
+            raise FrameIndexError(f"Invalid start ({start_i}). Supported values are -{n}..{n - 1}.")
+        if not -n <= stop_i <= n:
+            raise FrameIndexError(f"Invalid stop ({stop_i}). Supported values are -{n}..{n}.")
+        start_i = start_i + n if start_i < 0 else start_i
+        stop_i = stop_i + n if stop_i < 0 else stop_i
+        if stop_i < start_i:
+            raise InvalidArgumentError(f"Invalid range: stop ({stop_i}) is before start ({start_i}). "
+                                       "Supported ranges have start <= stop.")
+        return self._frames_at_indices(np.arange(start_i, stop_i, step_i, dtype=np.int64))
+
+    def get_frame_played_at(self, seconds: float) -> Frame:
+        """Return the frame shown at time ``seconds`` (its ``[pts, pts + duration)`` contains it).
+
+        Raises:
+            InvalidArgumentError: ``seconds`` is not finite or lies outside ``[begin, end)`` of the stream.
+        """
+        t = _as_seconds(seconds, "seconds")
+        return self._frames_at_times(np.array([t]), "seconds")[0]  # type: ignore[return-value]
+
+    def get_frames_played_at(self, seconds: Sequence[float] | np.ndarray | torch.Tensor) -> FrameBatch:
+        """Return the frames shown at each of ``seconds``, in the order given.
+
+        Raises:
+            InvalidArgumentError: A time is not finite or lies outside ``[begin, end)`` of the stream.
+        """
+        return self._frames_at_times(_float_list(seconds, "seconds"), "seconds")
+
+    def get_frames_played_in_range(self, start_seconds: float, stop_seconds: float) -> FrameBatch:
+        """Return every frame shown during ``[start_seconds, stop_seconds)``, in presentation order.
+
+        The first frame is the one shown at ``start_seconds`` (its pts may precede it); the last is the last
+        frame whose pts is before ``stop_seconds``. ``start_seconds == stop_seconds`` gives an empty batch.
+
+        Raises:
+            InvalidArgumentError: Non-finite times, ``stop_seconds < start_seconds``, or times outside the stream.
+        """
+        t0 = _as_seconds(start_seconds, "start_seconds")
+        t1 = _as_seconds(stop_seconds, "stop_seconds")
+        if t1 < t0:
+            raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
+                                       "Supported ranges have start_seconds <= stop_seconds.")
+        self._check_times(np.array([t0]), "start_seconds")
+        m = self._metadata
+        if m.end_stream_seconds is not None and t1 > m.end_stream_seconds:
+            raise InvalidArgumentError(f"Invalid stop_seconds ({t1}). Supported values are in "
+                                       f"[{m.begin_stream_seconds}, {m.end_stream_seconds}].")
+        if t0 == t1:
+            return self._empty_batch()
+        if self._index is not None:
+            pts_s = self._pts_seconds(self._index.pts)
+            i0 = int(np.searchsorted(pts_s, t0, side="right")) - 1
+            i1 = int(np.searchsorted(pts_s, t1, side="left"))
+            return self._frames_at_indices(np.arange(max(i0, 0), i1, dtype=np.int64))
+        fps = float(self._fps_header or 1)
+        i0 = int(math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9))
+        i1 = int(math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9))
+        return self._frames_at_indices(np.arange(max(i0, 0), min(max(i1, i0 + 1), len(self)), dtype=np.int64))
+
+    # -- index persistence -------------------------------------------------------------------------------
+    def save_index(self, path: str | os.PathLike[str]) -> None:
+        """Write this decoder's exact index to ``path``; pass it back as ``VideoDecoder(..., index=path)``.
+
+        Raises:
+            InvalidArgumentError: The decoder is in approximate mode (it has no exact index).
+        """
+        self._check_open()
+        if self._index is None:
+            raise InvalidArgumentError("Invalid save_index() with seek_mode='approximate'. Only exact indexes "
+                                       "can be saved; open the decoder with seek_mode='exact'.")
+        save_index_file(_with_key(self._index, self._source_key()), path)
+
+    @property
+    def index(self) -> FrameIndex | None:
+        """The exact :class:`FrameIndex` (``None`` in approximate mode)."""
+        return self._index
+
+
+def _with_key(idx: FrameIndex, key: str) -> FrameIndex:
+    if idx.source_key == key:
+        return idx
+    return FrameIndex(time_base=idx.time_base, pts=idx.pts, duration=idx.duration, is_key=idx.is_key,
+                      key_pts=idx.key_pts, start_key=idx.start_key, source_key=key,
+                      stream_index=idx.stream_index, method=idx.method)
+
+
+def _positions(inverse: np.ndarray, n_unique: int) -> list[np.ndarray]:
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=n_unique)
+    return np.split(order, np.cumsum(counts)[:-1])
+
+
+__all__ += ["GpudecodeError"]

@@ -1,0 +1,198 @@
+"""A minimal reader of the MP4/MOV ``moov`` box: just what the fast exact index, rotation and cache keys need.
+
+FFmpeg's mov demuxer already holds each sample's decode timestamp, keyframe and discard flags in its index
+(``stream.index_entries``); what it does not expose is the composition offset table (``ctts``) that turns
+decode timestamps into presentation timestamps, nor the track header's display matrix. This module reads
+those tables with NumPy, without touching sample data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+__all__ = ["Mp4Track", "Mp4Info", "read_mp4_info"]
+
+_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts"}
+_MAX_MOOV_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class Mp4Track:
+    """Tables of one ``trak`` box.
+
+    Attributes:
+        track_id: The track's id (FFmpeg's ``stream.id``).
+        handler: Handler type, ``"vide"`` for video.
+        rotation_degrees: Counter-clockwise rotation of the display matrix, as FFmpeg's
+            ``av_display_rotation_get`` reports it (so ``VideoFrame.rotation`` agrees).
+        sample_count: Number of samples (``stsz``).
+        stts: ``(count, delta)`` rows of the decoding time-to-sample table.
+        ctts: ``(count, offset)`` rows of the composition offset table, or ``None`` when absent.
+        edit_count: Number of edit list entries.
+    """
+
+    track_id: int = 0
+    handler: str = ""
+    rotation_degrees: int = 0
+    sample_count: int = -1
+    stts: np.ndarray | None = None
+    ctts: np.ndarray | None = None
+    edit_count: int = 0
+
+
+@dataclass
+class Mp4Info:
+    """What :func:`read_mp4_info` found.
+
+    Attributes:
+        moov_digest: BLAKE2b digest of the whole ``moov`` box (hex).
+        fragmented: Whether the file uses movie fragments (its sample tables are then not all in ``moov``).
+        tracks: The tracks, in file order.
+    """
+
+    moov_digest: str
+    fragmented: bool
+    tracks: list[Mp4Track] = field(default_factory=list)
+
+    def track(self, track_id: int) -> Mp4Track | None:
+        """Return the track with this id, or ``None``."""
+        for t in self.tracks:
+            if t.track_id == track_id:
+                return t
+        return None
+
+
+def _boxes(data: memoryview, start: int, end: int):
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                return
+            (size,) = struct.unpack_from(">Q", data, pos + 8)
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            return
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _rotation_from_matrix(data: memoryview, off: int) -> int:
+    m = struct.unpack_from(">9i", data, off)
+    a, b, c, d = m[0] / 65536.0, m[1] / 65536.0, m[3] / 65536.0, m[4] / 65536.0
+    scale0, scale1 = math.hypot(a, c), math.hypot(b, d)
+    if scale0 == 0 or scale1 == 0:
+        return 0
+    degrees = -math.degrees(math.atan2(b / scale1, a / scale0))
+    return int(round(degrees)) if abs(degrees) > 1e-9 else 0
+
+
+def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
+    track = Mp4Track()
+
+    def walk(s: int, e: int) -> None:
+        for kind, bs, be in _boxes(data, s, e):
+            if kind in _CONTAINERS:
+                walk(bs, be)
+            elif kind == b"tkhd":
+                version = data[bs]
+                if version == 1:
+                    track.track_id = struct.unpack_from(">I", data, bs + 20)[0]
+                    matrix_off = bs + 4 + 8 + 8 + 4 + 4 + 8 + 8 + 8
+                else:
+                    track.track_id = struct.unpack_from(">I", data, bs + 12)[0]
+                    matrix_off = bs + 4 + 4 + 4 + 4 + 4 + 4 + 8 + 8
+                if matrix_off + 36 <= be:
+                    track.rotation_degrees = _rotation_from_matrix(data, matrix_off)
+            elif kind == b"hdlr":
+                track.handler = bytes(data[bs + 8: bs + 12]).decode("latin-1")
+            elif kind == b"stsz":
+                sample_size, count = struct.unpack_from(">II", data, bs + 4)
+                track.sample_count = count
+            elif kind == b"stz2":
+                track.sample_count = struct.unpack_from(">I", data, bs + 8)[0]
+            elif kind == b"stts":
+                (n,) = struct.unpack_from(">I", data, bs + 4)
+                if bs + 8 + 8 * n <= be:
+                    track.stts = np.frombuffer(data, ">u4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
+            elif kind == b"ctts":
+                version = data[bs]
+                (n,) = struct.unpack_from(">I", data, bs + 4)
+                if bs + 8 + 8 * n <= be:
+                    raw = np.frombuffer(data, ">i4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
+                    if version == 0:
+                        raw[:, 1] = raw[:, 1] & 0xFFFFFFFF
+                        # Many muxers write negative offsets in version 0 boxes; FFmpeg reads them signed.
+                        raw[:, 1] = np.where(raw[:, 1] >= 2**31, raw[:, 1] - 2**32, raw[:, 1])
+                    raw[:, 0] = raw[:, 0] & 0xFFFFFFFF
+                    track.ctts = raw
+            elif kind == b"elst":
+                track.edit_count = struct.unpack_from(">I", data, bs + 4)[0]
+
+    walk(start, end)
+    return track
+
+
+def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
+    """Read the ``moov`` box of an MP4/MOV file; return ``None`` for other files or when it cannot be read."""
+    try:
+        f.seek(0)
+        pos = 0
+        moov: bytes | None = None
+        fragmented = False
+        seen_ftyp_like = False
+        while True:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                break
+            size, kind = struct.unpack_from(">I4s", head, 0)
+            header = 8
+            if size == 1:
+                if len(head) < 16:
+                    break
+                (size,) = struct.unpack_from(">Q", head, 8)
+                header = 16
+            elif size == 0:
+                if size_bytes is None:
+                    break
+                size = size_bytes - pos
+            if size < header:
+                break
+            if pos == 0 and kind not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
+                return None
+            seen_ftyp_like = True
+            if kind == b"moov":
+                if size > _MAX_MOOV_BYTES:
+                    return None
+                f.seek(pos)
+                moov = f.read(size)
+                if len(moov) < size:
+                    return None
+            elif kind == b"moof":
+                fragmented = True
+                break
+            pos += size
+            if size_bytes is not None and pos >= size_bytes:
+                break
+        if moov is None or not seen_ftyp_like:
+            return None
+        data = memoryview(moov)
+        info = Mp4Info(moov_digest=hashlib.blake2b(moov, digest_size=20).hexdigest(), fragmented=fragmented)
+        for kind, bs, be in _boxes(data, 8, len(moov)):
+            if kind == b"trak":
+                info.tracks.append(_parse_track(data, bs, be))
+            elif kind == b"mvex":
+                info.fragmented = True
+        return info
+    except (OSError, ValueError, struct.error):
+        return None

@@ -1,0 +1,334 @@
+"""The decode planner shared by every backend.
+
+The planner turns requested frames into work: sort and de-duplicate the targets, decide per target whether
+decoding can continue forward or must seek to a keyframe, feed packets, pick the decoder outputs that were
+asked for, and hand only those to the backend for color conversion. A backend only turns packets into frames
+(``decode``/``flush``/``reset``) and converts kept frames (``convert``); it never decides what to decode.
+Because all decisions live here, the NVDEC path is tested by the same logic that CPU tests exercise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import av
+import numpy as np
+
+from gpudecode._errors import DecodeError
+
+__all__ = ["Backend", "DecodedFrame", "Demuxer", "Planner", "PlanStats"]
+
+logger = logging.getLogger("gpudecode")
+
+
+class DecodedFrame(Protocol):
+    """What a backend's ``decode``/``flush`` return: an opaque frame with integer timestamps."""
+
+    pts: int | None
+    duration: int | None
+
+
+class Backend(Protocol):
+    """Turns packets into frames; converts the frames the planner keeps."""
+
+    def reset(self) -> None:
+        """Drop all decoder state (called after every seek)."""
+
+    def decode(self, packet: Any) -> Sequence[Any]:
+        """Feed one packet; return the frames that became ready, in presentation order."""
+
+    def flush(self) -> Sequence[Any]:
+        """Signal end of stream; return the remaining frames."""
+
+    def convert(self, frame: Any) -> Any:
+        """Convert a kept frame to RGB (must be called before the next ``decode``)."""
+
+
+class Demuxer(Protocol):
+    """Packet source with seeking."""
+
+    def seek(self, pts: int) -> Iterator[Any]:
+        """Seek to the keyframe at or before ``pts``; return an iterator over packets from there."""
+
+    def restart(self) -> Iterator[Any]:
+        """Return an iterator over packets from the very start of the stream."""
+
+
+@dataclass
+class PlanStats:
+    """Counters of the last planned decode (used by tests and benchmarks).
+
+    Attributes:
+        seeks: Seeks performed.
+        packets_fed: Packets given to the backend.
+        frames_decoded: Frames the backend returned.
+        frames_converted: Frames converted to RGB.
+    """
+
+    seeks: int = 0
+    packets_fed: int = 0
+    frames_decoded: int = 0
+    frames_converted: int = 0
+
+
+@dataclass
+class _Position:
+    packets: Iterator[Any] | None = None
+    cur_key: int = -1
+    last_pts: int | None = None
+    at_start: bool = False
+
+
+@dataclass
+class Planner:
+    """Plans and runs decodes for one stream; keeps the decode position between calls.
+
+    Attributes:
+        demuxer: Where packets come from.
+        backend: What decodes them.
+        key_pts: Exact mode: keyframe pts in decode order. ``None`` in approximate mode.
+        approx_key_of: Approximate mode: maps a timestamp to the ordinal of the keyframe at or before it
+            (``None`` when the container has no index; then every new request seeks).
+        nominal_duration: Frame duration used when a frame carries none (time-base units).
+        seek_margin: Approximate mode: how far before a target time to seek (covers the decode-to-presentation
+            delay of B-frames, since some demuxers seek by decode timestamp).
+        begin_pts: Approximate mode: the header's start time; a seek there cannot overshoot.
+    """
+
+    demuxer: Demuxer
+    backend: Backend
+    key_pts: np.ndarray | None = None
+    approx_key_of: Callable[[int], int] | None = None
+    nominal_duration: int = 1
+    seek_margin: int = 0
+    begin_pts: int = 0
+    stats: PlanStats = field(default_factory=PlanStats)
+    _pos: _Position = field(default_factory=_Position)
+
+    def invalidate(self) -> None:
+        """Forget the decode position (the next request seeks)."""
+        self._pos = _Position()
+
+    # -- key ordinals ------------------------------------------------------------------------------------
+    def _key_of_packet(self, pkt: Any) -> int:
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if ts is None:
+            return -1
+        if self.key_pts is not None:
+            return int(np.searchsorted(self.key_pts, ts, side="right")) - 1
+        if self.approx_key_of is not None:
+            return self.approx_key_of(pkt.dts if pkt.dts is not None else ts)
+        return -1
+
+    def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
+        pos = self._pos
+        self.stats.seeks += 1
+        self.backend.reset()
+        pos.last_pts = None
+        if self.key_pts is not None:
+            # Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one
+            # keyframe late; step back over earlier keyframes before restarting from the first packet.
+            first = None
+            packets: Iterator[Any] | None = None
+            for back in (0, 1, 2, 4, 8, 16):
+                k = max(key - back, 0)
+                seek_pts = int(self.key_pts[k])
+                packets = self.demuxer.seek(seek_pts)
+                first = next(packets, None)
+                if first is not None and first.is_keyframe and (first.pts is None or first.pts <= self.key_pts[key]):
+                    break
+                if k == 0:
+                    first = None
+                    break
+            else:
+                first = None
+            if first is None:
+                logger.debug("gpudecode: seeks toward keyframe %d overshot; restarting from the first packet", key)
+                packets = self.demuxer.restart()
+                first = next(packets, None)
+            assert packets is not None
+            pos.packets = _chain(first, packets)
+            pos.at_start = key == 0
+        else:
+            seek_to = target - self.seek_margin * margin_factor
+            pos.packets = self.demuxer.seek(seek_to)
+            pos.at_start = seek_to <= self.begin_pts
+        pos.cur_key = key
+
+    def _restart(self) -> None:
+        self.stats.seeks += 1
+        self.backend.reset()
+        self._pos.packets = self.demuxer.restart()
+        self._pos.last_pts = None
+        self._pos.at_start = True
+        self._pos.cur_key = 0 if self.key_pts is not None else -1
+
+    def _need_key(self, target: int, start_key: int | None) -> int:
+        if start_key is not None:
+            return start_key
+        if self.approx_key_of is not None:
+            return self.approx_key_of(target)
+        return 1 << 62  # no index: always seek unless already positioned before the target
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run(
+        self,
+        targets: np.ndarray,
+        start_keys: np.ndarray | None,
+        emit: Callable[[int, Any, int, int], None],
+    ) -> list[int]:
+        """Decode the frames for sorted, unique ``targets`` (time-base units).
+
+        Exact mode (``start_keys`` given): a target is a frame's exact pts. Approximate mode: a target is a time;
+        the frame chosen is the first whose ``pts + duration`` exceeds it (the last frame for times past the
+        real end of a stream whose header over-counts).
+
+        ``emit(j, converted, pts, duration)`` receives each target's converted frame, in target order.
+
+        Returns:
+            Positions in ``targets`` that no decoder output matched (damaged or missing frames).
+        """
+        exact = start_keys is not None
+        n = int(targets.shape[0])
+        missing: list[int] = []
+        pos = self._pos
+        j = 0
+        overshoots = 0
+        while j < n:
+            tgt = int(targets[j])
+            need = self._need_key(tgt, int(start_keys[j]) if exact else None)
+            behind = pos.last_pts is not None and tgt <= pos.last_pts
+            if pos.packets is None or behind or self._must_seek(need, tgt):
+                if overshoots > 3:
+                    self._restart()
+                else:
+                    self._seek(max(need, 0) if exact else need, tgt, 4 ** overshoots)
+            first_after_seek = pos.last_pts is None and not pos.at_start
+            eof = True
+            overshoot = False
+            last_frame: Any = None
+            assert pos.packets is not None
+            for pkt in _safe(pos.packets):
+                if pkt.is_keyframe:
+                    k = self._key_of_packet(pkt)
+                    if k > pos.cur_key:
+                        pos.cur_key = k
+                self.stats.packets_fed += 1
+                try:
+                    frames = self.backend.decode(pkt)
+                except DecodeError as exc:
+                    logger.warning("gpudecode: skipping a packet the decoder rejected: %s", exc)
+                    frames = ()
+                for f in frames:
+                    if first_after_seek and not exact and f.pts is not None and f.pts > int(targets[j]):
+                        overshoot = True
+                        break
+                    first_after_seek = False
+                    j = self._match(f, targets, j, exact, emit, missing)
+                    last_frame = f
+                if overshoot:
+                    break
+                if j >= n:
+                    eof = False
+                    break
+                nxt = int(targets[j])
+                if self._must_seek(self._need_key(nxt, int(start_keys[j]) if exact else None), nxt):
+                    eof = False
+                    break
+            if overshoot:
+                overshoots += 1
+                pos.packets = None
+                continue
+            if eof:
+                held = None
+                if not exact and j < n and last_frame is not None:
+                    # Convert before draining: a hardware decoder may reuse the surface.
+                    held = (self.backend.convert(last_frame), last_frame.pts,
+                            last_frame.duration or self.nominal_duration)
+                try:
+                    frames = self.backend.flush()
+                except DecodeError as exc:
+                    logger.warning("gpudecode: decoder failed while draining: %s", exc)
+                    frames = ()
+                for f in frames:
+                    j = self._match(f, targets, j, exact, emit, missing)
+                    if f.pts is not None:
+                        held = None
+                        last_flushed = f
+                if not exact and j < n and held is None and frames:
+                    f = last_flushed
+                    held = (self.backend.convert(f), f.pts, f.duration or self.nominal_duration)
+                while j < n:
+                    if held is not None:
+                        emit(j, held[0], int(held[1]), int(held[2]))
+                    else:
+                        missing.append(j)
+                    j += 1
+                pos.packets = None
+                pos.last_pts = None
+        return missing
+
+    def _must_seek(self, need: int, target: int) -> bool:
+        pos = self._pos
+        if need <= pos.cur_key:
+            return False
+        if self.key_pts is None and self.approx_key_of is None and pos.last_pts is not None:
+            # No index at all: keep decoding forward over short gaps.
+            return target - pos.last_pts > 2 * self.nominal_duration
+        return True
+
+    def _match(
+        self,
+        f: Any,
+        targets: np.ndarray,
+        j: int,
+        exact: bool,
+        emit: Callable[[int, Any, int, int], None],
+        missing: list[int],
+    ) -> int:
+        self.stats.frames_decoded += 1
+        p = f.pts
+        if p is None:
+            return j
+        self._pos.last_pts = p
+        n = targets.shape[0]
+        if exact:
+            while j < n and targets[j] < p:
+                missing.append(j)
+                j += 1
+            if j < n and targets[j] == p:
+                self.stats.frames_converted += 1
+                emit(j, self.backend.convert(f), p, f.duration or 0)
+                j += 1
+            return j
+        d = f.duration if f.duration else self.nominal_duration
+        converted = None
+        while j < n and targets[j] < p + d:
+            if converted is None:
+                self.stats.frames_converted += 1
+                converted = self.backend.convert(f)
+            emit(j, converted, p, d)
+            j += 1
+        return j
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    if first is not None:
+        yield first
+    yield from rest
+
+
+def _safe(packets: Iterator[Any]) -> Iterator[Any]:
+    """Iterate packets, ending (not raising) at damaged data the demuxer cannot get past."""
+    while True:
+        try:
+            pkt = next(packets)
+        except StopIteration:
+            return
+        except (av.error.FFmpegError, OSError) as exc:
+            logger.warning("gpudecode: demuxing stopped at damaged data: %s", exc)
+            return
+        yield pkt

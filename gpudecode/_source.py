@@ -1,0 +1,177 @@
+"""Normalizing the many things a user may pass as a video source."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gpudecode._errors import InvalidArgumentError, SourceNotFoundError
+
+__all__ = ["Source", "make_source"]
+
+_SOURCE_TYPES = "str or pathlib.Path, bytes, bytearray, memoryview, a 1-D torch.uint8 tensor on the CPU, " \
+    "or a seekable binary file object"
+
+
+class BufferReader(io.RawIOBase):
+    """A read-only, seekable file over a memory buffer that never copies the whole buffer."""
+
+    def __init__(self, buffer: memoryview) -> None:
+        super().__init__()
+        self._buf = buffer
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        n = len(self._buf)
+        end = n if size is None or size < 0 else min(n, self._pos + size)
+        start = min(self._pos, n)
+        self._pos = max(end, start)
+        return self._buf[start:end].tobytes()
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = len(self._buf) + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+@dataclass
+class Source:
+    """A video source the decoder can open (and re-open) on demand.
+
+    Attributes:
+        description: Short human-readable name for error messages.
+        path: File system path, for path sources; ``None`` otherwise.
+        buffer: The bytes, for in-memory sources; ``None`` otherwise.
+        file: The user's file object, for file-object sources; ``None`` otherwise.
+        size_bytes: Total size in bytes, or ``None`` when unknown.
+    """
+
+    description: str
+    path: str | None = None
+    buffer: memoryview | None = None
+    file: BinaryIO | None = None
+    size_bytes: int | None = None
+
+    def open_for_av(self) -> str | BinaryIO:
+        """Return what ``av.open`` should read: a path, or a seekable file object at offset 0."""
+        if self.path is not None:
+            return self.path
+        return self.open_reader()
+
+    def open_reader(self) -> BinaryIO:
+        """Return a binary file object over the source for gpudecode's own parsing, positioned at 0.
+
+        For path sources the caller must close it; for file-object sources it is the user's object.
+        """
+        if self.path is not None:
+            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+        if self.buffer is not None:
+            return BufferReader(self.buffer)  # type: ignore[return-value]
+        assert self.file is not None
+        self.file.seek(0)
+        return self.file
+
+    @property
+    def owns_reader(self) -> bool:
+        """Whether readers from :meth:`open_reader` must be closed by the caller."""
+        return self.path is not None
+
+    def identity(self) -> tuple[int, int, int, int] | None:
+        """Return ``(device, inode, size, mtime_ns)`` for path sources, ``None`` otherwise."""
+        if self.path is None:
+            return None
+        st = os.stat(self.path)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _tensor_buffer(source: Any) -> memoryview:
+    import torch
+
+    if source.dtype != torch.uint8 or source.dim() != 1:
+        raise InvalidArgumentError(
+            f"Invalid source tensor (dtype {source.dtype}, {source.dim()} dimensions). "
+            "A tensor source must be 1-D with dtype torch.uint8."
+        )
+    if source.device.type != "cpu":
+        raise InvalidArgumentError(
+            f"Invalid source tensor device ({source.device}). A tensor source must be on the CPU."
+        )
+    return memoryview(source.contiguous().numpy()).cast("B")
+
+
+def make_source(source: Any) -> Source:
+    """Normalize a user's ``source`` argument into a :class:`Source`.
+
+    Raises:
+        SourceNotFoundError: A path that does not exist.
+        InvalidArgumentError: An unsupported type, an empty buffer, or a file object that cannot seek or read.
+    """
+    if isinstance(source, (str, Path)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise SourceNotFoundError(f"No such file: {path!r}. Pass the path of an existing video file.")
+        if os.path.isdir(path):
+            raise InvalidArgumentError(f"Invalid source ({path!r}) is a directory. Pass a video file.")
+        return Source(description=repr(path), path=path, size_bytes=os.path.getsize(path))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        buf = memoryview(source).cast("B") if isinstance(source, memoryview) else memoryview(source)
+        if buf.nbytes == 0:
+            raise InvalidArgumentError("Invalid source (empty buffer). Pass the bytes of a video file.")
+        return Source(description=f"<{type(source).__name__} of {buf.nbytes} bytes>", buffer=buf,
+                      size_bytes=buf.nbytes)
+    if type(source).__module__.startswith("torch") and hasattr(source, "dtype"):
+        buf = _tensor_buffer(source)
+        if buf.nbytes == 0:
+            raise InvalidArgumentError("Invalid source (empty tensor). Pass the bytes of a video file.")
+        return Source(description=f"<tensor of {buf.nbytes} bytes>", buffer=buf, size_bytes=buf.nbytes)
+    if hasattr(source, "read"):
+        seekable = getattr(source, "seekable", None)
+        try:
+            can_seek = bool(seekable()) if callable(seekable) else hasattr(source, "seek")
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") \
+                from exc
+        if not can_seek:
+            raise InvalidArgumentError(
+                "Invalid source (file object is not seekable). Pass a seekable binary file object, "
+                "or read the stream into bytes first."
+            )
+        try:
+            size = source.seek(0, io.SEEK_END)
+            source.seek(0)
+            probe = source.read(0)
+        except (OSError, ValueError) as exc:
+            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") \
+                from exc
+        if isinstance(probe, str):
+            raise InvalidArgumentError("Invalid source (text-mode file object). Open the file in binary mode 'rb'.")
+        return Source(description=f"<file object {getattr(source, 'name', type(source).__name__)!s}>",
+                      file=source, size_bytes=size if isinstance(size, int) else None)
+    raise InvalidArgumentError(f"Invalid source type ({type(source).__name__}). Supported sources are: "
+                               f"{_SOURCE_TYPES}.")
