@@ -484,6 +484,7 @@ class VideoDecoder:
         """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
         m = self._metadata
         out = torch.empty((n_out, m.coded_height, m.coded_width, 3), dtype=torch.uint8, device=self._device)
+        out_np = out.numpy() if out.device.type == "cpu" else None
         pts_out = np.zeros(n_out, dtype=np.int64)
         dur_out = np.zeros(n_out, dtype=np.int64)
 
@@ -492,8 +493,13 @@ class VideoDecoder:
             if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
                 raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
                                   f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
-            for p in pos:
-                out[int(p)].copy_(rgb, non_blocking=True)
+            if out_np is not None and rgb.device.type == "cpu":
+                src = rgb.numpy()
+                for p in pos:
+                    np.copyto(out_np[int(p)], src)  # NumPy: no intra-op thread pool competing with FFmpeg
+            else:
+                for p in pos:
+                    out[int(p)].copy_(rgb, non_blocking=True)
             pts_out[pos] = pts
             dur_out[pos] = dur
 

@@ -79,6 +79,7 @@ class _Position:
     packets: Iterator[Any] | None = None
     cur_key: int = -1
     last_pts: int | None = None
+    last_end: int | None = None
     at_start: bool = False
 
 
@@ -127,7 +128,7 @@ class Planner:
         pos = self._pos
         self.stats.seeks += 1
         self.backend.reset()
-        pos.last_pts = None
+        pos.last_pts = pos.last_end = None
         if self.key_pts is not None:
             # Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one
             # keyframe late; step back over earlier keyframes before restarting from the first packet.
@@ -153,7 +154,7 @@ class Planner:
             pos.packets = _chain(first, packets)
             pos.at_start = key == 0
         else:
-            seek_to = target - self.seek_margin * margin_factor
+            seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
             pos.packets = self.demuxer.seek(seek_to)
             pos.at_start = seek_to <= self.begin_pts
         pos.cur_key = key
@@ -162,7 +163,7 @@ class Planner:
         self.stats.seeks += 1
         self.backend.reset()
         self._pos.packets = self.demuxer.restart()
-        self._pos.last_pts = None
+        self._pos.last_pts = self._pos.last_end = None
         self._pos.at_start = True
         self._pos.cur_key = 0 if self.key_pts is not None else -1
 
@@ -200,7 +201,9 @@ class Planner:
         while j < n:
             tgt = int(targets[j])
             need = self._need_key(tgt, int(start_keys[j]) if exact else None)
-            behind = pos.last_pts is not None and tgt <= pos.last_pts
+            # Behind: the last decoder output is at or past the target (approximate: it already covers it).
+            behind = pos.last_pts is not None and (
+                tgt <= pos.last_pts if exact else tgt < (pos.last_end if pos.last_end is not None else pos.last_pts))
             if pos.packets is None or behind or self._must_seek(need, tgt):
                 if overshoots > 3:
                     self._restart()
@@ -268,7 +271,7 @@ class Planner:
                         missing.append(j)
                     j += 1
                 pos.packets = None
-                pos.last_pts = None
+                pos.last_pts = pos.last_end = None
         return missing
 
     def _must_seek(self, need: int, target: int) -> bool:
@@ -305,6 +308,7 @@ class Planner:
                 j += 1
             return j
         d = f.duration if f.duration else self.nominal_duration
+        self._pos.last_end = p + d
         converted = None
         while j < n and targets[j] < p + d:
             if converted is None:

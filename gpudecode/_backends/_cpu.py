@@ -10,7 +10,7 @@ from typing import Any
 import av
 import numpy as np
 import torch
-from av.video.reformatter import Interpolation
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from gpudecode._errors import DecodeError
 
@@ -26,8 +26,8 @@ class CpuBackend:
     frame's matrix and range tags (an explicit range is passed, so ``yuv420p`` tagged full range is honored)
     and uses the CLI's default ``bicubic`` flags (they matter for odd sizes, where swscale leaves its unscaled
     fast path and interpolates chroma). For 10/12-bit content swscale is asked for nearest-neighbour chroma (``SWS_POINT``), the chroma siting
-    FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction to 8 bits then stays within 3 code
-    values of an exact floating-point conversion (swscale dithers it). FFmpeg's CLI would interpolate the
+    FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction to 8 bits then stays within 4 code
+    values (about 1 on average) of an exact floating-point conversion (swscale dithers it). FFmpeg's CLI would interpolate the
     chroma bicubically for such input; we prefer agreement between the CPU and GPU paths.
     """
 
@@ -42,6 +42,7 @@ class CpuBackend:
         self._cc = cc
         self._interp = Interpolation.POINT if bit_depth > 8 else Interpolation.BICUBIC
         self._drained = False
+        self._reformatter = VideoReformatter()  # caches its swscale context across frames
 
     def reset(self) -> None:
         """Drop all decoder state."""
@@ -73,8 +74,8 @@ class CpuBackend:
     def convert(self, frame: Any) -> torch.Tensor:
         """Return the frame as an ``(H, W, 3)`` uint8 CPU tensor."""
         try:
-            rgb = frame.reformat(format="rgb24", src_color_range=frame.color_range,
-                                 interpolation=self._interp)
+            rgb = self._reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range,
+                                             interpolation=self._interp)
             arr = rgb.to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: {exc}") from exc
