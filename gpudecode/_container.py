@@ -85,7 +85,7 @@ class PyAVDemuxer:
         for s in self.container.streams:
             if s.index != self._stream_index:
                 try:
-                    s.discard = "all"
+                    s.discard = type(s.discard).all
                 except (AttributeError, ValueError, av.error.FFmpegError):
                     pass
 

@@ -355,7 +355,7 @@ class VideoDecoder:
             num_frames_from_content=n_content,
             begin_stream_seconds_from_content=begin_c,
             end_stream_seconds_from_content=end_c,
-            codec=cc.name,
+            codec=getattr(cc.codec, "canonical_name", None) or cc.name,
             width=w,
             height=h,
             average_fps_from_header=fps_header,

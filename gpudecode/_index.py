@@ -145,7 +145,7 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     saved = [(s, s.discard) for s in others if hasattr(s, "discard")]
     try:
         for s, _ in saved:
-            s.discard = "all"
+            s.discard = type(s.discard).all
         demux = container.demux(stream)
         while True:
             try:

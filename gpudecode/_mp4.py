@@ -92,8 +92,8 @@ def _rotation_from_matrix(data: memoryview, off: int) -> int:
     scale0, scale1 = math.hypot(a, c), math.hypot(b, d)
     if scale0 == 0 or scale1 == 0:
         return 0
-    degrees = -math.degrees(math.atan2(b / scale1, a / scale0))
-    return int(round(degrees)) if abs(degrees) > 1e-9 else 0
+    degrees = int(round(-math.degrees(math.atan2(b / scale1, a / scale0))))
+    return 180 if degrees == -180 else degrees  # report (-180, 180]
 
 
 def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:

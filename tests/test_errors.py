@@ -1,0 +1,213 @@
+"""Errors: gpudecode's classes (which also inherit the matching builtin), clear messages, nothing lost."""
+
+from __future__ import annotations
+
+import math
+
+import av
+import numpy as np
+import pytest
+from oracle import oracle
+
+from gpudecode import (
+    CudaUnavailableError,
+    DecodeError,
+    FrameIndexError,
+    GpudecodeError,
+    InvalidArgumentError,
+    MediaError,
+    SourceNotFoundError,
+    VideoDecoder,
+)
+
+
+def test_hierarchy():
+    assert issubclass(InvalidArgumentError, ValueError)
+    assert issubclass(MediaError, ValueError)
+    assert issubclass(FrameIndexError, IndexError)
+    assert issubclass(SourceNotFoundError, FileNotFoundError)
+    assert issubclass(DecodeError, RuntimeError)
+    assert issubclass(CudaUnavailableError, RuntimeError)
+    for cls in (InvalidArgumentError, MediaError, FrameIndexError, SourceNotFoundError, DecodeError,
+                CudaUnavailableError):
+        assert issubclass(cls, GpudecodeError)
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(SourceNotFoundError, match="No such file"):
+        VideoDecoder(tmp_path / "nope.mp4")
+    with pytest.raises(FileNotFoundError, match="No such file"):
+        VideoDecoder(str(tmp_path / "nope.mp4"))
+
+
+def test_directory(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="directory"):
+        VideoDecoder(tmp_path)
+
+
+@pytest.mark.parametrize("data", [b"hello world, not a video" * 10, bytes(range(256)) * 50,
+                                  np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()])
+def test_not_media(data, tmp_path):
+    with pytest.raises(MediaError, match="Could not open"):
+        VideoDecoder(data)
+    p = tmp_path / "x.mp4"
+    p.write_bytes(data)
+    with pytest.raises(ValueError, match="Could not open"):
+        VideoDecoder(p)
+
+
+def test_no_video_stream(audio_only):
+    with pytest.raises(MediaError, match="no video stream"):
+        VideoDecoder(audio_only)
+
+
+def test_stream_index(video):
+    path = video("with_audio")
+    assert VideoDecoder(path, stream_index=1).metadata.stream_index == 1
+    with pytest.raises(InvalidArgumentError, match=r"Invalid stream_index \(0\) is a audio stream"):
+        VideoDecoder(path, stream_index=0)
+    with pytest.raises(InvalidArgumentError, match=r"Invalid stream_index \(7\)"):
+        VideoDecoder(path, stream_index=7)
+    with pytest.raises(InvalidArgumentError, match=r"Invalid stream_index \('1'\)"):
+        VideoDecoder(path, stream_index="1")
+
+
+@pytest.mark.parametrize(("kwargs", "pattern"), [
+    ({"seek_mode": "fast"}, r"Invalid seek_mode \('fast'\)\. Supported values are: exact, approximate\."),
+    ({"dimension_order": "CHW"}, r"Invalid dimension_order \('CHW'\)\. Supported values are: NCHW, NHWC\."),
+    ({"device": "tpu"}, r"Invalid device \('tpu'\)"),
+    ({"device": "mps"}, r"Invalid device \('mps'\)"),
+    ({"device": 3.5}, r"Invalid device"),
+    ({"num_threads": -1}, r"Invalid num_threads \(-1\)"),
+    ({"num_threads": "2"}, r"Invalid num_threads"),
+])
+def test_invalid_arguments(video, kwargs, pattern):
+    with pytest.raises(InvalidArgumentError, match=pattern):
+        VideoDecoder(video("h264_bframes"), **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_index_errors(video, mode):
+    dec = VideoDecoder(video("h264_bframes"), seek_mode=mode)
+    for bad in (40, -41, 10**9):
+        with pytest.raises(FrameIndexError, match=rf"Invalid frame index \({bad}\)\. The video has 40 frames"):
+            dec[bad]
+        with pytest.raises(IndexError, match="supported indices are -40..39"):
+            dec.get_frames_at([0, bad])
+    with pytest.raises(InvalidArgumentError, match="Supported values are: integers"):
+        dec.get_frame_at(1.5)
+    with pytest.raises(InvalidArgumentError, match="Supported values are: integers"):
+        dec.get_frames_at([1, 2.0])
+    with pytest.raises(InvalidArgumentError, match="sequence of integers"):
+        dec.get_frames_at(3)
+    with pytest.raises(FrameIndexError, match=r"Invalid start \(40\)"):
+        dec.get_frames_in_range(40, 41)
+    with pytest.raises(FrameIndexError, match=r"Invalid stop \(41\)"):
+        dec.get_frames_in_range(0, 41)
+    with pytest.raises(InvalidArgumentError, match=r"Invalid step \(0\)"):
+        dec.get_frames_in_range(0, 5, 0)
+    with pytest.raises(InvalidArgumentError, match="stop .* is before start"):
+        dec.get_frames_in_range(5, 2)
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_time_errors(video, mode):
+    dec = VideoDecoder(video("nonzero_start"), seek_mode=mode)
+    m = dec.metadata
+    for bad in (m.begin_stream_seconds - 0.01, m.end_stream_seconds, m.end_stream_seconds + 5, -1.0):
+        with pytest.raises(InvalidArgumentError, match=r"Supported values are in \["):
+            dec.get_frame_played_at(bad)
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(InvalidArgumentError, match="finite numbers of seconds"):
+            dec.get_frame_played_at(bad)
+        with pytest.raises(ValueError, match="finite numbers of seconds"):
+            dec.get_frames_played_at([m.begin_stream_seconds, bad])
+    with pytest.raises(InvalidArgumentError, match="finite numbers of seconds"):
+        dec.get_frame_played_at("1.0")
+    with pytest.raises(InvalidArgumentError, match="stop_seconds .* is before start_seconds"):
+        dec.get_frames_played_in_range(m.begin_stream_seconds + 0.5, m.begin_stream_seconds + 0.1)
+    with pytest.raises(InvalidArgumentError, match="Invalid stop_seconds"):
+        dec.get_frames_played_in_range(m.begin_stream_seconds, m.end_stream_seconds + 1)
+
+
+def test_cuda_without_gpu_is_a_clear_error(video):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(CudaUnavailableError, match="Cannot return frames on cuda:0: NVDEC is unavailable"):
+        VideoDecoder(video("h264_bframes"), device="cuda")
+
+
+def test_closed_decoder(video):
+    dec = VideoDecoder(video("h264_bframes"))
+    with dec:
+        dec[0]
+    with pytest.raises(InvalidArgumentError, match="closed VideoDecoder"):
+        dec[0]
+    dec.close()  # idempotent
+
+
+# -- damaged data ---------------------------------------------------------------------------------------------
+def _faststart(src, dst):
+    """Remux with the moov box in front, so a truncated file keeps its index."""
+    inp = av.open(str(src))
+    out = av.open(str(dst), "w", options={"movflags": "faststart"})
+    ost = out.add_stream_from_template(inp.streams.video[0])
+    for p in inp.demux(video=0):
+        if p.size:
+            p.stream = ost
+            out.mux(p)
+    out.close()
+    inp.close()
+    return dst
+
+
+@pytest.mark.parametrize("keep", [0.35, 0.6, 0.9])
+@pytest.mark.parametrize("kind", ["mp4", "mkv"])
+def test_truncated_file_decodes_frames_before_the_damage(video, tmp_path, keep, kind):
+    src = _faststart(video("h264_bframes"), tmp_path / "fs.mp4") if kind == "mp4" else video("h264_mkv")
+    frames, _, _ = oracle(str(src))
+    data = src.read_bytes()
+    cut = tmp_path / f"cut.{kind}"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    dec = VideoDecoder(cut, dimension_order="NHWC")
+    n = len(dec)
+    assert 0 < n <= len(frames)
+    # Frames well before the cut decode exactly as from the intact file.
+    safe = max(1, n - 16)
+    got = dec.get_frames_at(list(range(safe)))
+    for i in range(safe):
+        np.testing.assert_array_equal(got.data[i].numpy(), frames[i].rgb)
+    # Asking for the damaged tail raises a clear error or returns what FFmpeg conceals; the decoder stays usable.
+    try:
+        dec.get_frames_at(list(range(n)))
+    except DecodeError as exc:
+        assert "damaged or missing" in str(exc)
+    np.testing.assert_array_equal(dec[0].data.numpy(), frames[0].rgb)
+
+
+def test_mp4_without_index_is_a_media_error(video, tmp_path):
+    data = video("h264_bframes").read_bytes()  # moov at the end
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="Could not open|no packets|no decodable"):
+        VideoDecoder(cut)
+
+
+def test_zeroed_bytes_in_the_middle(video, tmp_path):
+    src = video("h264_mkv")
+    frames, _, _ = oracle(str(src))
+    data = bytearray(src.read_bytes())
+    mid = len(data) * 2 // 3
+    data[mid: mid + 400] = bytes(400)
+    bad = tmp_path / "z.mkv"
+    bad.write_bytes(bytes(data))
+    dec = VideoDecoder(bad, dimension_order="NHWC")
+    for i in range(5):
+        np.testing.assert_array_equal(dec[i].data.numpy(), frames[i].rgb)
+    try:
+        dec.get_frames_at(list(range(len(dec))))
+    except DecodeError as exc:
+        assert "damaged" in str(exc)
+    np.testing.assert_array_equal(dec[1].data.numpy(), frames[1].rgb)

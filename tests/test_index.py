@@ -1,0 +1,155 @@
+"""The exact index: MP4 table path vs packet scan, keyframe planning, persistence and the cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import av
+import numpy as np
+import pytest
+from oracle import ALL, oracle
+
+from gpudecode import MediaError, VideoDecoder
+from gpudecode._index import _from_packets, _scan_packets
+
+MP4S = [n for n in ALL if n in {"h264_bframes", "hevc8", "rotated90", "rotated270", "rotated180", "editlist",
+                                "full_range", "bt709", "with_audio"}]
+
+
+def _scan_index(path):
+    c = av.open(str(path))
+    s = c.streams.video[0]
+    arrays = _scan_packets(c, s)
+    idx = _from_packets(*arrays, s.time_base, "", s.index, "packet-scan")
+    c.close()
+    return idx
+
+
+@pytest.mark.parametrize("name", MP4S)
+def test_mp4_tables_equal_packet_scan(video, name):
+    path = video(name)
+    fast = VideoDecoder(path).index
+    assert fast.method == "mp4-tables"
+    slow = _scan_index(path)
+    for field in ("pts", "duration", "is_key", "key_pts", "start_key"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_index_matches_decoded_frames(video, name):
+    _, pts, _ = oracle(str(video(name)))
+    idx = VideoDecoder(video(name)).index
+    tb = float(idx.time_base)
+    np.testing.assert_allclose(idx.pts * tb, pts, atol=1e-9)
+    assert (np.diff(idx.pts) > 0).all()
+    assert (idx.duration > 0).all()
+    # every frame's start keyframe is shown no later than the frame
+    assert (idx.key_pts[idx.start_key] <= idx.pts).all()
+
+
+def test_open_gop_leading_frames_start_from_previous_keyframe(video):
+    idx = VideoDecoder(video("h264_open_gop")).index
+    # Some frame must need the keyframe *before* the latest keyframe preceding it in decode order,
+    # otherwise the fixture is not open-GOP.
+    later_key = np.searchsorted(idx.key_pts, idx.pts, side="right") - 1
+    assert (idx.start_key <= later_key).all()
+
+
+def test_edit_list_discarded_packets_are_not_frames(video):
+    path = video("editlist")
+    c = av.open(str(path))
+    pk = [p for p in c.demux(video=0) if p.size]
+    c.close()
+    assert sum(p.is_discard for p in pk) == 3
+    idx = VideoDecoder(path).index
+    assert idx.num_frames == len(pk) - 3 == 37
+    assert idx.pts.min() == 0
+    assert idx.key_pts.min() < 0  # the discarded keyframe is still a decode start point
+
+
+def test_truncated_mp4_index_keeps_only_present_samples(video, tmp_path):
+    data = video("h264_bframes").read_bytes()
+    mdat = data.find(b"mdat")
+    moov = data.find(b"moov")
+    assert moov < mdat or moov > mdat  # either layout works
+    cut = tmp_path / "cut.mp4"
+    # faststart-like layout is not guaranteed; truncate inside mdat by dropping its tail
+    if moov > mdat:
+        pytest.skip("moov after mdat: truncation removes the index entirely (covered in reliability tests)")
+    cut.write_bytes(data[: len(data) - 2000])
+    dec = VideoDecoder(cut)
+    assert 0 < len(dec) < 40
+
+
+# -- persistence --------------------------------------------------------------------------------------------
+def test_save_and_load_index(video, tmp_path):
+    path = video("h264_mkv")
+    dec = VideoDecoder(path)
+    dec.save_index(tmp_path / "i.npz")
+    dec2 = VideoDecoder(path, index=tmp_path / "i.npz")
+    assert dec2.index.method == "file"
+    np.testing.assert_array_equal(dec2.index.pts, dec.index.pts)
+    np.testing.assert_array_equal(dec2[:].data, dec[:].data)
+
+
+def test_loading_an_index_of_another_file_fails(video, tmp_path):
+    VideoDecoder(video("h264_mkv")).save_index(tmp_path / "i.npz")
+    with pytest.raises(MediaError, match="different file or stream"):
+        VideoDecoder(video("bt601"), index=tmp_path / "i.npz")
+
+
+def test_bad_index_file(video, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an index")
+    with pytest.raises(MediaError, match="Invalid index file"):
+        VideoDecoder(video("h264_mkv"), index=bad)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        VideoDecoder(video("h264_mkv"), index=tmp_path / "missing.npz")
+
+
+def test_save_index_needs_exact_mode(video, tmp_path):
+    from gpudecode import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="approximate"):
+        VideoDecoder(video("h264_mkv"), seek_mode="approximate").save_index(tmp_path / "x.npz")
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv"])
+def test_index_cache_is_used_and_keyed_by_content(video, tmp_path, monkeypatch, name):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(cache))
+    src = tmp_path / f"v{video(name).suffix}"
+    shutil.copy(video(name), src)
+    first = VideoDecoder(src)
+    assert first.index.method != "file"
+    assert len(os.listdir(cache)) == 1
+    second = VideoDecoder(src)
+    assert second.index.method == "file"
+    np.testing.assert_array_equal(second[:].data, first[:].data)
+    # A different file at the same path never gets the stale index.
+    shutil.copy(video("bt709" if name == "h264_bframes" else "bt601"), src)
+    third = VideoDecoder(src)
+    assert third.index.method != "file"
+    assert len(os.listdir(cache)) == 2
+    # bytes sources share the cache (the key is the content, not the path)
+    fourth = VideoDecoder(src.read_bytes())
+    assert fourth.index.method == "file"
+
+
+def test_cache_env_read_at_each_creation(video, tmp_path, monkeypatch):
+    monkeypatch.delenv("GPUDECODE_INDEX_CACHE", raising=False)
+    VideoDecoder(video("h264_mkv"))
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path / "c"))
+    VideoDecoder(video("h264_mkv"))
+    assert len(os.listdir(tmp_path / "c")) == 1
+
+
+def test_corrupt_cache_entry_is_rebuilt(video, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
+    VideoDecoder(video("h264_mkv"))
+    (entry,) = [p for p in tmp_path.iterdir() if p.suffix == ".npz"]
+    entry.write_bytes(b"garbage")
+    dec = VideoDecoder(video("h264_mkv"))
+    assert dec.index.method != "file"
+    assert len(dec) == 40

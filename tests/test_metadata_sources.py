@@ -1,0 +1,203 @@
+"""Metadata against facts we encoded, and every kind of source."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from media import SPECS
+from oracle import ALL
+
+from gpudecode import InvalidArgumentError, VideoDecoder, VideoStreamMetadata, sample_video_path
+
+EXPECTED_FRAMES = {n: s.num_frames for n, s in SPECS.items()}
+EXPECTED_FRAMES["editlist"] = 37  # three frames with negative pts are cut by the edit list
+CODECS = {"libx264": "h264", "libx265": "hevc", "libvpx-vp9": "vp9", "libsvtav1": "av1", "mpeg4": "mpeg4"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_metadata_facts(video, name):
+    spec = SPECS[name]
+    m = VideoDecoder(video(name)).metadata
+    assert isinstance(m, VideoStreamMetadata)
+    assert m.num_frames == m.num_frames_from_content == EXPECTED_FRAMES[name]
+    assert m.codec == CODECS[spec.codec]
+    rot = spec.rotation or 0
+    w, h = (spec.height, spec.width) if rot % 180 else (spec.width, spec.height)
+    assert (m.width, m.height) == (w, h)
+    assert (m.coded_width, m.coded_height) == (spec.width, spec.height)
+    assert m.rotation == rot
+    assert m.bit_depth == (10 if "10" in spec.pix_fmt else 8)
+    if spec.pts_list is None:
+        start = max(spec.start_pts, 0) / spec.fps
+        if name == "mpeg4_avi":
+            start = 1 / spec.fps  # AVI packs B-frames: FFmpeg's first frame has pts 1
+        assert m.begin_stream_seconds == pytest.approx(start, abs=1e-6)
+        assert m.begin_stream_seconds_from_content == pytest.approx(start, abs=1e-6)
+        assert m.duration_seconds == pytest.approx(EXPECTED_FRAMES[name] / spec.fps, abs=1e-6)
+        assert m.average_fps == pytest.approx(spec.fps, rel=1e-6)
+        assert m.end_stream_seconds == pytest.approx(start + EXPECTED_FRAMES[name] / spec.fps, abs=1e-6)
+    else:
+        assert m.begin_stream_seconds == 0
+        last = spec.pts_list[-1] / 1000
+        assert last < m.end_stream_seconds <= last + 0.1
+    assert m.stream_index == (1 if spec.with_audio else 0)
+
+
+def test_metadata_color_tags(video):
+    m = VideoDecoder(video("bt709")).metadata
+    assert (m.color_space, m.color_range, m.color_primaries, m.color_transfer_characteristic) == \
+        ("bt709", "tv", "bt709", "bt709")
+    assert VideoDecoder(video("bt601")).metadata.color_space == "smpte170m"
+    full = VideoDecoder(video("full_range")).metadata
+    assert full.color_range == "pc" or full.pixel_format == "yuvj420p"
+    assert VideoDecoder(video("hevc10")).metadata.pixel_format == "yuv420p10le"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_approximate_metadata_comes_from_header(video, name):
+    m = VideoDecoder(video(name), seek_mode="approximate").metadata
+    assert m.num_frames_from_content is None
+    assert m.begin_stream_seconds_from_content is None
+    assert m.end_stream_seconds_from_content is None
+    assert m.num_frames > 0
+    if SPECS[name].header_exact:
+        assert m.num_frames == EXPECTED_FRAMES[name]
+        assert m.average_fps == pytest.approx(25)
+
+
+def test_metadata_repr_one_field_per_line(video):
+    text = repr(VideoDecoder(video("h264_bframes")).metadata)
+    lines = text.splitlines()
+    assert lines[0] == "VideoStreamMetadata:"
+    assert "  num_frames: 40" in lines
+    assert "  codec: h264" in lines
+    assert len(lines) == 1 + len(VideoStreamMetadata.__dataclass_fields__)
+
+
+def test_len_and_repr(video):
+    dec = VideoDecoder(video("h264_bframes"))
+    assert len(dec) == 40
+    assert "h264 96x64" in repr(dec)
+    assert dec.decoding_device == "cpu"
+    assert not dec.cpu_fallback
+
+
+# -- sources -----------------------------------------------------------------------------------------------
+class CountingReader(io.RawIOBase):
+    def __init__(self, data: bytes) -> None:
+        self._b = io.BytesIO(data)
+        self.bytes_read = 0
+        self.largest_read = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def read(self, n=-1):
+        chunk = self._b.read(n)
+        self.bytes_read += len(chunk)
+        self.largest_read = max(self.largest_read, len(chunk))
+        return chunk
+
+    def readinto(self, b):
+        chunk = self.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+    def seek(self, off, whence=0):
+        return self._b.seek(off, whence)
+
+    def tell(self):
+        return self._b.tell()
+
+
+def _sources(path):
+    data = path.read_bytes()
+    return {
+        "str": str(path),
+        "path": path,
+        "bytes": data,
+        "bytearray": bytearray(data),
+        "memoryview": memoryview(data),
+        "tensor": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+        "bytesio": io.BytesIO(data),
+        "file": open(path, "rb"),  # noqa: SIM115
+        "reader": CountingReader(data),
+    }
+
+
+@pytest.mark.parametrize("kind", ["str", "path", "bytes", "bytearray", "memoryview", "tensor", "bytesio", "file",
+                                  "reader"])
+@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "vp9"])
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_every_source_kind_gives_the_same_frames(video, kind, name, mode):
+    path = video(name)
+    ref = VideoDecoder(str(path), seek_mode=mode).get_frames_at([0, 17, 3, 39])
+    src = _sources(path)[kind]
+    dec = VideoDecoder(src, seek_mode=mode)
+    got = dec.get_frames_at([0, 17, 3, 39])
+    assert torch.equal(got.data, ref.data)
+    assert torch.equal(got.pts_seconds, ref.pts_seconds)
+    dec.close()
+
+
+def test_file_object_is_read_on_demand(media_dir):
+    from media import Spec, make_video
+
+    big = make_video(Spec("big", width=320, height=240, num_frames=250,
+                          options={"g": "25", "preset": "ultrafast", "crf": "10"}), media_dir / "big.mkv")
+    data = big.read_bytes()
+    reader = CountingReader(data)
+    dec = VideoDecoder(reader, seek_mode="approximate")
+    dec.get_frame_at(len(dec) - 5)
+    assert reader.largest_read < len(data) // 4
+    assert reader.bytes_read < len(data) // 2, (reader.bytes_read, len(data))
+
+
+def test_sample_video_ships_with_the_package():
+    p = sample_video_path()
+    assert p.exists() and p.stat().st_size < 300_000
+    dec = VideoDecoder(p)
+    assert len(dec) == 100 and dec.metadata.width == 320
+    assert dec[50].data.shape == (3, 180, 320)
+
+
+@pytest.mark.parametrize("bad", [b"", bytearray()])
+def test_empty_buffer(bad):
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        VideoDecoder(bad)
+
+
+def test_bad_tensor_sources():
+    with pytest.raises(InvalidArgumentError, match=r"1-D with dtype torch.uint8"):
+        VideoDecoder(torch.zeros(10, dtype=torch.float32))
+    with pytest.raises(InvalidArgumentError, match=r"1-D with dtype torch.uint8"):
+        VideoDecoder(torch.zeros((2, 5), dtype=torch.uint8))
+
+
+def test_non_seekable_and_text_file_objects(video, tmp_path):
+    class Pipe(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+    with pytest.raises(InvalidArgumentError, match="not seekable"):
+        VideoDecoder(Pipe())
+    txt = tmp_path / "t.txt"
+    txt.write_text("hello")
+    with open(txt) as f, pytest.raises(InvalidArgumentError, match="binary mode"):
+        VideoDecoder(f)
+
+
+def test_unsupported_source_type():
+    with pytest.raises(InvalidArgumentError, match="Invalid source type"):
+        VideoDecoder(12345)
+    with pytest.raises(InvalidArgumentError, match="Invalid source type"):
+        VideoDecoder(np.zeros(3))
