@@ -1,7 +1,7 @@
 """Command line: ``gpudecode`` / ``python -m gpudecode``.
 
-    gpudecode demo [--device auto|cpu|cuda]      decode the bundled sample, print metadata and frames/s
-    gpudecode info FILE [--json] [--approximate]  metadata and index facts
+gpudecode demo [--device auto|cpu|cuda]      decode the bundled sample, print metadata and frames/s
+gpudecode info FILE [--json] [--approximate]  metadata and index facts
 """
 
 from __future__ import annotations

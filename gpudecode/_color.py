@@ -68,7 +68,7 @@ def color_spec(colorspace: int, color_range: int, pix_fmt: str | None, bit_depth
 
 
 def yuv_to_rgb_matrix(spec: ColorSpec) -> np.ndarray:
-    """Return the 3×4 float64 matrix taking ``(Y, U, V, 1)`` in code values to RGB scaled to 0..255.
+    """Return the 3x4 float64 matrix taking ``(Y, U, V, 1)`` in code values to RGB scaled to 0..255.
 
     Code values are those of ``spec.bit_depth`` (for example 64..940 for 10-bit limited luma).
     """

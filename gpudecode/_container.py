@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -84,10 +85,8 @@ class PyAVDemuxer:
     def _discard_others(self) -> None:
         for s in self.container.streams:
             if s.index != self._stream_index:
-                try:
+                with contextlib.suppress(AttributeError, ValueError, av.error.FFmpegError):
                     s.discard = type(s.discard).all
-                except (AttributeError, ValueError, av.error.FFmpegError):
-                    pass
 
     def _packets(self) -> Iterator[Any]:
         for pkt in self.container.demux(self.stream):

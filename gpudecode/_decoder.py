@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -208,15 +209,16 @@ class VideoDecoder:
         self._demuxer = demuxer
         self._backend, self._fallback = select_backend(self._device, demuxer.stream, num_threads,
                                                        self._bit_depth, self._color)
-        approx_key_of = None
+        approx_key_of = approx_key_ts = None
         if self._index is None:
-            approx_key_of = self._approx_key_locator(demuxer)
+            approx_key_of, approx_key_ts = self._approx_key_locator(demuxer)
         nominal = self._nominal_duration()
         self._planner = Planner(
             demuxer=demuxer,
             backend=self._backend,
             key_pts=self._index.key_pts if self._index is not None else None,
             approx_key_of=approx_key_of,
+            approx_key_ts=approx_key_ts,
             nominal_duration=nominal,
             seek_margin=nominal * (int(demuxer.stream.codec_context.has_b_frames or 0) + 3),
             begin_pts=self._begin_header_pts,
@@ -280,22 +282,30 @@ class VideoDecoder:
             raise MediaError(f"The {what} was built for a different file or stream. Rebuild it with "
                              "save_index() on this source.")
 
-    def _approx_key_locator(self, demuxer: PyAVDemuxer) -> Any:
+    def _approx_key_locator(self, demuxer: PyAVDemuxer) -> tuple[Any, Any]:
+        """Keyframe lookups through FFmpeg's own container index (no scan), fetched lazily."""
         state: dict[str, Any] = {}
 
-        def key_of(ts: int) -> int:
+        def entries() -> Any:
             # IndexEntries points into its stream: fetch it again whenever the demuxer re-opened the file.
             if state.get("stream") is not demuxer.stream:
                 state["stream"] = demuxer.stream
                 state["entries"] = demuxer.stream.index_entries
                 state["usable"] = len(state["entries"]) > 0
-            entries = state["entries"]
-            if not state["usable"]:
+            return state["entries"] if state["usable"] else None
+
+        def key_of(ts: int) -> int:
+            e = entries()
+            if e is None:
                 return 1 << 62
-            k = entries.search_timestamp(int(ts), backward=True, any_frame=False)
+            k = e.search_timestamp(int(ts), backward=True, any_frame=False)
             return int(k) if k >= 0 else 0
 
-        return key_of
+        def key_ts(k: int) -> int:
+            e = entries()
+            return int(e[k].timestamp) if e is not None and 0 <= k < len(e) else self._begin_header_pts
+
+        return key_of, key_ts
 
     def _nominal_duration(self) -> int:
         if self._index is not None:
@@ -303,7 +313,7 @@ class VideoDecoder:
             return int(np.median(d)) if d.shape[0] else 1
         fps = self._fps_header
         if fps:
-            return max(1, int(round(1 / (fps * self._time_base))))
+            return max(1, round(1 / (fps * self._time_base)))
         return 1
 
     def _build_metadata(self, container: Any, stream: Any, pix_fmt: str | None) -> VideoStreamMetadata:
@@ -332,7 +342,7 @@ class VideoDecoder:
             if frames_header:
                 num_frames = frames_header
             elif duration_header and fps_header:
-                num_frames = int(round(duration_header * fps_header))
+                num_frames = round(duration_header * fps_header)
             else:
                 raise MediaError("The header gives neither a frame count nor a duration and frame rate, so "
                                  "approximate mode cannot index it. Use seek_mode='exact'.")
@@ -434,10 +444,8 @@ class VideoDecoder:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finalizer
-            pass
 
     def _check_open(self) -> None:
         if self._closed:
@@ -667,8 +675,8 @@ class VideoDecoder:
             i1 = int(np.searchsorted(pts_s, t1, side="left"))
             return self._frames_at_indices(np.arange(max(i0, 0), i1, dtype=np.int64))
         fps = float(self._fps_header or 1)
-        i0 = int(math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9))
-        i1 = int(math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9))
+        i0 = math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9)
+        i1 = math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9)
         return self._frames_at_indices(np.arange(max(i0, 0), min(max(i1, i0 + 1), len(self)), dtype=np.int64))
 
     # -- index persistence -------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def _rotation_from_matrix(data: memoryview, off: int) -> int:
     scale0, scale1 = math.hypot(a, c), math.hypot(b, d)
     if scale0 == 0 or scale1 == 0:
         return 0
-    degrees = int(round(-math.degrees(math.atan2(b / scale1, a / scale0))))
+    degrees = round(-math.degrees(math.atan2(b / scale1, a / scale0)))
     return 180 if degrees == -180 else degrees  # report (-180, 180]
 
 
@@ -116,7 +116,7 @@ def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
             elif kind == b"hdlr":
                 track.handler = bytes(data[bs + 8: bs + 12]).decode("latin-1")
             elif kind == b"stsz":
-                sample_size, count = struct.unpack_from(">II", data, bs + 4)
+                _sample_size, count = struct.unpack_from(">II", data, bs + 4)
                 track.sample_count = count
             elif kind == b"stz2":
                 track.sample_count = struct.unpack_from(">I", data, bs + 8)[0]

@@ -93,6 +93,7 @@ class Planner:
         key_pts: Exact mode: keyframe pts in decode order. ``None`` in approximate mode.
         approx_key_of: Approximate mode: maps a timestamp to the ordinal of the keyframe at or before it
             (``None`` when the container has no index; then every new request seeks).
+        approx_key_ts: Approximate mode: the timestamp to seek to for a keyframe ordinal.
         nominal_duration: Frame duration used when a frame carries none (time-base units).
         seek_margin: Approximate mode: how far before a target time to seek (covers the decode-to-presentation
             delay of B-frames, since some demuxers seek by decode timestamp).
@@ -103,6 +104,7 @@ class Planner:
     backend: Backend
     key_pts: np.ndarray | None = None
     approx_key_of: Callable[[int], int] | None = None
+    approx_key_ts: Callable[[int], int] | None = None
     nominal_duration: int = 1
     seek_margin: int = 0
     begin_pts: int = 0
@@ -155,6 +157,9 @@ class Planner:
             pos.at_start = key == 0
         else:
             seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
+            if margin_factor == 1 and self.approx_key_ts is not None and 0 <= key < (1 << 62):
+                # Seek exactly to the keyframe the container's index names, so no GOP is decoded twice.
+                seek_to = max(min(seek_to, self.approx_key_ts(key)), self.begin_pts)
             pos.packets = self.demuxer.seek(seek_to)
             pos.at_start = seek_to <= self.begin_pts
         pos.cur_key = key
@@ -171,7 +176,7 @@ class Planner:
         if start_key is not None:
             return start_key
         if self.approx_key_of is not None:
-            return self.approx_key_of(target)
+            return self.approx_key_of(target - self.seek_margin)
         return 1 << 62  # no index: always seek unless already positioned before the target
 
     # -- running -----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ __all__ = ["sample_video_path"]
 
 
 def sample_video_path() -> Path:
-    """Return the path of the bundled sample video (H.264 in MP4, 320×180, 25 fps, 4 s, made by gpudecode).
+    """Return the path of the bundled sample video (H.264 in MP4, 320x180, 25 fps, 4 s, made by gpudecode).
 
     Returns:
         A path usable as a ``VideoDecoder`` source.

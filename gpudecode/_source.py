@@ -90,7 +90,7 @@ class Source:
         For path sources the caller must close it; for file-object sources it is the user's object.
         """
         if self.path is not None:
-            return open(self.path, "rb")  # noqa: SIM115 - the caller closes it
+            return open(self.path, "rb")
         if self.buffer is not None:
             return BufferReader(self.buffer)  # type: ignore[return-value]
         assert self.file is not None

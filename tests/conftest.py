@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from media import SPECS, make_audio_only, make_video  # noqa: E402
+from media import SPECS, make_audio_only, make_video
 
 
 def _cuda_ok() -> bool:
@@ -16,7 +16,7 @@ def _cuda_ok() -> bool:
         import torch
 
         return torch.cuda.is_available()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 

@@ -88,10 +88,7 @@ def make_video(spec: Spec, path: Path) -> Path:
         audio.layout = "mono"
     stream = container.add_stream(spec.codec, rate=spec.fps)
     stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, spec.pix_fmt
-    if spec.pts_list is not None:
-        tb = fractions.Fraction(1, 1000)
-    else:
-        tb = fractions.Fraction(1, spec.fps)
+    tb = fractions.Fraction(1, 1000) if spec.pts_list is not None else fractions.Fraction(1, spec.fps)
     stream.codec_context.time_base = tb
     if spec.container in ("mp4", "mov"):
         stream.time_base = fractions.Fraction(1, spec.fps * 512)

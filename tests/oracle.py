@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ from media import SPECS, oracle_frames, yuv_frames_float_rgb
 HIGH_BIT_DEPTH = {"hevc10"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def oracle(path: str) -> tuple[list, np.ndarray, np.ndarray]:
     """(frames, pts_seconds, duration_seconds) of the reference decode."""
     frames, tb = oracle_frames(Path(path))
@@ -21,7 +21,7 @@ def oracle(path: str) -> tuple[list, np.ndarray, np.ndarray]:
     return frames, pts, dur
 
 
-@lru_cache(maxsize=None)
+@cache
 def float_reference(path: str) -> dict[int, np.ndarray]:
     return dict(yuv_frames_float_rgb(Path(path)))
 

@@ -15,7 +15,7 @@ CASES = [(n, "exact") for n in ALL] + [(n, "approximate") for n in HEADER_EXACT]
 
 
 def _check(name, path, batch_or_frame, indices, order):
-    frames, pts, dur = oracle(str(path))
+    _frames, pts, _dur = oracle(str(path))
     if isinstance(batch_or_frame, Frame):
         assert_frame_matches(name, str(path), to_hwc(batch_or_frame.data, order), indices[0])
         assert batch_or_frame.pts_seconds == pytest.approx(pts[indices[0]], abs=1e-9)
@@ -143,7 +143,7 @@ def test_iteration_matches_sequence(video, name, mode):
 def test_approximate_mode_returns_real_frames_where_header_is_wrong(video, name):
     """Where the header misleads, approximate mode still returns genuine frames (never garbage or errors)."""
     path = video(name)
-    frames, pts, _ = oracle(str(path))
+    _frames, pts, _ = oracle(str(path))
     dec = VideoDecoder(path, seek_mode="approximate", dimension_order="NHWC")
     batch = dec.get_frames_at(list(range(0, len(dec), 3)))
     for k in range(len(batch)):

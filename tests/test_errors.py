@@ -92,7 +92,7 @@ def test_index_errors(video, mode):
     for bad in (40, -41, 10**9):
         with pytest.raises(FrameIndexError, match=rf"Invalid frame index \({bad}\)\. The video has 40 frames"):
             dec[bad]
-        with pytest.raises(IndexError, match="supported indices are -40..39"):
+        with pytest.raises(IndexError, match=r"supported indices are -40\.\.39"):
             dec.get_frames_at([0, bad])
     with pytest.raises(InvalidArgumentError, match="Supported values are: integers"):
         dec.get_frame_at(1.5)
@@ -106,7 +106,7 @@ def test_index_errors(video, mode):
         dec.get_frames_in_range(0, 41)
     with pytest.raises(InvalidArgumentError, match=r"Invalid step \(0\)"):
         dec.get_frames_in_range(0, 5, 0)
-    with pytest.raises(InvalidArgumentError, match="stop .* is before start"):
+    with pytest.raises(InvalidArgumentError, match=r"stop .* is before start"):
         dec.get_frames_in_range(5, 2)
 
 
@@ -124,7 +124,7 @@ def test_time_errors(video, mode):
             dec.get_frames_played_at([m.begin_stream_seconds, bad])
     with pytest.raises(InvalidArgumentError, match="finite numbers of seconds"):
         dec.get_frame_played_at("1.0")
-    with pytest.raises(InvalidArgumentError, match="stop_seconds .* is before start_seconds"):
+    with pytest.raises(InvalidArgumentError, match=r"stop_seconds .* is before start_seconds"):
         dec.get_frames_played_in_range(m.begin_stream_seconds + 0.5, m.begin_stream_seconds + 0.1)
     with pytest.raises(InvalidArgumentError, match="Invalid stop_seconds"):
         dec.get_frames_played_in_range(m.begin_stream_seconds, m.end_stream_seconds + 1)
@@ -191,7 +191,7 @@ def test_mp4_without_index_is_a_media_error(video, tmp_path):
     data = video("h264_bframes").read_bytes()  # moov at the end
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(MediaError, match="Could not open|no packets|no decodable"):
+    with pytest.raises(MediaError, match=r"Could not open|no packets|no decodable"):
         VideoDecoder(cut)
 
 

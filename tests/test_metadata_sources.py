@@ -126,7 +126,7 @@ def _sources(path):
         "memoryview": memoryview(data),
         "tensor": torch.frombuffer(bytearray(data), dtype=torch.uint8),
         "bytesio": io.BytesIO(data),
-        "file": open(path, "rb"),  # noqa: SIM115
+        "file": open(path, "rb"),
         "reader": CountingReader(data),
     }
 

@@ -25,10 +25,11 @@ class CpuBackend:
     Color conversion is bit-exact with ``ffmpeg -i X -vf format=rgb24`` for 8-bit content: swscale reads the
     frame's matrix and range tags (an explicit range is passed, so ``yuv420p`` tagged full range is honored)
     and uses the CLI's default ``bicubic`` flags (they matter for odd sizes, where swscale leaves its unscaled
-    fast path and interpolates chroma). For 10/12-bit content swscale is asked for nearest-neighbour chroma (``SWS_POINT``), the chroma siting
-    FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction to 8 bits then stays within 4 code
-    values (about 1 on average) of an exact floating-point conversion (swscale dithers it). FFmpeg's CLI would interpolate the
-    chroma bicubically for such input; we prefer agreement between the CPU and GPU paths.
+    fast path and interpolates chroma). For 10/12-bit content swscale is asked for nearest-neighbour chroma
+    (``SWS_POINT``), the chroma siting FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction
+    to 8 bits then stays within 4 code values (about 1 on average) of an exact floating-point conversion
+    (swscale dithers it). FFmpeg's CLI would interpolate the chroma bicubically for such input; we prefer
+    agreement between the CPU and GPU paths.
     """
 
     name = "cpu"
