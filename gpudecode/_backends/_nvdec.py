@@ -1,24 +1,425 @@
-"""NVDEC backend (filled in by the GPU work; availability checks live here)."""
+"""NVDEC backend: PyNvVideoCodec's low-level decoder fed with PyAV packets; RGB by gpudecode's CUDA kernel.
+
+The planner (``gpudecode._planner``) decides what to feed and what to keep; this backend only turns packets into
+NVDEC surfaces and converts kept surfaces to RGB. Facts it relies on (``shared/DESIGN.md`` §3): ``Decode``
+returns 0..n frames in display order carrying the pts we fed; the next ``Decode`` may overwrite them, so the
+planner converts every kept frame before feeding again, and the conversion runs on the decoder's CUDA stream;
+an empty ``PacketData`` drains the decoder; H.264/HEVC from MP4/MKV must be converted to Annex B, and after a
+flush the parameter sets must be sent again before the first packet.
+"""
 
 from __future__ import annotations
 
+import atexit
+import logging
+import struct
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from gpudecode._color import ColorSpec
+from gpudecode._errors import DecodeError
 
-__all__ = ["NvdecUnavailable", "create_nvdec_backend"]
+__all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_nvdec_backend", "decoder_cache"]
+
+logger = logging.getLogger("gpudecode")
+
+# FFmpeg codec name -> PyNvVideoCodec cudaVideoCodec member.
+NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC", "vp9": "VP9", "av1": "AV1", "mpeg4": "MPEG4",
+                "mpeg2video": "MPEG2", "mpeg1video": "MPEG1", "vp8": "VP8", "vc1": "VC1"}
+ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
+YUV420 = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "yuv420p12le", "p010le", "p016le"}
+# Decoders are created for a size bucket so that one can serve many videos (NVDEC reconfigures within it).
+SIZE_BUCKETS = ((1920, 1088), (3840, 2176), (8192, 8192))
 
 
 class NvdecUnavailable(Exception):
     """NVDEC cannot decode this stream here; the message says why (it becomes ``cpu_fallback``)."""
 
 
-def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, color: ColorSpec) -> Any:
+@dataclass
+class Modules:
+    """The GPU dependencies, resolved lazily (tests inject fakes).
+
+    Attributes:
+        nvc: The ``PyNvVideoCodec`` module.
+        convert: Callable launching the color kernel (``gpudecode._kernels.Yuv420ToRgb`` or a fake).
+        cuda_ok: Whether torch can allocate on the device (``False`` lets tests run on the CPU).
+    """
+
+    nvc: Any
+    convert: Callable[..., None]
+    cuda_ok: bool = True
+
+
+def _load_modules(device_index: int) -> Modules:
+    if not torch.cuda.is_available():
+        raise NvdecUnavailable("torch reports no CUDA device (CPU-only torch build, or no NVIDIA driver)")
+    try:
+        import cupy
+    except ImportError as exc:
+        raise NvdecUnavailable(f"CuPy is not installed ({exc}); install gpudecode[gpu]") from exc
+    try:
+        import PyNvVideoCodec as nvc
+    except ImportError as exc:
+        raise NvdecUnavailable(f"PyNvVideoCodec is not installed ({exc}); install gpudecode[gpu]") from exc
+    except (RuntimeError, OSError) as exc:  # no driver: it fails to load libnvidia-encode.so.1
+        raise NvdecUnavailable(f"PyNvVideoCodec could not load the NVIDIA video driver: {exc}") from exc
+    try:
+        from gpudecode._kernels import Yuv420ToRgb
+
+        convert = Yuv420ToRgb(cupy, device_index)
+    except Exception as exc:
+        raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
+    return Modules(nvc=nvc, convert=convert)
+
+
+# -- Annex B -------------------------------------------------------------------------------------------------
+_START = b"\x00\x00\x00\x01"
+
+
+def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
+    """Annex-B parameter sets (SPS/PPS, or VPS/SPS/PPS) from a stream's ``avcC``/``hvcC`` extradata.
+
+    Extradata that is already Annex B is returned as is; anything unparsable gives ``b""``.
+    """
+    if not extradata:
+        return b""
+    if extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START):
+        return bytes(extradata)
+    out: list[bytes] = []
+    try:
+        if codec == "h264" and extradata[0] == 1:
+            pos = 5
+            n_sps = extradata[pos] & 0x1F
+            pos += 1
+            for _ in range(n_sps):
+                (size,) = struct.unpack_from(">H", extradata, pos)
+                out.append(_START + extradata[pos + 2: pos + 2 + size])
+                pos += 2 + size
+            n_pps = extradata[pos]
+            pos += 1
+            for _ in range(n_pps):
+                (size,) = struct.unpack_from(">H", extradata, pos)
+                out.append(_START + extradata[pos + 2: pos + 2 + size])
+                pos += 2 + size
+        elif codec == "hevc" and len(extradata) > 23:
+            pos = 22
+            n_arrays = extradata[pos]
+            pos += 1
+            for _ in range(n_arrays):
+                (count,) = struct.unpack_from(">H", extradata, pos + 1)
+                pos += 3
+                for _ in range(count):
+                    (size,) = struct.unpack_from(">H", extradata, pos)
+                    out.append(_START + extradata[pos + 2: pos + 2 + size])
+                    pos += 2 + size
+    except (IndexError, struct.error):
+        return b""
+    return b"".join(out)
+
+
+# -- decoder cache ---------------------------------------------------------------------------------------------
+class DecoderCache:
+    """Idle NVDEC decoders per (gpu, codec, bit depth, size bucket, stream), bounded and LRU-evicted."""
+
+    def __init__(self, max_idle: int = 16, max_per_key: int = 4) -> None:
+        self._lock = threading.Lock()
+        self._idle: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
+        self.max_idle = max_idle
+        self.max_per_key = max_per_key
+        self.created = 0
+        self.reused = 0
+
+    def acquire(self, key: tuple[Any, ...], create: Callable[[], Any]) -> Any:
+        """Return an idle decoder for ``key`` or a new one."""
+        with self._lock:
+            pool = self._idle.get(key)
+            if pool:
+                self._idle.move_to_end(key)
+                self.reused += 1
+                return pool.pop()
+        dec = create()
+        with self._lock:
+            self.created += 1
+        return dec
+
+    def release(self, key: tuple[Any, ...], decoder: Any) -> None:
+        """Give a flushed decoder back for reuse (dropped when the cache is full)."""
+        with self._lock:
+            pool = self._idle.setdefault(key, [])
+            if len(pool) < self.max_per_key:
+                pool.append(decoder)
+                self._idle.move_to_end(key)
+            while sum(len(p) for p in self._idle.values()) > self.max_idle:
+                oldest = next(iter(self._idle))
+                self._idle[oldest].pop(0)
+                if not self._idle[oldest]:
+                    del self._idle[oldest]
+
+    def idle_count(self) -> int:
+        """Number of idle decoders held."""
+        with self._lock:
+            return sum(len(p) for p in self._idle.values())
+
+    def clear(self) -> None:
+        """Release every idle decoder."""
+        with self._lock:
+            self._idle.clear()
+
+
+decoder_cache = DecoderCache()
+atexit.register(decoder_cache.clear)
+
+
+# -- backend ----------------------------------------------------------------------------------------------------
+@dataclass
+class NvFrame:
+    """A decoded NVDEC surface, valid until the next ``Decode`` call.
+
+    Attributes:
+        pts: Presentation timestamp we fed with the packet.
+        duration: Duration of the packet that carried it (``None`` when unknown).
+        surface: PyNvVideoCodec's ``DecodedFrame``.
+    """
+
+    pts: int | None
+    duration: int | None
+    surface: Any
+
+
+def _bucket(width: int, height: int) -> tuple[int, int]:
+    for bw, bh in SIZE_BUCKETS:
+        if width <= bw and height <= bh:
+            return bw, bh
+    return width, height
+
+
+class NvdecBackend:
+    """Decodes with NVDEC through PyNvVideoCodec; converts kept surfaces with gpudecode's kernel."""
+
+    def __init__(self, *, modules: Modules, device: torch.device, stream: Any, bit_depth: int,
+                 color: ColorSpec, decoder: Any, cache_key: tuple[Any, ...], stream_ptr: int) -> None:
+        self._m = modules
+        self._nvc = modules.nvc
+        self._device = device
+        self.name = f"nvdec:{device.index if device.index is not None else 0}"
+        cc = stream.codec_context
+        self._codec = cc.name if cc.name in NVDEC_CODECS else getattr(cc.codec, "canonical_name", cc.name)
+        self._width, self._height = int(cc.width), int(cc.height)
+        self._bytes = 2 if bit_depth > 8 else 1
+        self._color = color
+        self._dec = decoder
+        self._key = cache_key
+        self._stream_ptr = stream_ptr
+        self._bsf = None
+        extradata = bytes(cc.extradata or b"")
+        self._param_sets = b""
+        if self._codec in ANNEXB_FILTERS and extradata and not (
+                extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START)):
+            import av
+
+            self._bsf = av.bitstream.BitStreamFilterContext(ANNEXB_FILTERS[self._codec], in_stream=stream)
+            self._param_sets = annexb_parameter_sets(self._codec, extradata)
+        elif self._codec in ANNEXB_FILTERS:
+            self._param_sets = annexb_parameter_sets(self._codec, extradata)
+        self._need_params = True
+        self._dirty = False
+        self._durations: dict[int, int] = {}
+        self._discarded: set[int] = set()
+        self._keep: list[Any] = []  # host buffers that must outlive the Decode call
+        self.packets_fed = 0
+
+    # -- feeding ------------------------------------------------------------------------------------------------
+    def _packet_data(self, data_ptr: int, size: int, pts: int) -> Any:
+        pd = self._nvc.PacketData()
+        pd.bsl_data = data_ptr
+        pd.bsl = size
+        pd.pts = pts
+        return pd
+
+    def _bitstream(self, packet: Any) -> tuple[int, int] | None:
+        """Pointer and size of the bytes to feed for ``packet`` (Annex B, parameter sets prepended if due)."""
+        pieces = self._bsf.filter(packet) if self._bsf is not None else [packet]
+        if not pieces:
+            return None
+        prefix = self._param_sets if self._need_params else b""
+        self._need_params = False
+        if len(pieces) == 1 and not prefix:
+            self._keep = [pieces[0]]
+            return int(pieces[0].buffer_ptr), int(pieces[0].buffer_size)
+        buf = np.frombuffer(prefix + b"".join(bytes(p) for p in pieces), dtype=np.uint8)
+        self._keep = [buf, *pieces]
+        return int(buf.ctypes.data), int(buf.nbytes)
+
+    def _wrap(self, surfaces: Sequence[Any]) -> list[NvFrame]:
+        out = []
+        for s in surfaces:
+            pts = int(s.getPTS()) if hasattr(s, "getPTS") else int(s.timestamp)
+            if pts in self._discarded:
+                self._discarded.discard(pts)
+                self._durations.pop(pts, None)
+                continue  # fed because the decoder needs it, but an edit list cuts it: not a frame
+            out.append(NvFrame(pts=pts, duration=self._durations.pop(pts, None), surface=s))
+        return out
+
+    def decode(self, packet: Any) -> list[NvFrame]:
+        """Feed one PyAV packet; return the surfaces that became ready."""
+        pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
+        span = self._bitstream(packet)
+        if span is None:
+            return []
+        if packet.is_discard:
+            self._discarded.add(pts)
+        elif packet.duration:
+            self._durations[pts] = int(packet.duration)
+        if len(self._durations) > 4096:
+            self._durations.clear()
+        self._dirty = True
+        self.packets_fed += 1
+        try:
+            surfaces = self._dec.Decode(self._packet_data(span[0], span[1], pts))
+        except Exception as exc:
+            raise DecodeError(f"NVDEC rejected a packet (pts {pts}): {exc}") from exc
+        return self._wrap(surfaces)
+
+    def flush(self) -> list[NvFrame]:
+        """Drain the decoder (end of stream)."""
+        try:
+            surfaces = self._dec.Decode(self._nvc.PacketData())
+        except Exception as exc:
+            raise DecodeError(f"NVDEC failed while draining: {exc}") from exc
+        self._dirty = False
+        return self._wrap(surfaces)
+
+    def reset(self) -> None:
+        """Forget the stream position: drain and drop pending surfaces, re-send parameter sets next."""
+        if self._dirty:
+            try:
+                self._dec.Decode(self._nvc.PacketData())
+            except Exception as exc:
+                logger.debug("gpudecode: NVDEC drain before seek failed: %s", exc)
+            self._dirty = False
+        if self._bsf is not None:
+            self._bsf.flush()
+        self._need_params = True
+        self._durations.clear()
+        self._discarded.clear()
+
+    # -- conversion ---------------------------------------------------------------------------------------------
+    def _planes(self, surface: Any) -> tuple[int, int, int]:
+        """Luma pointer, chroma pointer and pitch (bytes) of a NATIVE surface, checked for consistency."""
+        luma = int(surface.GetPtrToPlane(0))
+        pitch = self._width * self._bytes
+        try:
+            views = surface.cuda()
+            cai = views[0].__cuda_array_interface__
+            if cai.get("strides"):
+                pitch = int(cai["strides"][0])
+        except Exception:
+            pass
+        try:
+            chroma = int(surface.GetPtrToPlane(1))
+        except Exception:
+            chroma = 0
+        if not chroma:
+            chroma = luma + pitch * self._height
+        if pitch < self._width * self._bytes or chroma - luma < pitch * self._height:
+            raise DecodeError(f"NVDEC surface layout is inconsistent (pitch {pitch}, planes {luma:#x}/{chroma:#x} "
+                              f"for {self._width}x{self._height}); please report this with your GPU and driver.")
+        return luma, chroma, pitch
+
+    def convert(self, frame: NvFrame) -> torch.Tensor:
+        """Convert a surface to an ``(H, W, 3)`` uint8 tensor on the device (asynchronously, on our stream)."""
+        luma, chroma, pitch = self._planes(frame.surface)
+        out = torch.empty((self._height, self._width, 3), dtype=torch.uint8, device=self._device)
+        self._m.convert(luma_ptr=luma, chroma_ptr=chroma, pitch=pitch, width=self._width, height=self._height,
+                        dst_ptr=out.data_ptr(), planar=False, spec=self._color, stream_ptr=self._stream_ptr)
+        return out
+
+    def close(self) -> None:
+        """Drain the decoder and give it back to the cache."""
+        if self._dec is None:
+            return
+        try:
+            self.reset()
+            decoder_cache.release(self._key, self._dec)
+        finally:
+            self._dec = None
+
+
+def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, color: ColorSpec,
+                         modules: Modules | None = None) -> NvdecBackend:
     """Create an NVDEC backend for ``stream`` on ``device``.
 
+    Args:
+        device: The CUDA device.
+        stream: The PyAV video stream.
+        bit_depth: Bits per sample of the stream.
+        color: The color conversion the CPU path would use.
+        modules: Injected dependencies (tests); ``None`` imports the real ones.
+
     Raises:
-        NvdecUnavailable: With the reason NVDEC cannot be used.
+        NvdecUnavailable: With the reason NVDEC cannot be used (missing package, no driver, codec, size...).
     """
-    raise NvdecUnavailable("the NVDEC backend is not built yet")
+    index = device.index if device.index is not None else 0
+    cc = stream.codec_context
+    codec = getattr(cc.codec, "canonical_name", None) or cc.name
+    if codec not in NVDEC_CODECS:
+        raise NvdecUnavailable(f"NVDEC has no decoder for codec {codec!r}")
+    pix_fmt = cc.pix_fmt or ""
+    if pix_fmt not in YUV420:
+        raise NvdecUnavailable(f"gpudecode's NVDEC path handles 4:2:0 content only (stream is {pix_fmt or 'unknown'})")
+    if bit_depth > 12:
+        raise NvdecUnavailable(f"NVDEC decodes at most 12 bits per sample (stream has {bit_depth})")
+    if modules is None:
+        modules = _load_modules(index)
+    nvc = modules.nvc
+    codec_enum = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[codec], None)
+    if codec_enum is None:
+        raise NvdecUnavailable(f"this PyNvVideoCodec has no {NVDEC_CODECS[codec]} decoder")
+    width, height = int(cc.width), int(cc.height)
+    _check_caps(nvc, index, codec, codec_enum, bit_depth, width, height)
+    max_w, max_h = _bucket(width, height)
+    stream_ptr = int(torch.cuda.current_stream(device).cuda_stream) if modules.cuda_ok else 0
+    key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
+
+    def create() -> Any:
+        try:
+            return nvc.CreateDecoder(gpuid=index, codec=codec_enum, cudacontext=0, cudastream=stream_ptr,
+                                     usedevicememory=True, maxwidth=max_w, maxheight=max_h,
+                                     outputColorType=nvc.OutputColorType.NATIVE)
+        except Exception as exc:
+            raise NvdecUnavailable(f"NVDEC decoder creation failed: {exc}") from exc
+
+    decoder = decoder_cache.acquire(key, create)
+    return NvdecBackend(modules=modules, device=device, stream=stream, bit_depth=bit_depth, color=color,
+                        decoder=decoder, cache_key=key, stream_ptr=stream_ptr)
+
+
+def _check_caps(nvc: Any, index: int, codec: str, codec_enum: Any, bit_depth: int, width: int, height: int) -> None:
+    get_caps = getattr(nvc, "GetDecoderCaps", None)
+    chroma_enum = getattr(getattr(nvc, "cudaVideoChromaFormat", None), "YUV420", None)
+    if get_caps is None or chroma_enum is None:
+        return
+    try:
+        caps = get_caps(gpuid=index, codec=codec_enum, chromaformat=chroma_enum, bitdepth=bit_depth)
+    except Exception as exc:
+        logger.debug("gpudecode: GetDecoderCaps failed (%s); trying to create the decoder anyway", exc)
+        return
+    if not isinstance(caps, dict):
+        return
+    supported = caps.get("supported", caps.get("is_supported", caps.get("bIsSupported")))
+    if supported is not None and not supported:
+        raise NvdecUnavailable(f"this GPU's NVDEC cannot decode {codec} {bit_depth}-bit 4:2:0")
+    max_w = caps.get("max_width", caps.get("nMaxWidth"))
+    max_h = caps.get("max_height", caps.get("nMaxHeight"))
+    if max_w and max_h and (width > int(max_w) or height > int(max_h)):
+        raise NvdecUnavailable(f"{width}x{height} exceeds this GPU's NVDEC limit of {max_w}x{max_h} for {codec}")
+
+

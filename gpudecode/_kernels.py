@@ -1,0 +1,79 @@
+"""Finding and compiling gpudecode's CUDA kernels (CuPy RawModule, compiled once per device)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpudecode._color import ColorSpec, yuv_to_rgb_matrix
+
+__all__ = ["KERNEL_FILES", "kernel_path", "kernel_source", "matrix_arg", "Yuv420ToRgb"]
+
+KERNEL_FILES = ("yuv420_to_rgb.cu",)
+BLOCK = (32, 8, 1)
+_MODULES: dict[tuple[str, int], Any] = {}  # compiled once per device (CuPy also caches the binary on disk)
+
+
+def kernel_path(name: str) -> Path:
+    """Path of a kernel source: inside the installed wheel, else the source checkout's ``kernels/``.
+
+    Raises:
+        FileNotFoundError: The source is in neither place.
+    """
+    packaged = resources.files("gpudecode") / "kernels" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parent.parent / "kernels" / name
+    if checkout.is_file():
+        return checkout
+    raise FileNotFoundError(f"gpudecode kernel source {name!r} is missing from the installation")
+
+
+@cache
+def kernel_source(name: str) -> str:
+    """Text of a kernel source file."""
+    return kernel_path(name).read_text()
+
+
+def matrix_arg(spec: ColorSpec) -> np.ndarray:
+    """The kernel's ``Mat34`` argument: 12 float32 values, row-major."""
+    return np.ascontiguousarray(yuv_to_rgb_matrix(spec).astype(np.float32).reshape(12))
+
+
+class Yuv420ToRgb:
+    """Launches the YUV 4:2:0 → RGB kernels through CuPy on one device."""
+
+    def __init__(self, cupy: Any, device_index: int) -> None:
+        self._cp = cupy
+        self._device_index = device_index
+        self._module = self._compile(cupy, device_index)
+        self._k8 = self._module.get_function("yuv420_8_to_rgb")
+        self._k16 = self._module.get_function("yuv420_16_to_rgb")
+
+    @staticmethod
+    def _compile(cupy: Any, device_index: int) -> Any:
+        key = ("gpudecode-yuv420", device_index)
+        if key not in _MODULES:
+            with cupy.cuda.Device(device_index):
+                _MODULES[key] = cupy.RawModule(code=kernel_source("yuv420_to_rgb.cu"), options=("--std=c++14",))
+        return _MODULES[key]
+
+    def __call__(self, *, luma_ptr: int, chroma_ptr: int, pitch: int, width: int, height: int, dst_ptr: int,
+                 planar: bool, spec: ColorSpec, stream_ptr: int, frames: int = 1, src_frame_stride: int = 0,
+                 dst_frame_stride: int = 0) -> None:
+        """Convert ``frames`` surfaces into ``dst`` on the given CUDA stream (asynchronously)."""
+        cp = self._cp
+        mat = [np.float32(v) for v in matrix_arg(spec)]
+        grid = ((width + BLOCK[0] - 1) // BLOCK[0], (height + BLOCK[1] - 1) // BLOCK[1], frames)
+        args = [np.uint64(luma_ptr), np.uint64(chroma_ptr), np.int64(src_frame_stride), np.int32(pitch),
+                np.int32(width), np.int32(height), np.uint64(dst_ptr), np.int64(dst_frame_stride),
+                np.int32(1 if planar else 0), *mat]
+        with cp.cuda.Device(self._device_index), cp.cuda.ExternalStream(stream_ptr):
+            if spec.bit_depth > 8:
+                self._k16(grid, BLOCK, (*args, np.int32(16 - spec.bit_depth)))
+            else:
+                self._k8(grid, BLOCK, tuple(args))

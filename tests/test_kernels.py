@@ -1,0 +1,130 @@
+"""The real CUDA kernel source: arithmetic and indexing on the host against NumPy, and compilation for GPUs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from kernel_host import ROOT, run
+
+from gpudecode._color import ColorSpec, yuv_to_rgb_matrix
+from gpudecode._kernels import KERNEL_FILES, kernel_path, kernel_source, matrix_arg
+
+SPECS = [ColorSpec(m, full, bits) for m in ("bt601", "bt709", "bt2020") for full in (False, True)
+         for bits in (8, 10, 12)]
+
+
+def make_surface(rng, width, height, bits, pitch_pad=0, frames=1):
+    """Random NV12/P016 frames, packed one after another: luma rows then interleaved chroma rows."""
+    bps = 1 if bits == 8 else 2
+    pitch = width * bps + pitch_pad
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    luma_rows, frame_bytes = height, pitch * (height + ch)
+    hi = (1 << bits) - 1
+    y = rng.integers(0, hi + 1, (frames, height, width))
+    u = rng.integers(0, hi + 1, (frames, ch, cw))
+    v = rng.integers(0, hi + 1, (frames, ch, cw))
+    buf = np.zeros((frames, frame_bytes), np.uint8)
+    for f in range(frames):
+        if bps == 1:
+            lum = buf[f, : pitch * luma_rows].reshape(luma_rows, pitch)
+            lum[:, :width] = y[f]
+            chr_ = buf[f, pitch * luma_rows:].reshape(ch, pitch)
+            chr_[:, 0: 2 * cw: 2] = u[f]
+            chr_[:, 1: 2 * cw: 2] = v[f]
+        else:
+            shift = 16 - bits
+            lum = buf[f, : pitch * luma_rows].view(np.uint16).reshape(luma_rows, pitch // 2)
+            lum[:, :width] = y[f] << shift
+            chr_ = buf[f, pitch * luma_rows:].view(np.uint16).reshape(ch, pitch // 2)
+            chr_[:, 0: 2 * cw: 2] = u[f] << shift
+            chr_[:, 1: 2 * cw: 2] = v[f] << shift
+    return buf, pitch, frame_bytes, (y, u, v)
+
+
+def reference(yuv, spec, width, height):
+    """NumPy float64 reference: nearest chroma, same matrix, round half to even, clamp."""
+    y, u, v = yuv
+    uu = u.repeat(2, 1).repeat(2, 2)[:, :height, :width]
+    vv = v.repeat(2, 1).repeat(2, 2)[:, :height, :width]
+    m = yuv_to_rgb_matrix(spec)
+    vec = np.stack([y, uu, vv, np.ones_like(y)], -1).astype(np.float64)
+    return np.clip(np.rint(vec @ m.T), 0, 255).astype(np.uint8)  # (F, H, W, 3)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.matrix}-{'full' if s.full_range else 'tv'}-{s.bit_depth}")
+@pytest.mark.parametrize(("width", "height"), [(64, 32), (33, 17), (1, 1), (70, 9)])
+@pytest.mark.parametrize("planar", [False, True])
+def test_kernel_matches_numpy(spec, width, height, planar):
+    rng = np.random.default_rng(width * 100 + height + spec.bit_depth)
+    frames = 3
+    buf, pitch, frame_bytes, yuv = make_surface(rng, width, height, spec.bit_depth, pitch_pad=24, frames=frames)
+    out = np.full((frames, 3 * width * height), 7, np.uint8)  # poisoned: every byte must be written
+    run(spec.bit_depth, buf.ctypes.data, buf.ctypes.data + pitch * height, pitch, width, height, out.ctypes.data,
+        planar, matrix_arg(spec), frames=frames, src_frame_stride=frame_bytes, dst_frame_stride=3 * width * height)
+    ref = reference(yuv, spec, width, height)
+    got = out.reshape(frames, 3, height, width).transpose(0, 2, 3, 1) if planar else out.reshape(frames, height,
+                                                                                                  width, 3)
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    # float32 on the device vs float64 here: only exact .5 ties can round differently
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 0.002
+
+
+def test_kernel_writes_nothing_outside_the_frame():
+    spec = ColorSpec("bt709", False, 8)
+    rng = np.random.default_rng(0)
+    buf, pitch, _, _ = make_surface(rng, 30, 10, 8, pitch_pad=8)
+    out = np.full(3 * 30 * 10 + 64, 7, np.uint8)
+    run(8, buf.ctypes.data, buf.ctypes.data + pitch * 10, pitch, 30, 10, out.ctypes.data, False, matrix_arg(spec))
+    assert (out[3 * 30 * 10:] == 7).all()
+
+
+def test_matrix_gives_known_colors():
+    # limited-range BT.601: Y=16 black, Y=235 white, neutral chroma
+    m = yuv_to_rgb_matrix(ColorSpec("bt601", False, 8))
+    np.testing.assert_allclose(m @ [16, 128, 128, 1], [0, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(m @ [235, 128, 128, 1], [255, 255, 255], atol=1e-9)
+    m10 = yuv_to_rgb_matrix(ColorSpec("bt709", False, 10))
+    np.testing.assert_allclose(m10 @ [940, 512, 512, 1], [255, 255, 255], atol=1e-9)
+    full = yuv_to_rgb_matrix(ColorSpec("bt2020", True, 8))
+    np.testing.assert_allclose(full @ [255, 128, 128, 1], [255, 255, 255], atol=1e-9)
+
+
+def test_kernel_sources_ship_with_the_package():
+    for name in KERNEL_FILES:
+        assert kernel_path(name).is_file()
+        assert 'extern "C" __global__' in kernel_source(name)
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("name", [p.name for p in (ROOT / "kernels").glob("*.cu")])
+def test_kernels_compile_with_nvcc(tmp_path, arch, name):
+    nvcc = shutil.which("nvcc") or (Path("/usr/local/cuda/bin/nvcc") if Path("/usr/local/cuda/bin/nvcc").exists()
+                                    else None)
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    res = subprocess.run([str(nvcc), f"-arch={arch}", "-Werror", "all-warnings", "-c", str(ROOT / "kernels" / name),
+                          "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("name", [p.name for p in (ROOT / "kernels").glob("*.cu")])
+def test_kernels_compile_with_nvrtc(name):
+    """NVRTC is the compiler CuPy's RawModule uses; it compiles to PTX without a driver."""
+    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-bindings is not installed")
+    src = (ROOT / "kernels" / name).read_bytes()
+    err, prog = nvrtc.nvrtcCreateProgram(src, name.encode(), 0, [], [])
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
+    opts = [b"--gpu-architecture=compute_80", b"--std=c++14"]
+    (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        _, size = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * size
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        pytest.fail(log.decode(errors="replace"))
+    err, size = nvrtc.nvrtcGetPTXSize(prog)
+    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS and size > 100
