@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -207,6 +208,9 @@ class VideoDecoder:
 
         demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
         self._demuxer = demuxer
+        self._num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        self._workers: list[Planner] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._backend, self._fallback = select_backend(self._device, demuxer.stream, num_threads,
                                                        self._bit_depth, self._color)
         approx_key_of = approx_key_ts = None
@@ -289,9 +293,14 @@ class VideoDecoder:
         def entries() -> Any:
             # IndexEntries points into its stream: fetch it again whenever the demuxer re-opened the file.
             if state.get("stream") is not demuxer.stream:
+                e = demuxer.stream.index_entries
                 state["stream"] = demuxer.stream
-                state["entries"] = demuxer.stream.index_entries
-                state["usable"] = len(state["entries"]) > 0
+                state["entries"] = e
+                state["usable"] = len(e) > 0
+                # Demuxers that index decode timestamps (mov) map a seek time to them with one constant shift:
+                # the stream's start minus its first decode timestamp. Seeking to entry + shift lands exactly
+                # on that keyframe (seeking to the entry itself lands one keyframe early).
+                state["shift"] = max(0, self._begin_header_pts - int(e[0].timestamp)) if len(e) else 0
             return state["entries"] if state["usable"] else None
 
         def key_of(ts: int) -> int:
@@ -303,7 +312,9 @@ class VideoDecoder:
 
         def key_ts(k: int) -> int:
             e = entries()
-            return int(e[k].timestamp) if e is not None and 0 <= k < len(e) else self._begin_header_pts
+            if e is None or not 0 <= k < len(e):
+                return self._begin_header_pts
+            return int(e[k].timestamp) + state["shift"]
 
         return key_of, key_ts
 
@@ -432,6 +443,12 @@ class VideoDecoder:
         with self._lock:
             try:
                 self._demuxer.close()
+                for w in self._workers:
+                    w.demuxer.close()  # type: ignore[attr-defined]
+                self._workers.clear()
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                    self._pool = None
             finally:
                 close = getattr(self._backend, "close", None)
                 if close is not None:
@@ -514,7 +531,7 @@ class VideoDecoder:
         with self._lock:
             self._check_open()
             self._planner.stats = PlanStats()
-            missing = self._planner.run(unique_targets, start_keys, emit)
+            missing = self._run_planned(unique_targets, start_keys, emit)
         if missing:
             lost = [int(labels[j]) for j in missing[:10]]
             raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
@@ -528,6 +545,63 @@ class VideoDecoder:
             data = data.permute(0, 3, 1, 2)
         return FrameBatch(data=data, pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
                           duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)))
+
+    def _parallel_ok(self) -> bool:
+        return (self.decoding_device == "cpu" and self._num_threads > 1 and self._source.file is None)
+
+    def _worker_planners(self, count: int) -> list[Planner]:
+        """Planners with their own container and single-threaded decoder, for decoding runs in parallel."""
+        from gpudecode._backends._cpu import CpuBackend
+
+        while len(self._workers) < count:
+            demuxer = PyAVDemuxer(self._source, self._stream_index)
+            backend = CpuBackend(demuxer.stream, 1, self._bit_depth)
+            p = self._planner
+            self._workers.append(Planner(demuxer=demuxer, backend=backend, key_pts=p.key_pts,
+                                         approx_key_of=None if p.approx_key_of is None else
+                                         self._approx_key_locator(demuxer)[0],
+                                         approx_key_ts=None if p.approx_key_ts is None else
+                                         self._approx_key_locator(demuxer)[1],
+                                         nominal_duration=p.nominal_duration, seek_margin=p.seek_margin,
+                                         begin_pts=p.begin_pts))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._num_threads, thread_name_prefix="gpudecode")
+        return self._workers[:count]
+
+    def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Any) -> list[int]:
+        """Run the planner; independent keyframe runs are spread over worker threads on the CPU backend."""
+        groups = self._planner.groups(targets, start_keys) if self._parallel_ok() else []
+        if len(groups) < 2:
+            return self._planner.run(targets, start_keys, emit)
+        workers = min(self._num_threads, len(groups))
+        # contiguous chunks of runs with about equal decode cost, so each worker still moves forward only
+        total = sum(c for _, _, c in groups)
+        chunks: list[list[tuple[int, int, int]]] = [[]]
+        acc = 0
+        for g in groups:
+            if acc >= total * len(chunks) / workers and len(chunks) < workers and chunks[-1]:
+                chunks.append([])
+            chunks[-1].append(g)
+            acc += g[2]
+        planners = self._worker_planners(len(chunks))
+
+        def work(planner: Planner, chunk: list[tuple[int, int, int]]) -> list[int]:
+            a, b = chunk[0][0], chunk[-1][1]
+            planner.stats = PlanStats()
+            sub_keys = start_keys[a:b] if start_keys is not None else None
+            lost = planner.run(targets[a:b], sub_keys, lambda j, rgb, pts, dur: emit(a + j, rgb, pts, dur))
+            return [a + j for j in lost]
+
+        assert self._pool is not None
+        futures = [self._pool.submit(work, pl, ch) for pl, ch in zip(planners, chunks)]
+        missing = sorted(j for f in futures for j in f.result())
+        st = self._planner.stats
+        for pl in planners:
+            st.seeks += pl.stats.seeks
+            st.packets_fed += pl.stats.packets_fed
+            st.frames_decoded += pl.stats.frames_decoded
+            st.frames_converted += pl.stats.frames_converted
+        return missing
 
     def _frames_at_indices(self, idx: np.ndarray) -> FrameBatch:
         idx = self._normalize_indices(idx)

@@ -37,8 +37,12 @@ class Backend(Protocol):
     def reset(self) -> None:
         """Drop all decoder state (called after every seek)."""
 
-    def decode(self, packet: Any) -> Sequence[Any]:
-        """Feed one packet; return the frames that became ready, in presentation order."""
+    def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
+        """Feed one packet; return the frames that became ready, in presentation order.
+
+        ``wanted`` is ``False`` when the packet cannot hold a requested frame: a backend may then skip decoding it
+        if nothing references it (FFmpeg's ``skip_frame=NONREF``).
+        """
 
     def flush(self) -> Sequence[Any]:
         """Signal end of stream; return the remaining frames."""
@@ -81,6 +85,7 @@ class _Position:
     last_pts: int | None = None
     last_end: int | None = None
     at_start: bool = False
+    skipped: set[int] = field(default_factory=set)  # pts of packets left undecoded since the last seek
 
 
 @dataclass
@@ -131,6 +136,7 @@ class Planner:
         self.stats.seeks += 1
         self.backend.reset()
         pos.last_pts = pos.last_end = None
+        pos.skipped = set()
         if self.key_pts is not None:
             # Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one
             # keyframe late; step back over earlier keyframes before restarting from the first packet.
@@ -159,7 +165,7 @@ class Planner:
             seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
             if margin_factor == 1 and self.approx_key_ts is not None and 0 <= key < (1 << 62):
                 # Seek exactly to the keyframe the container's index names, so no GOP is decoded twice.
-                seek_to = max(min(seek_to, self.approx_key_ts(key)), self.begin_pts)
+                seek_to = max(self.approx_key_ts(key), self.begin_pts)
             pos.packets = self.demuxer.seek(seek_to)
             pos.at_start = seek_to <= self.begin_pts
         pos.cur_key = key
@@ -169,6 +175,7 @@ class Planner:
         self.backend.reset()
         self._pos.packets = self.demuxer.restart()
         self._pos.last_pts = self._pos.last_end = None
+        self._pos.skipped = set()
         self._pos.at_start = True
         self._pos.cur_key = 0 if self.key_pts is not None else -1
 
@@ -200,6 +207,7 @@ class Planner:
         exact = start_keys is not None
         n = int(targets.shape[0])
         missing: list[int] = []
+        wanted = self._wanted_fn(targets, exact)
         pos = self._pos
         j = 0
         overshoots = 0
@@ -209,6 +217,7 @@ class Planner:
             # Behind: the last decoder output is at or past the target (approximate: it already covers it).
             behind = pos.last_pts is not None and (
                 tgt <= pos.last_pts if exact else tgt < (pos.last_end if pos.last_end is not None else pos.last_pts))
+            behind = behind or self._was_skipped(tgt, exact)
             if pos.packets is None or behind or self._must_seek(need, tgt):
                 if overshoots > 3:
                     self._restart()
@@ -225,8 +234,11 @@ class Planner:
                     if k > pos.cur_key:
                         pos.cur_key = k
                 self.stats.packets_fed += 1
+                want = wanted(pkt)
+                if not want and pkt.pts is not None and getattr(self.backend, "skips_unwanted", False):
+                    pos.skipped.add(int(pkt.pts))
                 try:
-                    frames = self.backend.decode(pkt)
+                    frames = self.backend.decode(pkt, want)
                 except DecodeError as exc:
                     logger.warning("gpudecode: skipping a packet the decoder rejected: %s", exc)
                     frames = ()
@@ -278,6 +290,63 @@ class Planner:
                 pos.packets = None
                 pos.last_pts = pos.last_end = None
         return missing
+
+    def _wanted_fn(self, targets: np.ndarray, exact: bool) -> Callable[[Any], bool]:
+        """Whether a packet may carry a frame this call or a later forward call wants.
+
+        Only packets shown before this call's last target, and not requested, may be skipped (when unreferenced):
+        a later request continuing forward therefore never needs a skipped frame.
+        """
+        last = int(targets[-1]) if targets.shape[0] else 0
+        if exact:
+            wanted_pts = set(targets.tolist())
+            return lambda pkt: pkt.pts is None or pkt.pts > last or pkt.pts in wanted_pts
+        slack = 2 * self.nominal_duration
+
+        def near(pkt: Any) -> bool:
+            if pkt.pts is None or pkt.pts > last - slack:
+                return True
+            # any target within [pts - slack, pts + duration + slack]
+            lo = int(np.searchsorted(targets, pkt.pts - slack, side="left"))
+            return lo < targets.shape[0] and targets[lo] <= pkt.pts + (pkt.duration or 0) + slack
+
+        return near
+
+    def groups(self, targets: np.ndarray, start_keys: np.ndarray | None) -> list[tuple[int, int, int]]:
+        """Split sorted targets into independent decode runs: ``(first, stop, cost)`` slices of ``targets``.
+
+        A new run starts where reaching the next target needs a seek (its start keyframe lies beyond the keyframe
+        interval of the previous target); ``cost`` estimates the frames a run decodes.
+        """
+        n = int(targets.shape[0])
+        if n == 0:
+            return []
+        if start_keys is not None and self.key_pts is not None:
+            gop = np.searchsorted(self.key_pts, targets, side="right") - 1
+            brk = np.nonzero(start_keys[1:] > gop[:-1])[0] + 1
+            starts_pts = self.key_pts[start_keys]
+        elif self.approx_key_of is not None:
+            need = np.array([self._need_key(int(t), None) for t in targets])
+            gop = np.array([self.approx_key_of(int(t)) for t in targets])
+            brk = np.nonzero(need[1:] > gop[:-1])[0] + 1
+            starts_pts = targets - self.seek_margin
+        else:
+            return [(0, n, n)]
+        bounds = [0, *brk.tolist(), n]
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            cost = int((int(targets[b - 1]) - int(starts_pts[a])) // max(1, self.nominal_duration)) + 1
+            out.append((a, b, max(cost, 1)))
+        return out
+
+    def _was_skipped(self, target: int, exact: bool) -> bool:
+        skipped = self._pos.skipped
+        if not skipped:
+            return False
+        if exact:
+            return target in skipped
+        slack = 2 * self.nominal_duration
+        return any(target - slack <= p <= target + slack for p in skipped)
 
     def _must_seek(self, need: int, target: int) -> bool:
         pos = self._pos

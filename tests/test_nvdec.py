@@ -23,7 +23,8 @@ def host_convert(*, luma_ptr, chroma_ptr, pitch, width, height, dst_ptr, planar,
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache():
+def _empty_cache(monkeypatch):
+    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
     _nvdec.decoder_cache.clear()
     yield
     _nvdec.decoder_cache.clear()
@@ -241,6 +242,24 @@ def test_fallback_when_pynvvideocodec_cannot_load(video, monkeypatch):
     assert "could not load the NVIDIA video driver" in _fallback_reason(video("h264_bframes"))
 
 
+def test_real_pynvvideocodec_import_fails_cleanly_without_a_driver(monkeypatch):
+    """CI installs the gpu extra: the real PyNvVideoCodec import on a driverless machine becomes a reason."""
+    pytest.importorskip("cupy")
+    import importlib.util
+
+    if importlib.util.find_spec("PyNvVideoCodec") is None:
+        pytest.skip("PyNvVideoCodec is not installed")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a driver")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
+    with pytest.raises(NvdecUnavailable, match="could not load the NVIDIA video driver"):
+        _nvdec._load_modules(0)
+    # the reason is cached: a second decoder does not retry the import
+    with pytest.raises(NvdecUnavailable, match="could not load the NVIDIA video driver"):
+        _nvdec._load_modules(0)
+
+
 def test_fallback_is_logged_once_and_reported(video, monkeypatch, caplog):
     """With torch CUDA 'available' but NVDEC not, frames are CPU-decoded and the reason is kept."""
     from gpudecode import _device
@@ -248,6 +267,7 @@ def test_fallback_is_logged_once_and_reported(video, monkeypatch, caplog):
     monkeypatch.setattr(_device, "_torch_cuda_ok", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(_nvdec, "_load_modules", lambda i: (_ for _ in ()).throw(NvdecUnavailable("no NVDEC here")))
+    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
     _device._warned.clear()
     copies = []
     real_empty = torch.empty

@@ -218,7 +218,10 @@ def test_one_batched_decode(decoders, mode):
     samplers.clips_at_regular_indices(dec, num_clips=6, num_frames_per_clip=4, num_indices_between_frames=2)
     s = dec.stats
     assert s.frames_converted <= 24
-    assert s.packets_fed <= len(dec) + 4
+    # Runs decoded in parallel may each read a few packets past the next keyframe before the decoder releases
+    # their last frame (B-frame reorder delay): bounded overlap, never a whole keyframe interval twice.
+    reorder = 4
+    assert s.packets_fed <= len(dec) + 4 + reorder * (dec._num_threads - 1)
 
 
 def test_nhwc_decoder(decoders):

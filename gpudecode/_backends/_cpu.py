@@ -44,6 +44,11 @@ class CpuBackend:
         self._interp = Interpolation.POINT if bit_depth > 8 else Interpolation.BICUBIC
         self._drained = False
         self._reformatter = VideoReformatter()  # caches its swscale context across frames
+        self._skip = "DEFAULT"
+        # Skipping unreferenced frames is safe where one packet is one picture (not VP9/AV1, whose packets may
+        # carry hidden frames that later packets only display).
+        name = getattr(cc.codec, "canonical_name", None) or cc.name
+        self.skips_unwanted = name in ("h264", "hevc")
 
     def reset(self) -> None:
         """Drop all decoder state."""
@@ -51,8 +56,12 @@ class CpuBackend:
             self._cc.flush_buffers()
         self._drained = False
 
-    def decode(self, packet: Any) -> Sequence[Any]:
-        """Decode one packet."""
+    def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
+        """Decode one packet; packets nobody asked for are decoded only if other frames reference them."""
+        skip = "DEFAULT" if wanted or not self.skips_unwanted else "NONREF"
+        if skip != self._skip:
+            self._cc.skip_frame = skip
+            self._skip = skip
         try:
             return self._cc.decode(packet)
         except av.error.EOFError:

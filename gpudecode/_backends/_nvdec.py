@@ -57,24 +57,44 @@ class Modules:
     cuda_ok: bool = True
 
 
+_LOAD_FAILURES: dict[int, str] = {}  # per device: why the GPU dependencies cannot load (not retried)
+
+
 def _load_modules(device_index: int) -> Modules:
+    if device_index in _LOAD_FAILURES:
+        raise NvdecUnavailable(_LOAD_FAILURES[device_index])
+    try:
+        return _import_modules(device_index)
+    except NvdecUnavailable as exc:
+        _LOAD_FAILURES[device_index] = str(exc)
+        raise
+
+
+def _import_modules(device_index: int) -> Modules:
     if not torch.cuda.is_available():
         raise NvdecUnavailable("torch reports no CUDA device (CPU-only torch build, or no NVIDIA driver)")
     try:
         import cupy
     except ImportError as exc:
         raise NvdecUnavailable(f"CuPy is not installed ({exc}); install gpudecode[gpu]") from exc
+    nvc_logger = logging.getLogger("PyNvVideoCodec")
+    level = nvc_logger.level
+    nvc_logger.setLevel(logging.CRITICAL)  # its import logs pages of troubleshooting; we report one line
     try:
         import PyNvVideoCodec as nvc
     except ImportError as exc:
         raise NvdecUnavailable(f"PyNvVideoCodec is not installed ({exc}); install gpudecode[gpu]") from exc
     except (RuntimeError, OSError) as exc:  # no driver: it fails to load libnvidia-encode.so.1
-        raise NvdecUnavailable(f"PyNvVideoCodec could not load the NVIDIA video driver: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NvdecUnavailable(f"PyNvVideoCodec could not load the NVIDIA video driver ({first}); in containers "
+                               "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video") from exc
+    finally:
+        nvc_logger.setLevel(level)
     try:
         from gpudecode._kernels import Yuv420ToRgb
 
         convert = Yuv420ToRgb(cupy, device_index)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any compile/driver failure is a reason to fall back
         raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
     return Modules(nvc=nvc, convert=convert)
 
@@ -268,8 +288,8 @@ class NvdecBackend:
             out.append(NvFrame(pts=pts, duration=self._durations.pop(pts, None), surface=s))
         return out
 
-    def decode(self, packet: Any) -> list[NvFrame]:
-        """Feed one PyAV packet; return the surfaces that became ready."""
+    def decode(self, packet: Any, wanted: bool = True) -> list[NvFrame]:
+        """Feed one PyAV packet; return the surfaces that became ready (NVDEC decodes every packet)."""
         pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
         span = self._bitstream(packet)
         if span is None:

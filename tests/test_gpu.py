@@ -1,0 +1,114 @@
+"""On a real GPU: NVDEC frames against CPU frames for every fixture codec, both modes, every access call.
+
+Marked ``gpu``: skipped without CUDA, failing instead when ``GPUDECODE_REQUIRE_GPU=1``.
+Tolerances (shared/DESIGN.md §4): max abs difference <= 3 on 8-bit content at even sizes, PSNR >= 40 dB on 10-bit.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from gpudecode import VideoDecoder, samplers
+
+pytestmark = pytest.mark.gpu
+
+CODEC_FIXTURES = ["h264_bframes", "h264_mkv", "h264_open_gop", "hevc8", "hevc10", "vp9", "av1", "mpeg4_avi",
+                  "editlist", "rotated90", "full_range", "bt709", "bt601", "nonzero_start", "vfr", "with_audio"]
+
+
+def _compare(name, cpu_batch, gpu_batch):
+    assert gpu_batch.data.is_cuda
+    assert torch.equal(cpu_batch.pts_seconds, gpu_batch.pts_seconds)
+    a, b = cpu_batch.data.double(), gpu_batch.data.cpu().double()
+    assert a.shape == b.shape
+    if name == "hevc10":
+        mse = ((a - b) ** 2).mean().item()
+        assert 10 * np.log10(255**2 / max(mse, 1e-12)) >= 40
+    else:
+        assert (a - b).abs().max().item() <= 3
+
+
+@pytest.mark.parametrize("name", CODEC_FIXTURES)
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_every_access_call_matches_cpu(video, name, mode):
+    path = video(name)
+    cpu = VideoDecoder(path, seek_mode=mode)
+    gpu = VideoDecoder(path, seek_mode=mode, device="cuda")
+    assert gpu.decoding_device.startswith("nvdec") or gpu.cpu_fallback, "a fallback must say why"
+    n = len(cpu)
+    m = cpu.metadata
+    _compare(name, cpu[:], gpu[:])
+    _compare(name, cpu.get_frames_at([n - 1, 0, 5, 5, n // 2]), gpu.get_frames_at([n - 1, 0, 5, 5, n // 2]))
+    _compare(name, cpu.get_frames_in_range(1, n - 1, 3), gpu.get_frames_in_range(1, n - 1, 3))
+    for i in (0, n - 1, -2):
+        c, g = cpu[i], gpu[i]
+        assert g.data.is_cuda and c.pts_seconds == g.pts_seconds
+    t = [m.begin_stream_seconds + 0.3, m.begin_stream_seconds + 0.01]
+    _compare(name, cpu.get_frames_played_at(t), gpu.get_frames_played_at(t))
+    t0, t1 = m.begin_stream_seconds + 0.1, m.begin_stream_seconds + 0.5
+    _compare(name, cpu.get_frames_played_in_range(t0, t1), gpu.get_frames_played_in_range(t0, t1))
+    torch.manual_seed(0)
+    a = samplers.clips_at_random_indices(cpu, num_clips=3, num_frames_per_clip=4)
+    torch.manual_seed(0)
+    b = samplers.clips_at_random_indices(gpu, num_clips=3, num_frames_per_clip=4)
+    assert b.data.is_cuda and torch.equal(a.pts_seconds, b.pts_seconds)
+
+
+def test_h264_and_hevc_use_nvdec(video):
+    for name in ("h264_bframes", "hevc8", "hevc10", "vp9"):
+        dec = VideoDecoder(video(name), device="cuda")
+        assert dec.decoding_device == "nvdec:0", (name, str(dec.cpu_fallback))
+        assert not dec.cpu_fallback
+
+
+def test_frames_are_unaliased_and_on_the_requested_device(video):
+    dec = VideoDecoder(video("h264_bframes"), device=torch.device("cuda", 0), dimension_order="NHWC")
+    a = dec[3].data
+    b = dec[4].data
+    assert a.device == torch.device("cuda", 0) and a.data_ptr() != b.data_ptr()
+    before = a.clone()
+    dec.get_frames_at(list(range(20)))
+    assert torch.equal(a, before)
+
+
+def test_non_default_stream(video):
+    cpu = VideoDecoder(video("hevc8"))[:]
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        gpu = VideoDecoder(video("hevc8"), device="cuda")[:]
+    torch.cuda.synchronize()
+    assert (cpu.data.int() - gpu.data.cpu().int()).abs().max() <= 3
+
+
+def test_gpu_memory_returns_to_baseline(video):
+    path = video("h264_bframes")
+    torch.cuda.synchronize()
+    gc.collect()
+    base = torch.cuda.memory_allocated()
+    rng = np.random.default_rng(0)
+    dec = VideoDecoder(path, device="cuda")
+    for _ in range(1000):
+        dec.get_frame_at(int(rng.integers(0, len(dec))))
+    dec.close()
+    for _ in range(50):
+        with VideoDecoder(path, device="cuda") as d:
+            d[0]
+    del dec, d
+    gc.collect()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= base + 1024
+
+
+def test_decoder_cache_serves_many_short_videos(video):
+    from gpudecode._backends import _nvdec
+
+    path = video("h264_bframes")
+    before = _nvdec.decoder_cache.created
+    for _ in range(20):
+        with VideoDecoder(path, device="cuda") as d:
+            d[0]
+    assert _nvdec.decoder_cache.created - before <= 1
