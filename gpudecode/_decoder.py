@@ -251,7 +251,7 @@ class VideoDecoder:
         cache_dir = os.environ.get(INDEX_CACHE_ENV)
         cache_file = None
         if cache_dir:
-            cache_file = Path(cache_dir) / f"{self._source_key()}-s{stream.index}.npz"
+            cache_file = Path(cache_dir) / f"{self._source_key()}-s{stream.index}.gdidx"
             if cache_file.exists():
                 try:
                     idx = load_index_file(cache_file)
@@ -513,18 +513,28 @@ class VideoDecoder:
         pts_out = np.zeros(n_out, dtype=np.int64)
         dur_out = np.zeros(n_out, dtype=np.int64)
 
-        def emit(j: int, rgb: torch.Tensor, pts: int, dur: int) -> None:
+        last: dict[str, Any] = {"frame": None, "slot": -1}
+
+        def emit(j: int, frame: Any, pts: int, dur: int, backend: Any = None) -> None:
             pos = positions[j]
-            if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
-                raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
-                                  f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
-            if out_np is not None and rgb.device.type == "cpu":
-                src = rgb.numpy()
-                for p in pos:
-                    np.copyto(out_np[int(p)], src)  # NumPy: no intra-op thread pool competing with FFmpeg
+            first = int(pos[0])
+            backend = backend or self._backend
+            if last["frame"] is frame and last["slot"] >= 0:
+                out[first].copy_(out[last["slot"]])  # approximate mode: same frame for another target
+            elif isinstance(frame, torch.Tensor) or out_np is None or not hasattr(backend, "convert_into"):
+                rgb = frame if isinstance(frame, torch.Tensor) else backend.convert(frame)
+                if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
+                    raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
+                                      f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
+                out[first].copy_(rgb, non_blocking=True)
             else:
-                for p in pos:
-                    out[int(p)].copy_(rgb, non_blocking=True)
+                if frame.width != out.shape[2] or frame.height != out.shape[1]:
+                    raise DecodeError(f"A decoded frame is {frame.width}x{frame.height}, but the stream is "
+                                      f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
+                backend.convert_into(frame, out_np[first])
+            last["frame"], last["slot"] = frame, first
+            for p in pos[1:]:
+                out[int(p)].copy_(out[first])
             pts_out[pos] = pts
             dur_out[pos] = dur
 
@@ -583,13 +593,18 @@ class VideoDecoder:
                 chunks.append([])
             chunks[-1].append(g)
             acc += g[2]
+        # Parallel single-threaded runs beat one frame-threaded decoder only when the work divides evenly
+        # (measured: 2 frame threads are ~1.4x one thread on 640x360 H.264).
+        if max(sum(c for _, _, c in ch) for ch in chunks) > 0.7 * total:
+            return self._planner.run(targets, start_keys, emit)
         planners = self._worker_planners(len(chunks))
 
         def work(planner: Planner, chunk: list[tuple[int, int, int]]) -> list[int]:
             a, b = chunk[0][0], chunk[-1][1]
             planner.stats = PlanStats()
             sub_keys = start_keys[a:b] if start_keys is not None else None
-            lost = planner.run(targets[a:b], sub_keys, lambda j, rgb, pts, dur: emit(a + j, rgb, pts, dur))
+            lost = planner.run(targets[a:b], sub_keys,
+                               lambda j, frame, pts, dur: emit(a + j, frame, pts, dur, planner.backend))
             return [a + j for j in lost]
 
         assert self._pool is not None

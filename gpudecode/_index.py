@@ -297,23 +297,34 @@ def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
     return h.hexdigest()
 
 
+_MAGIC = b"GPUDECODE-INDEX\n"
+_ARRAYS = (("pts", "<i8"), ("duration", "<i8"), ("is_key", "|b1"), ("key_pts", "<i8"), ("start_key", "<i8"))
+
+
 def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
-    """Write ``index`` to ``path`` atomically (``.npz``, no pickles)."""
+    """Write ``index`` to ``path`` atomically.
+
+    Format: a magic line, a little-endian uint32 header length, a JSON header (metadata and array lengths), then
+    the raw little-endian arrays. No pickles; loading is one ``read()`` and zero-copy views.
+    """
+    arrays = {name: np.ascontiguousarray(getattr(index, name), dtype=dt) for name, dt in _ARRAYS}
     meta = {
         "format_version": INDEX_FORMAT_VERSION,
         "time_base": [index.time_base.numerator, index.time_base.denominator],
         "source_key": index.source_key,
         "stream_index": index.stream_index,
         "method": index.method,
+        "lengths": {k: int(v.shape[0]) for k, v in arrays.items()},
     }
+    header = json.dumps(meta).encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".gdidx")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), pts=index.pts,
-                     duration=index.duration, is_key=index.is_key, key_pts=index.key_pts,
-                     start_key=index.start_key)
+            f.write(_MAGIC + len(header).to_bytes(4, "little") + header)
+            for name, _ in _ARRAYS:
+                f.write(arrays[name].tobytes())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -325,36 +336,47 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
     """Read an index written by :func:`save_index_file`.
 
     Raises:
-        MediaError: The file is not a gpudecode index, or has another format version.
+        MediaError: The file is not a gpudecode index, has another format version, or is inconsistent.
         FileNotFoundError: ``path`` does not exist.
     """
+    where = os.fspath(path)
+    with open(path, "rb") as f:
+        data = f.read()
     try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            if meta.get("format_version") != INDEX_FORMAT_VERSION:
-                raise MediaError(
-                    f"Invalid index file {os.fspath(path)!r} (format version {meta.get('format_version')}). "
-                    f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
-                )
-            arrays = {k: z[k] for k in ("pts", "duration", "is_key", "key_pts", "start_key")}
-    except FileNotFoundError:
-        raise
+        if not data.startswith(_MAGIC):
+            raise ValueError("not a gpudecode index file")
+        pos = len(_MAGIC)
+        hlen = int.from_bytes(data[pos: pos + 4], "little")
+        meta = json.loads(data[pos + 4: pos + 4 + hlen].decode())
+        if meta.get("format_version") != INDEX_FORMAT_VERSION:
+            raise MediaError(
+                f"Invalid index file {where!r} (format version {meta.get('format_version')}). "
+                f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
+            )
+        pos += 4 + hlen
+        arrays = {}
+        for name, dt in _ARRAYS:
+            count = int(meta["lengths"][name])
+            size = count * np.dtype(dt).itemsize
+            if pos + size > len(data):
+                raise ValueError("truncated")
+            arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=pos)
+            pos += size
     except MediaError:
         raise
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise MediaError(f"Invalid index file {os.fspath(path)!r}: {exc}. Pass a file written by save_index().") \
-            from exc
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MediaError(f"Invalid index file {where!r}: {exc}. Pass a file written by save_index().") from exc
     n = arrays["pts"].shape[0]
     if not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0]) \
             or n == 0 or (arrays["start_key"] >= max(1, arrays["key_pts"].shape[0])).any():
-        raise MediaError(f"Invalid index file {os.fspath(path)!r}: inconsistent arrays.")
+        raise MediaError(f"Invalid index file {where!r}: inconsistent arrays.")
     return FrameIndex(
         time_base=Fraction(*meta["time_base"]),
-        pts=arrays["pts"].astype(np.int64),
-        duration=arrays["duration"].astype(np.int64),
-        is_key=arrays["is_key"].astype(bool),
-        key_pts=arrays["key_pts"].astype(np.int64),
-        start_key=arrays["start_key"].astype(np.int64),
+        pts=arrays["pts"].astype(np.int64, copy=False),
+        duration=arrays["duration"].astype(np.int64, copy=False),
+        is_key=arrays["is_key"].astype(bool, copy=False),
+        key_pts=arrays["key_pts"].astype(np.int64, copy=False),
+        start_key=arrays["start_key"].astype(np.int64, copy=False),
         source_key=str(meta["source_key"]),
         stream_index=int(meta["stream_index"]),
         method="file",

@@ -199,7 +199,10 @@ class Planner:
         the frame chosen is the first whose ``pts + duration`` exceeds it (the last frame for times past the
         real end of a stream whose header over-counts).
 
-        ``emit(j, converted, pts, duration)`` receives each target's converted frame, in target order.
+        ``emit(j, frame, pts, duration)`` receives each target's frame, in target order, before the next packet is
+        fed: either the backend's frame (convert it now; hardware decoders reuse surfaces) or, for a frame held
+        across a drain, an already converted ``(H, W, 3)`` tensor. The same frame may be emitted for several
+        targets in a row (approximate mode).
 
         Returns:
             Positions in ``targets`` that no decoder output matched (damaged or missing frames).
@@ -378,17 +381,17 @@ class Planner:
                 j += 1
             if j < n and targets[j] == p:
                 self.stats.frames_converted += 1
-                emit(j, self.backend.convert(f), p, f.duration or 0)
+                emit(j, f, p, f.duration or 0)
                 j += 1
             return j
         d = f.duration if f.duration else self.nominal_duration
         self._pos.last_end = p + d
-        converted = None
+        first = True
         while j < n and targets[j] < p + d:
-            if converted is None:
+            if first:
                 self.stats.frames_converted += 1
-                converted = self.backend.convert(f)
-            emit(j, converted, p, d)
+                first = False
+            emit(j, f, p, d)
             j += 1
         return j
 

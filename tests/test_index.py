@@ -72,33 +72,33 @@ def test_edit_list_discarded_packets_are_not_frames(video):
 def test_save_and_load_index(video, tmp_path):
     path = video("h264_mkv")
     dec = VideoDecoder(path)
-    dec.save_index(tmp_path / "i.npz")
-    dec2 = VideoDecoder(path, index=tmp_path / "i.npz")
+    dec.save_index(tmp_path / "i.gdidx")
+    dec2 = VideoDecoder(path, index=tmp_path / "i.gdidx")
     assert dec2.index.method == "file"
     np.testing.assert_array_equal(dec2.index.pts, dec.index.pts)
     np.testing.assert_array_equal(dec2[:].data, dec[:].data)
 
 
 def test_loading_an_index_of_another_file_fails(video, tmp_path):
-    VideoDecoder(video("h264_mkv")).save_index(tmp_path / "i.npz")
+    VideoDecoder(video("h264_mkv")).save_index(tmp_path / "i.gdidx")
     with pytest.raises(MediaError, match="different file or stream"):
-        VideoDecoder(video("bt601"), index=tmp_path / "i.npz")
+        VideoDecoder(video("bt601"), index=tmp_path / "i.gdidx")
 
 
 def test_bad_index_file(video, tmp_path):
-    bad = tmp_path / "bad.npz"
+    bad = tmp_path / "bad.gdidx"
     bad.write_bytes(b"not an index")
     with pytest.raises(MediaError, match="Invalid index file"):
         VideoDecoder(video("h264_mkv"), index=bad)
     with pytest.raises(FileNotFoundError, match="missing"):
-        VideoDecoder(video("h264_mkv"), index=tmp_path / "missing.npz")
+        VideoDecoder(video("h264_mkv"), index=tmp_path / "missing.gdidx")
 
 
 def test_save_index_needs_exact_mode(video, tmp_path):
     from gpudecode import InvalidArgumentError
 
     with pytest.raises(InvalidArgumentError, match="approximate"):
-        VideoDecoder(video("h264_mkv"), seek_mode="approximate").save_index(tmp_path / "x.npz")
+        VideoDecoder(video("h264_mkv"), seek_mode="approximate").save_index(tmp_path / "x.gdidx")
 
 
 @pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv"])
@@ -134,7 +134,7 @@ def test_cache_env_read_at_each_creation(video, tmp_path, monkeypatch):
 def test_corrupt_cache_entry_is_rebuilt(video, tmp_path, monkeypatch):
     monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
     VideoDecoder(video("h264_mkv"))
-    (entry,) = [p for p in tmp_path.iterdir() if p.suffix == ".npz"]
+    (entry,) = [p for p in tmp_path.iterdir() if p.suffix == ".gdidx"]
     entry.write_bytes(b"garbage")
     dec = VideoDecoder(video("h264_mkv"))
     assert dec.index.method != "file"

@@ -13,6 +13,7 @@ import torch
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from gpudecode._errors import DecodeError
+from gpudecode._swscale import direct_converter
 
 __all__ = ["CpuBackend"]
 
@@ -44,6 +45,7 @@ class CpuBackend:
         self._interp = Interpolation.POINT if bit_depth > 8 else Interpolation.BICUBIC
         self._drained = False
         self._reformatter = VideoReformatter()  # caches its swscale context across frames
+        self._direct = direct_converter(bit_depth)  # same swscale, writing straight into the output
         self._skip = "DEFAULT"
         # Skipping unreferenced frames is safe where one packet is one picture (not VP9/AV1, whose packets may
         # carry hidden frames that later packets only display).
@@ -80,6 +82,18 @@ class CpuBackend:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"FFmpeg failed while draining the decoder: {exc}") from exc
+
+    def convert_into(self, frame: Any, out: np.ndarray) -> None:
+        """Convert the frame into ``out`` (``(H, W, 3)`` uint8, C-contiguous rows) without intermediate copies."""
+        if self._direct is not None and out.flags.c_contiguous and self._direct.convert_into(
+                frame, out.ctypes.data, out.strides[0]):
+            return
+        np.copyto(out, self.convert(frame).numpy())
+
+    def close(self) -> None:
+        """Free the swscale context."""
+        if self._direct is not None:
+            self._direct.close()
 
     def convert(self, frame: Any) -> torch.Tensor:
         """Return the frame as an ``(H, W, 3)`` uint8 CPU tensor."""
