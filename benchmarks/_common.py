@@ -40,7 +40,7 @@ def machine() -> dict[str, Any]:
             out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                  capture_output=True, text=True)
             info["driver"] = out.stdout.strip()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
     return info
 

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, save  # noqa: E402
+from _common import interleaved, machine, save
 
-import gpudecode  # noqa: E402
-from gpudecode import samplers  # noqa: E402
+import gpudecode
+from gpudecode import samplers
 
 MEDIA = Path(__file__).resolve().parent / "media"
 
@@ -66,15 +66,15 @@ def main() -> None:
     args = ap.parse_args()
     short, long = ensure_media()
     try:
+        import torchcodec
         from torchcodec.decoders import VideoDecoder as TCDecoder
         from torchcodec.samplers import clips_at_random_indices as tc_random
         from torchcodec.samplers import clips_at_regular_indices as tc_regular
-        import torchcodec
 
         tc_version = torchcodec.__version__
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"torchcodec unavailable ({exc}); measuring gpudecode and PyAV only")
-        TCDecoder = None  # noqa: N806
+        TCDecoder = None
         tc_version = None
 
     cache_dir = Path(tempfile.mkdtemp(prefix="gpudecode-index-"))

@@ -7,8 +7,8 @@ import logging
 import math
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -608,7 +608,7 @@ class VideoDecoder:
             return [a + j for j in lost]
 
         assert self._pool is not None
-        futures = [self._pool.submit(work, pl, ch) for pl, ch in zip(planners, chunks)]
+        futures = [self._pool.submit(work, pl, ch) for pl, ch in zip(planners, chunks, strict=False)]
         missing = sorted(j for f in futures for j in f.result())
         st = self._planner.stats
         for pl in planners:

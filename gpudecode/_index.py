@@ -286,7 +286,7 @@ def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
     h = hashlib.blake2b(digest_size=20)
     h.update(f"gpudecode-index-v{INDEX_FORMAT_VERSION};size={size_bytes};".encode())
     if mp4 is not None and not mp4.fragmented:
-        h.update(b"moov:" + mp4.moov_digest.encode())
+        h.update(b"moov:" + mp4.moov_digest(reader).encode())
         return h.hexdigest()
     reader.seek(0)
     while True:

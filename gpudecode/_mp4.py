@@ -51,14 +51,21 @@ class Mp4Info:
     """What :func:`read_mp4_info` found.
 
     Attributes:
-        moov_digest: BLAKE2b digest of the whole ``moov`` box (hex).
+        moov_offset: Byte offset of the ``moov`` box.
+        moov_size: Size of the ``moov`` box in bytes.
         fragmented: Whether the file uses movie fragments (its sample tables are then not all in ``moov``).
         tracks: The tracks, in file order.
     """
 
-    moov_digest: str
+    moov_offset: int
+    moov_size: int
     fragmented: bool
     tracks: list[Mp4Track] = field(default_factory=list)
+
+    def moov_digest(self, f: BinaryIO) -> str:
+        """BLAKE2b digest (hex) of the ``moov`` box, read again from ``f`` (only the index cache needs it)."""
+        f.seek(self.moov_offset)
+        return hashlib.blake2b(f.read(self.moov_size), digest_size=20).hexdigest()
 
     def track(self, track_id: int) -> Mp4Track | None:
         """Return the track with this id, or ``None``."""
@@ -178,6 +185,7 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
                 moov = f.read(size)
                 if len(moov) < size:
                     return None
+                moov_pos = pos
             elif kind == b"moof":
                 fragmented = True
                 break
@@ -187,7 +195,7 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
         if moov is None or not seen_ftyp_like:
             return None
         data = memoryview(moov)
-        info = Mp4Info(moov_digest=hashlib.blake2b(moov, digest_size=20).hexdigest(), fragmented=fragmented)
+        info = Mp4Info(moov_offset=moov_pos, moov_size=len(moov), fragmented=fragmented)
         for kind, bs, be in _boxes(data, 8, len(moov)):
             if kind == b"trak":
                 info.tracks.append(_parse_track(data, bs, be))

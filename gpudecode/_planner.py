@@ -9,6 +9,7 @@ Because all decisions live here, the NVDEC path is tested by the same logic that
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -337,7 +338,7 @@ class Planner:
             return [(0, n, n)]
         bounds = [0, *brk.tolist(), n]
         out = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             cost = int((int(targets[b - 1]) - int(starts_pts[a])) // max(1, self.nominal_duration)) + 1
             out.append((a, b, max(cost, 1)))
         return out

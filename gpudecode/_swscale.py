@@ -21,7 +21,7 @@ SWS_POINT = 0x10
 SWS_BICUBIC = 0x4
 _RGB24 = 2  # AV_PIX_FMT_RGB24
 _lock = threading.Lock()
-_libs: tuple[Any, Any] | None | bool = False
+_libs: tuple[Any, Any] | bool | None = False
 
 
 def _load() -> tuple[Any, Any] | None:

@@ -94,7 +94,7 @@ def _import_modules(device_index: int) -> Modules:
         from gpudecode._kernels import Yuv420ToRgb
 
         convert = Yuv420ToRgb(cupy, device_index)
-    except Exception as exc:  # noqa: BLE001 - any compile/driver failure is a reason to fall back
+    except Exception as exc:
         raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
     return Modules(nvc=nvc, convert=convert)
 
