@@ -51,7 +51,7 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
             best = container.streams.best("video")
         except (av.error.FFmpegError, ValueError):
             best = None
-        return best if best is not None else video[0]
+        return _decodable(best if best is not None else video[0])
     if isinstance(stream_index, bool) or not isinstance(stream_index, int):
         raise InvalidArgumentError(
             f"Invalid stream_index ({stream_index!r}). Supported values are: None or an int index of a video "
@@ -68,6 +68,17 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
         raise InvalidArgumentError(
             f"Invalid stream_index ({stream_index}) is a {stream.type} stream. Video streams are at indices: "
             f"{[s.index for s in video]}."
+        )
+    return _decodable(stream)
+
+
+def _decodable(stream: Any) -> Any:
+    """Check that FFmpeg can decode ``stream`` (damaged headers can leave it without a decoder)."""
+    cc = stream.codec_context
+    if cc is None or not cc.width or not cc.height:
+        raise MediaError(
+            f"The video stream {stream.index} cannot be decoded: FFmpeg found no decoder or no frame size for it "
+            "(unsupported codec, or damaged codec parameters)."
         )
     return stream
 

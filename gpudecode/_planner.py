@@ -118,7 +118,8 @@ class Planner:
     _pos: _Position = field(default_factory=_Position)
 
     def invalidate(self) -> None:
-        """Forget the decode position (the next request seeks)."""
+        """Forget the decode position (the next request seeks); release the suspended packet iterator."""
+        _close(self._pos.packets)
         self._pos = _Position()
 
     # -- key ordinals ------------------------------------------------------------------------------------
@@ -135,6 +136,8 @@ class Planner:
     def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
         pos = self._pos
         self.stats.seeks += 1
+        _close(pos.packets)
+        pos.packets = None
         self.backend.reset()
         pos.last_pts = pos.last_end = None
         pos.skipped = set()
@@ -173,6 +176,7 @@ class Planner:
 
     def _restart(self) -> None:
         self.stats.seeks += 1
+        _close(self._pos.packets)
         self.backend.reset()
         self._pos.packets = self.demuxer.restart()
         self._pos.last_pts = self._pos.last_end = None
@@ -244,7 +248,7 @@ class Planner:
                 try:
                     frames = self.backend.decode(pkt, want)
                 except DecodeError as exc:
-                    logger.warning("gpudecode: skipping a packet the decoder rejected: %s", exc)
+                    logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
                     frames = ()
                 for f in frames:
                     if first_after_seek and not exact and f.pts is not None and f.pts > int(targets[j]):
@@ -264,6 +268,7 @@ class Planner:
                     break
             if overshoot:
                 overshoots += 1
+                _close(pos.packets)
                 pos.packets = None
                 continue
             if eof:
@@ -291,6 +296,7 @@ class Planner:
                     else:
                         missing.append(j)
                     j += 1
+                _close(pos.packets)
                 pos.packets = None
                 pos.last_pts = pos.last_end = None
         return missing
@@ -395,6 +401,13 @@ class Planner:
             emit(j, f, p, d)
             j += 1
         return j
+
+
+def _close(packets: Iterator[Any] | None) -> None:
+    """Close a suspended packet generator so the demuxer releases the packet it holds (before its container)."""
+    close = getattr(packets, "close", None)
+    if close is not None:
+        close()
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:

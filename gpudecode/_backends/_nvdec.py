@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import struct
 import threading
 from collections import OrderedDict
@@ -195,6 +196,19 @@ class DecoderCache:
 
 decoder_cache = DecoderCache()
 atexit.register(decoder_cache.clear)
+_inherited: list[Any] = []
+
+
+def _forget_after_fork() -> None:
+    # A child must never use (or destroy) its parent's NVDEC sessions: keep them referenced, start empty.
+    _inherited.append(decoder_cache._idle)
+    decoder_cache._idle = OrderedDict()
+    decoder_cache._lock = threading.Lock()
+    _LOAD_FAILURES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 # -- backend ----------------------------------------------------------------------------------------------------

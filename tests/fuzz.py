@@ -1,0 +1,176 @@
+"""Mutation fuzzer for gpudecode's decoding path: every case runs in a child process (crash/hang-safe).
+
+A case mutates a fixture video (bit flips, zeroed or random byte runs, truncation, duplicated or deleted chunks),
+then in a child process opens it from bytes in both seek modes and requests frames through every access call.
+Allowed outcomes: frames, or one of gpudecode's own errors. Findings: any other exception (a leak from PyAV/NumPy),
+a crash (signal), or a hang (timeout).
+
+    python tests/fuzz.py --cases 2000 --jobs 2        # longer run; prints findings and writes them to --out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Apply 1-3 random mutations; return the bytes and a description."""
+    buf = bytearray(data)
+    ops = []
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["flip", "zero", "random", "truncate", "dup", "delete"])
+        n = len(buf)
+        if n < 16:
+            break
+        pos = rng.randrange(n)
+        span = rng.choice([1, 4, 16, 256, 4096])
+        if kind == "flip":
+            buf[pos] ^= 1 << rng.randrange(8)
+        elif kind == "zero":
+            buf[pos: pos + span] = bytes(min(span, n - pos))
+        elif kind == "random":
+            buf[pos: pos + span] = bytes(rng.getrandbits(8) for _ in range(min(span, n - pos)))
+        elif kind == "truncate":
+            del buf[pos:]
+        elif kind == "dup":
+            buf[pos:pos] = buf[pos: pos + span]
+        else:
+            del buf[pos: pos + span]
+        ops.append(f"{kind}@{pos}+{span}")
+    return bytes(buf), ",".join(ops)
+
+
+def exercise(data: bytes) -> str:
+    """Run in the child: every access call, both modes. Returns 'ok' or the gpudecode error class met."""
+    import math
+
+    import gpudecode
+    from gpudecode import GpudecodeError, samplers
+
+    outcome = "ok"
+    for mode in ("exact", "approximate"):
+        try:
+            dec = gpudecode.VideoDecoder(data, seek_mode=mode, num_threads=1)
+        except GpudecodeError as exc:
+            outcome = type(exc).__name__
+            continue
+        n = len(dec)
+        m = dec.metadata
+        calls = [
+            lambda d=dec: d[0], lambda d=dec, n=n: d[n - 1], lambda d=dec, n=n: d.get_frames_at([n // 2, 0, n - 1]),
+            lambda d=dec, n=n: d.get_frames_in_range(0, n, max(1, n // 5)),
+            lambda d=dec, m=m: d.get_frame_played_at(m.begin_stream_seconds),
+            lambda d=dec, m=m: d.get_frames_played_in_range(
+                m.begin_stream_seconds, min(m.end_stream_seconds or math.inf, m.begin_stream_seconds + 0.5)),
+            lambda d=dec: samplers.clips_at_random_indices(d, num_clips=2, num_frames_per_clip=2),
+        ]
+        for call in calls:
+            try:
+                call()
+            except GpudecodeError as exc:
+                outcome = type(exc).__name__
+        dec.close()
+    return outcome
+
+
+def _child(data: bytes, q: Any) -> None:
+    try:
+        q.put(("ok", exercise(data)))
+    except BaseException as exc:
+        import traceback
+
+        q.put(("leak", f"{type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"))
+
+
+def run_case(data: bytes, timeout_s: float = 20.0) -> tuple[str, str]:
+    """('ok'|'leak'|'crash'|'hang', detail) for one input, in a fresh child process."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(data, q))
+    p.start()
+    p.join(timeout_s)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        return "hang", f"no answer after {timeout_s} s"
+    if not q.empty():
+        return q.get()
+    return "crash", f"exit code {p.exitcode}"
+
+
+def seeds(media_dir: Path) -> list[Path]:
+    from media import SPECS, make_video
+
+    out = []
+    for name in ("h264_bframes", "h264_mkv", "hevc8", "vp9", "editlist", "mpeg4_avi"):
+        spec = SPECS[name]
+        ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
+        path = media_dir / f"{name}.{ext}"
+        if not path.exists():
+            make_video(spec, path)
+        out.append(path)
+    return out
+
+
+def fuzz(media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None) -> dict[str, Any]:
+    """Run ``cases`` mutations (or until ``deadline_s``); return counts and findings."""
+    rng = random.Random(seed)
+    corpus = [p.read_bytes() for p in seeds(media_dir)]
+    inputs = []
+    for _ in range(cases):
+        data, how = mutate(rng.choice(corpus), rng)
+        inputs.append((data, how))
+    counts: dict[str, int] = {}
+    findings = []
+    t0 = time.time()
+    done = 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(item: tuple[bytes, str]) -> tuple[str, str, str, bytes]:
+        data, how = item
+        if deadline_s is not None and time.time() - t0 > deadline_s:
+            return "skipped", "", how, data
+        kind, detail = run_case(data)
+        return kind, detail, how, data
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for kind, detail, how, data in pool.map(one, inputs):
+            if kind == "skipped":
+                continue
+            done += 1
+            key = detail if kind == "ok" else kind
+            counts[key] = counts.get(key, 0) + 1
+            if kind != "ok":
+                findings.append({"kind": kind, "mutation": how, "detail": detail[:2000], "size": len(data)})
+    return {"cases_run": done, "seconds": round(time.time() - t0, 1), "outcomes": counts, "findings": findings}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--media", default="/tmp/gpudecode-fuzz-media")
+    ap.add_argument("--out", default=None, help="write the report as JSON here")
+    args = ap.parse_args()
+    media = Path(args.media)
+    media.mkdir(parents=True, exist_ok=True)
+    report = fuzz(media, args.cases, args.seed, args.jobs)
+    print(json.dumps({k: v for k, v in report.items() if k != "findings"}, indent=2))
+    for f in report["findings"]:
+        print(f"\n[{f['kind']}] {f['mutation']} ({f['size']} bytes)\n{f['detail']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""gpudecode.data: the clip dataset with DataLoader workers and torch.distributed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpudecode import FrameIndexError, InvalidArgumentError, VideoDecoder, samplers
+from gpudecode.data import ClipDataset, VideoEntry, read_manifest
+
+NAMES = ["h264_bframes", "h264_mkv", "hevc8", "vp9", "bt709"]
+
+
+@pytest.fixture
+def paths(video):
+    return [video(n) for n in NAMES]
+
+
+def test_items_match_the_sampler(paths):
+    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
+                     sampler_kwargs={"num_clips": 3, "num_frames_per_clip": 4})
+    assert len(ds) == 5
+    item = ds[2]
+    ref = samplers.clips_at_regular_indices(VideoDecoder(paths[2]), num_clips=3, num_frames_per_clip=4)
+    assert torch.equal(item["frames"], ref.data)
+    assert torch.equal(item["pts_seconds"], ref.pts_seconds)
+    assert item["index"] == 2 and "label" not in item
+
+
+def test_transform_and_labels(paths):
+    ds = ClipDataset([VideoEntry(str(p), label=i) for i, p in enumerate(paths)],
+                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+                     transform=lambda b: b.data.float().mean())
+    item = ds[4]
+    assert item["label"] == 4 and item["frames"].dim() == 0
+
+
+def test_manifests(paths, tmp_path):
+    (tmp_path / "a.txt").write_text("\n".join(str(p) for p in paths) + "\n")
+    (tmp_path / "a.csv").write_text("path,label\n" + "\n".join(f"{p},{i}" for i, p in enumerate(paths)))
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"path": str(p), "label": i}) for i, p in enumerate(paths)))
+    for name in ("a.txt", "a.csv", "a.jsonl"):
+        entries = read_manifest(tmp_path / name)
+        assert [e.path for e in entries] == [str(p) for p in paths]
+    assert read_manifest(tmp_path / "a.jsonl")[3].label == 3
+    (tmp_path / "a.xml").write_text("<x/>")
+    with pytest.raises(InvalidArgumentError, match=r"Supported formats are: \.txt, \.csv, \.jsonl"):
+        read_manifest(tmp_path / "a.xml")
+
+
+def test_validation(paths):
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        ClipDataset([])
+    with pytest.raises(FrameIndexError, match="The dataset has 5 videos"):
+        ClipDataset(paths)[5]
+
+
+def test_decoders_are_lazy_and_bounded(paths):
+    ds = ClipDataset(paths, max_open_decoders=2, sampler_kwargs={"num_clips": 1})
+    assert not ds._decoders
+    for i in range(5):
+        ds[i]
+    assert len(ds._decoders) == 2
+    ds.close()
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers(paths, context):
+    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
+                     sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2})
+    ds[0]  # a decoder opened in the parent must not be reused by the workers
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
+    got = {item["index"]: item["frames"] for item in loader}
+    for i in range(len(ds)):
+        assert torch.equal(got[i], ds[i]["frames"])
+
+
+def test_torchrun_distributed_sampler(paths, tmp_path):
+    """Two processes with the gloo backend on the CPU, each with its DistributedSampler share."""
+    manifest = tmp_path / "m.txt"
+    manifest.write_text("\n".join(str(p) for p in paths))
+    script = Path(__file__).parent / "ddp_check.py"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(manifest), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0 = json.loads((tmp_path / "rank0.json").read_text())
+    r1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert r0["world"] == 2 and r0["total"] == r1["total"] == 6  # 5 videos padded to 6 by the sampler
+    assert set(r0["indices"]) | set(r1["indices"]) == set(range(5))
