@@ -98,6 +98,120 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_png(rgb_hwc: Any, path: Any) -> None:
+    import av
+
+    h, w = rgb_hwc.shape[:2]
+    cc = av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.pix_fmt = w, h, "rgb24"
+    frame = av.VideoFrame.from_ndarray(rgb_hwc, format="rgb24")
+    data = b"".join(bytes(p) for p in [*cc.encode(frame), *cc.encode(None)])
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _numbers(text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"gpudecode: error: invalid list {text!r}: {exc}") from exc
+
+
+def cmd_frames(args: argparse.Namespace) -> int:
+    """Write the requested frames to a folder."""
+    from pathlib import Path
+
+    import torch
+
+    from gpudecode import VideoDecoder
+
+    dec = VideoDecoder(args.file, device=_pick_device(args.device), dimension_order="NHWC",
+                       seek_mode="approximate" if args.approximate else "exact")
+    if args.at is not None:
+        batch = dec.get_frames_at(_numbers(args.at, int))
+        labels = [f"frame{i:06d}" for i in _numbers(args.at, int)]
+    else:
+        batch = dec.get_frames_played_at(_numbers(args.times, float))
+        labels = [f"t{t:012.6f}" for t in _numbers(args.times, float)]
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k, label in enumerate(labels):
+        rgb = batch.data[k].cpu()
+        path = out_dir / f"{label}.{args.format}"
+        if args.format == "pt":
+            torch.save({"data": rgb.permute(2, 0, 1).contiguous(), "pts_seconds": float(batch.pts_seconds[k])}, path)
+        else:
+            _write_png(rgb.numpy(), path)
+        written.append({"path": str(path), "pts_seconds": float(batch.pts_seconds[k])})
+    if args.json:
+        print(json.dumps({"written": written, "decoding_device": dec.decoding_device}, indent=2))
+    else:
+        for w in written:
+            print(f"{w['path']}  (pts {w['pts_seconds']:.6f} s)")
+    dec.close()
+    return 0
+
+
+def _bench_device(path: str, device: str, rounds: int, progress: bool) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from gpudecode import VideoDecoder, samplers
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    res: dict[str, Any] = {"device": device}
+    dec = VideoDecoder(path, device=device)
+    n = len(dec)
+    res["decoding_device"] = dec.decoding_device
+    res["cpu_fallback"] = str(dec.cpu_fallback) or None
+    chunk = 64
+    best = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        with tqdm(total=n, unit="frame", desc=f"sequential {device}", disable=not progress, leave=False) as bar:
+            for start in range(0, n, chunk):
+                dec.get_frames_in_range(start, min(n, start + chunk))
+                bar.update(min(chunk, n - start))
+        sync()
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    res["sequential_frames_per_s"] = n / best
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, n, min(32, n)).tolist()
+    t0 = time.perf_counter()
+    dec.get_frames_at(idx)
+    sync()
+    res["random_frames_per_s"] = len(idx) / (time.perf_counter() - t0)
+    per_clip = min(16, n)
+    t0 = time.perf_counter()
+    clips = samplers.clips_at_regular_indices(dec, num_clips=8, num_frames_per_clip=per_clip)
+    sync()
+    res["clip_sampling_frames_per_s"] = clips.data.shape[0] * clips.data.shape[1] / (time.perf_counter() - t0)
+    dec.close()
+    return res
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Frames/s on each requested device, side by side."""
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    results = [_bench_device(args.file, d, args.rounds, progress=not args.json and sys.stderr.isatty())
+               for d in devices]
+    if args.json:
+        print(json.dumps({"file": args.file, "results": results}, indent=2))
+        return 0
+    print(f"{'device':10} {'decoder':8} {'sequential':>12} {'random':>10} {'clips':>10}   (frames/s)")
+    for r in results:
+        print(f"{r['device']:10} {r['decoding_device']:8} {r['sequential_frames_per_s']:12.0f} "
+              f"{r['random_frames_per_s']:10.0f} {r['clip_sampling_frames_per_s']:10.0f}"
+              + (f"   CPU fallback: {r['cpu_fallback']}" if r["cpu_fallback"] else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpudecode`` command."""
     p = argparse.ArgumentParser(prog="gpudecode", description="Video decoding for PyTorch on NVDEC or the CPU.")
@@ -110,6 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.add_argument("--approximate", action="store_true", help="header only (no exact index)")
     i.set_defaults(func=cmd_info)
+    f = sub.add_parser("frames", help="write frames at indices or times as PNG or .pt files")
+    f.add_argument("file")
+    which = f.add_mutually_exclusive_group(required=True)
+    which.add_argument("--at", help="comma-separated frame indices, e.g. 0,10,20")
+    which.add_argument("--times", help="comma-separated times in seconds; the frame shown at each")
+    f.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
+    f.add_argument("--format", choices=["png", "pt"], default="png")
+    f.add_argument("--device", default="cpu")
+    f.add_argument("--approximate", action="store_true", help="seek_mode='approximate'")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_frames)
+    b = sub.add_parser("bench", help="decoding speed: sequential, random access and clip sampling")
+    b.add_argument("file")
+    b.add_argument("--device", default="cpu", help="comma-separated devices, e.g. cpu,cuda")
+    b.add_argument("--rounds", type=int, default=3, help="sequential passes (best is reported)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -124,7 +124,9 @@ class VideoDecoder:
             ``torch.uint8`` CPU tensor), or a seekable binary file object (read on demand).
         stream_index: The video stream to decode; ``None`` picks the best video stream.
         dimension_order: ``"NCHW"`` (default) or ``"NHWC"`` for the returned frames.
-        num_threads: CPU decoding threads; ``None`` uses every core, ``0`` lets FFmpeg choose.
+        num_threads: CPU decoding threads. ``None`` (default) lets FFmpeg choose (cores + 1 frame threads) and
+            decodes independent keyframe runs of one request on up to one thread per core; ``1`` uses a single
+            thread; ``N`` uses ``N`` frame threads and up to ``N`` parallel runs.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``; frames land there.
         seek_mode: ``"exact"`` scans the stream once (no decoding) into an exact frame index; ``"approximate"``
             trusts the header (faster to open, frame ``i`` is assumed at ``begin + i / fps``).

@@ -91,9 +91,28 @@ def _child(data: bytes, q: Any) -> None:
         q.put(("leak", f"{type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"))
 
 
+_CTX: Any = None
+
+
+def _context() -> Any:
+    """Children fork from a single-threaded server that preloaded gpudecode: fast, and never forked mid-lock.
+
+    (Forking straight from a multi-threaded parent can copy a lock another thread holds, and the child then hangs:
+    an early run reported such a harness artifact as a "hang" that never reproduced.)
+    """
+    global _CTX
+    if _CTX is None:
+        if "forkserver" in mp.get_all_start_methods():
+            _CTX = mp.get_context("forkserver")
+            _CTX.set_forkserver_preload(["gpudecode", "gpudecode.samplers"])
+        else:
+            _CTX = mp.get_context("spawn")
+    return _CTX
+
+
 def run_case(data: bytes, timeout_s: float = 20.0) -> tuple[str, str]:
     """('ok'|'leak'|'crash'|'hang', detail) for one input, in a fresh child process."""
-    ctx = mp.get_context("fork")
+    ctx = _context()
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(data, q))
     p.start()
@@ -155,6 +174,8 @@ def fuzz(media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: floa
 
 
 def main() -> None:
+    import gpudecode  # noqa: F401 - imported once here, so forked children start warm (milliseconds, not seconds)
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
