@@ -206,6 +206,8 @@ class VideoDecoder:
         self._index: FrameIndex | None = None
         if self._seek_mode == "exact":
             self._index = self._get_index(container, stream, index_path)
+        if self._mp4 is not None:
+            self._mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
         self._metadata = self._build_metadata(container, stream, pix_fmt)
         if self._metadata.num_frames <= 0:
             raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")

@@ -32,8 +32,6 @@ class Mp4Track:
         rotation_degrees: Counter-clockwise rotation of the display matrix, as FFmpeg's
             ``av_display_rotation_get`` reports it (so ``VideoFrame.rotation`` agrees).
         sample_count: Number of samples (``stsz``).
-        stts: ``(count, delta)`` rows of the decoding time-to-sample table.
-        ctts: ``(count, offset)`` rows of the composition offset table, or ``None`` when absent.
         edit_count: Number of edit list entries.
     """
 
@@ -41,9 +39,37 @@ class Mp4Track:
     handler: str = ""
     rotation_degrees: int = 0
     sample_count: int = -1
-    stts: np.ndarray | None = None
-    ctts: np.ndarray | None = None
     edit_count: int = 0
+    _raw: dict[str, tuple[memoryview, int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def stts(self) -> np.ndarray | None:
+        """``(count, delta)`` rows of the decoding time-to-sample table (parsed on first use)."""
+        if "stts" not in self._raw:
+            return None
+        data, bs, be = self._raw["stts"]
+        (n,) = struct.unpack_from(">I", data, bs + 4)
+        if bs + 8 + 8 * n > be:
+            return None
+        return np.frombuffer(data, ">u4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
+
+    @property
+    def ctts(self) -> np.ndarray | None:
+        """``(count, offset)`` rows of the composition offset table, or ``None`` when absent (parsed on use)."""
+        if "ctts" not in self._raw:
+            return None
+        data, bs, be = self._raw["ctts"]
+        version = data[bs]
+        (n,) = struct.unpack_from(">I", data, bs + 4)
+        if bs + 8 + 8 * n > be:
+            return None
+        raw = np.frombuffer(data, ">i4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
+        if version == 0:
+            raw[:, 1] = raw[:, 1] & 0xFFFFFFFF
+            # Many muxers write negative offsets in version 0 boxes; FFmpeg reads them signed.
+            raw[:, 1] = np.where(raw[:, 1] >= 2**31, raw[:, 1] - 2**32, raw[:, 1])
+        raw[:, 0] = raw[:, 0] & 0xFFFFFFFF
+        return raw
 
 
 @dataclass
@@ -61,11 +87,25 @@ class Mp4Info:
     moov_size: int
     fragmented: bool
     tracks: list[Mp4Track] = field(default_factory=list)
+    _moov: bytes | None = field(default=None, repr=False)
+    _digest: str | None = field(default=None, repr=False)
 
     def moov_digest(self, f: BinaryIO) -> str:
-        """BLAKE2b digest (hex) of the ``moov`` box, read again from ``f`` (only the index cache needs it)."""
-        f.seek(self.moov_offset)
-        return hashlib.blake2b(f.read(self.moov_size), digest_size=20).hexdigest()
+        """BLAKE2b digest (hex) of the ``moov`` box (only the index cache needs it; computed once)."""
+        if self._digest is None:
+            if self._moov is not None:
+                data = self._moov
+            else:
+                f.seek(self.moov_offset)
+                data = f.read(self.moov_size)
+            self._digest = hashlib.blake2b(data, digest_size=20).hexdigest()
+        return self._digest
+
+    def release(self) -> None:
+        """Drop the ``moov`` bytes (the digest and parsed facts stay)."""
+        self._moov = None
+        for t in self.tracks:
+            t._raw.clear()
 
     def track(self, track_id: int) -> Mp4Track | None:
         """Return the track with this id, or ``None``."""
@@ -127,21 +167,8 @@ def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
                 track.sample_count = count
             elif kind == b"stz2":
                 track.sample_count = struct.unpack_from(">I", data, bs + 8)[0]
-            elif kind == b"stts":
-                (n,) = struct.unpack_from(">I", data, bs + 4)
-                if bs + 8 + 8 * n <= be:
-                    track.stts = np.frombuffer(data, ">u4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
-            elif kind == b"ctts":
-                version = data[bs]
-                (n,) = struct.unpack_from(">I", data, bs + 4)
-                if bs + 8 + 8 * n <= be:
-                    raw = np.frombuffer(data, ">i4", 2 * n, bs + 8).reshape(n, 2).astype(np.int64)
-                    if version == 0:
-                        raw[:, 1] = raw[:, 1] & 0xFFFFFFFF
-                        # Many muxers write negative offsets in version 0 boxes; FFmpeg reads them signed.
-                        raw[:, 1] = np.where(raw[:, 1] >= 2**31, raw[:, 1] - 2**32, raw[:, 1])
-                    raw[:, 0] = raw[:, 0] & 0xFFFFFFFF
-                    track.ctts = raw
+            elif kind in (b"stts", b"ctts"):
+                track._raw[kind.decode()] = (data, bs, be)
             elif kind == b"elst":
                 track.edit_count = struct.unpack_from(">I", data, bs + 4)[0]
 
@@ -195,7 +222,7 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
         if moov is None or not seen_ftyp_like:
             return None
         data = memoryview(moov)
-        info = Mp4Info(moov_offset=moov_pos, moov_size=len(moov), fragmented=fragmented)
+        info = Mp4Info(moov_offset=moov_pos, moov_size=len(moov), fragmented=fragmented, _moov=moov)
         for kind, bs, be in _boxes(data, 8, len(moov)):
             if kind == b"trak":
                 info.tracks.append(_parse_track(data, bs, be))

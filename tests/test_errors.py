@@ -211,3 +211,21 @@ def test_zeroed_bytes_in_the_middle(video, tmp_path):
     except DecodeError as exc:
         assert "damaged" in str(exc)
     np.testing.assert_array_equal(dec[1].data.numpy(), frames[1].rgb)
+
+
+def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
+    """Uploads that are images: FFmpeg reads PNG/JPEG as a one-frame stream; anything else is a MediaError."""
+    import av as _av
+
+    img = np.zeros((16, 24, 3), np.uint8)
+    img[:, :12] = 200
+    cc = _av.CodecContext.create("png", "w")
+    cc.width, cc.height, cc.pix_fmt = 24, 16, "rgb24"
+    png = b"".join(bytes(p) for p in [*cc.encode(_av.VideoFrame.from_ndarray(img, format="rgb24")), *cc.encode(None)])
+    (tmp_path / "x.png").write_bytes(png)
+    try:
+        dec = VideoDecoder(tmp_path / "x.png")
+    except MediaError:
+        return
+    assert len(dec) == 1
+    assert np.array_equal(dec[0].data.permute(1, 2, 0).numpy(), img)
