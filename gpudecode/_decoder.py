@@ -30,7 +30,6 @@ from gpudecode._device import FallbackReason, parse_device, select_backend
 from gpudecode._errors import (
     DecodeError,
     FrameIndexError,
-    GpudecodeError,
     InvalidArgumentError,
     MediaError,
     invalid_choice,
@@ -191,7 +190,8 @@ class VideoDecoder:
         self._key: str | None = None
         reader = self._source.open_reader()
         try:
-            self._mp4 = read_mp4_info(reader, self._source.size_bytes)
+            # approximate mode needs no sample tables, only the rotation
+            self._mp4 = read_mp4_info(reader, self._source.size_bytes, tables=self._seek_mode == "exact")
         finally:
             if self._source.owns_reader:
                 reader.close()
@@ -565,8 +565,6 @@ class VideoDecoder:
             lost = [int(labels[j]) for j in missing[:10]]
             raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
                               "is damaged or missing. Other frames remain available.")
-        if self._index is not None:
-            pass  # pts/durations of exact frames were emitted from the decoder; they equal the index's.
         data = out
         if self._rot_k:
             data = torch.rot90(data, self._rot_k, dims=(1, 2)).contiguous()
@@ -842,5 +840,3 @@ def _positions(inverse: np.ndarray, n_unique: int) -> list[np.ndarray]:
     counts = np.bincount(inverse, minlength=n_unique)
     return np.split(order, np.cumsum(counts)[:-1])
 
-
-__all__ += ["GpudecodeError"]

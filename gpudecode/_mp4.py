@@ -176,8 +176,56 @@ def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
     return track
 
 
-def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
-    """Read the ``moov`` box of an MP4/MOV file; return ``None`` for other files or when it cannot be read."""
+def _light_tracks(f: BinaryIO, start: int, end: int) -> tuple[list[Mp4Track], bool]:
+    """Track ids, handlers and rotations by walking box headers with small reads (no sample tables)."""
+    tracks: list[Mp4Track] = []
+    fragmented = False
+
+    def headers(s: int, e: int):
+        pos = s
+        while pos + 8 <= e:
+            f.seek(pos)
+            head = f.read(16)
+            if len(head) < 8:
+                return
+            size, kind = struct.unpack_from(">I4s", head, 0)
+            hdr = 8
+            if size == 1 and len(head) >= 16:
+                (size,) = struct.unpack_from(">Q", head, 8)
+                hdr = 16
+            elif size == 0:
+                size = e - pos
+            if size < hdr or pos + size > e:
+                return
+            yield kind, pos + hdr, pos + size
+            pos += size
+
+    for kind, bs, be in headers(start, end):
+        if kind == b"mvex":
+            fragmented = True
+        if kind != b"trak":
+            continue
+        small = bytearray()
+        for k2, b2, e2 in headers(bs, be):
+            if k2 == b"tkhd":
+                f.seek(b2 - 8)
+                small += f.read(min(e2 - b2 + 8, 128))
+            elif k2 == b"mdia":
+                for k3, b3, e3 in headers(b2, e2):
+                    if k3 == b"hdlr":
+                        f.seek(b3 - 8)
+                        small += f.read(min(e3 - b3 + 8, 64))
+        track = _parse_track(memoryview(bytes(small)), 0, len(small))
+        tracks.append(track)
+    return tracks, fragmented
+
+
+def read_mp4_info(f: BinaryIO, size_bytes: int | None, tables: bool = True) -> Mp4Info | None:
+    """Read the ``moov`` box of an MP4/MOV file; return ``None`` for other files or when it cannot be read.
+
+    With ``tables=False`` only track ids, handlers and rotations are read, by walking box headers (a few small reads
+    instead of the whole box, which holds every sample's tables: hundreds of kB for long videos).
+    """
     try:
         f.seek(0)
         pos = 0
@@ -208,6 +256,9 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None) -> Mp4Info | None:
             if kind == b"moov":
                 if size > _MAX_MOOV_BYTES:
                     return None
+                if not tables:
+                    tracks, frag = _light_tracks(f, pos + header, pos + size)
+                    return Mp4Info(moov_offset=pos, moov_size=size, fragmented=frag, tracks=tracks)
                 f.seek(pos)
                 moov = f.read(size)
                 if len(moov) < size:

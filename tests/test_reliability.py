@@ -51,29 +51,40 @@ def test_empty_and_tiny_inputs():
 
 
 # -- concurrency --------------------------------------------------------------------------------------------------
-def test_threads_with_their_own_decoders_agree(video):
-    path = video("hevc8")
-    ref = VideoDecoder(path, num_threads=1)[:].data
-    results: dict[int, torch.Tensor] = {}
+def _in_threads(work, count: int) -> list[BaseException]:
+    """Run ``work(i)`` in ``count`` threads; return what they raised."""
     errors: list[BaseException] = []
 
-    def work(i: int) -> None:
+    def guarded(i: int) -> None:
         try:
-            dec = VideoDecoder(path, num_threads=1, seek_mode="exact" if i % 2 else "approximate")
-            order = np.random.default_rng(i).permutation(len(dec))
-            batch = dec.get_frames_at(order.tolist())
-            out = torch.empty_like(batch.data)
-            out[torch.from_numpy(order)] = batch.data
-            results[i] = out
+            work(i)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return errors
+
+
+def test_threads_with_their_own_decoders_agree(video):
+    path = video("hevc8")
+    ref = VideoDecoder(path, num_threads=1)[:].data
+    results: dict[int, torch.Tensor] = {}
+
+    def work(i: int) -> None:
+        dec = VideoDecoder(path, num_threads=1, seek_mode="exact" if i % 2 else "approximate")
+        order = np.random.default_rng(i).permutation(len(dec))
+        batch = dec.get_frames_at(order.tolist())
+        out = torch.empty_like(batch.data)
+        out[torch.from_numpy(order)] = batch.data
+        results[i] = out
+
+    errors = _in_threads(work, 6)
     assert not errors, errors
+    assert len(results) == 6
     for out in results.values():
         assert torch.equal(out, ref)
 
@@ -81,22 +92,13 @@ def test_threads_with_their_own_decoders_agree(video):
 def test_one_decoder_shared_by_threads_is_guarded(video):
     dec = VideoDecoder(video("h264_mkv"))
     ref = VideoDecoder(video("h264_mkv"))[:].data
-    errors: list[BaseException] = []
-
     def work(i: int) -> None:
         rng = np.random.default_rng(i)
-        try:
-            for _ in range(20):
-                k = int(rng.integers(0, len(dec)))
-                assert torch.equal(dec[k].data, ref[k])
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(20):
+            k = int(rng.integers(0, len(dec)))
+            assert torch.equal(dec[k].data, ref[k])
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _in_threads(work, 4)
     assert not errors, errors
 
 
