@@ -202,6 +202,8 @@ _inherited: list[Any] = []
 def _forget_after_fork() -> None:
     # A child must never use (or destroy) its parent's NVDEC sessions: keep them referenced, start empty.
     _inherited.append(decoder_cache._idle)
+    _inherited.append(dict(_DECODE_STREAMS))
+    _DECODE_STREAMS.clear()
     decoder_cache._idle = OrderedDict()
     decoder_cache._lock = threading.Lock()
     _LOAD_FAILURES.clear()
@@ -225,6 +227,22 @@ class NvFrame:
     pts: int | None
     duration: int | None
     surface: Any
+
+
+_DECODE_STREAMS: dict[int, Any] = {}
+
+
+def _decode_stream(index: int) -> Any:
+    """One non-default CUDA stream per device for NVDEC copies and our kernels (shared, so decoders are reused).
+
+    Never the legacy default stream: PyNvVideoCodec may not accept handle 0, and a decoder working on a stream
+    of its own would race our kernels for its surfaces.
+    """
+    stream = _DECODE_STREAMS.get(index)
+    if stream is None:
+        stream = torch.cuda.Stream(device=index)
+        _DECODE_STREAMS[index] = stream
+    return stream
 
 
 def _bucket(width: int, height: int) -> tuple[int, int]:
@@ -251,6 +269,8 @@ class NvdecBackend:
         self._dec = decoder
         self._key = cache_key
         self._stream_ptr = stream_ptr
+        self._torch_stream = _DECODE_STREAMS.get(device.index if device.index is not None else 0) \
+            if modules.cuda_ok else None
         self._bsf = None
         extradata = bytes(cc.extradata or b"")
         self._param_sets = b""
@@ -304,14 +324,16 @@ class NvdecBackend:
 
     def decode(self, packet: Any, wanted: bool = True) -> list[NvFrame]:
         """Feed one PyAV packet; return the surfaces that became ready (NVDEC decodes every packet)."""
+        # read every field first: the bitstream filter may take the packet's contents
         pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
+        discard, duration = packet.is_discard, packet.duration
         span = self._bitstream(packet)
         if span is None:
             return []
-        if packet.is_discard:
+        if discard:
             self._discarded.add(pts)
-        elif packet.duration:
-            self._durations[pts] = int(packet.duration)
+        elif duration:
+            self._durations[pts] = int(duration)
         if len(self._durations) > 4096:
             self._durations.clear()
         self._dirty = True
@@ -361,6 +383,8 @@ class NvdecBackend:
             chroma = int(surface.GetPtrToPlane(1))
         except Exception:
             chroma = 0
+        if pitch < self._width * self._bytes <= pitch * self._bytes:
+            pitch *= self._bytes  # some releases report 16-bit strides in elements, not bytes
         if not chroma:
             chroma = luma + pitch * self._height
         if pitch < self._width * self._bytes or chroma - luma < pitch * self._height:
@@ -369,11 +393,21 @@ class NvdecBackend:
         return luma, chroma, pitch
 
     def convert(self, frame: NvFrame) -> torch.Tensor:
-        """Convert a surface to an ``(H, W, 3)`` uint8 tensor on the device (asynchronously, on our stream)."""
+        """Convert a surface to an ``(H, W, 3)`` uint8 tensor on the device.
+
+        The kernel runs on the decoder's own stream, ordered before the next ``Decode`` can overwrite the surface;
+        the caller's current stream then waits on it (an event, no host synchronization).
+        """
         luma, chroma, pitch = self._planes(frame.surface)
         out = torch.empty((self._height, self._width, 3), dtype=torch.uint8, device=self._device)
+        decode_stream = self._torch_stream
+        if decode_stream is not None:
+            decode_stream.wait_stream(torch.cuda.current_stream(self._device))  # `out` was allocated there
         self._m.convert(luma_ptr=luma, chroma_ptr=chroma, pitch=pitch, width=self._width, height=self._height,
                         dst_ptr=out.data_ptr(), planar=False, spec=self._color, stream_ptr=self._stream_ptr)
+        if decode_stream is not None:
+            out.record_stream(decode_stream)
+            torch.cuda.current_stream(self._device).wait_stream(decode_stream)
         return out
 
     def close(self) -> None:
