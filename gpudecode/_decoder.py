@@ -169,6 +169,12 @@ class VideoDecoder:
         self._pid = os.getpid()
         self._num_threads_arg = num_threads
         self._containers: list[Any] = []
+        self._opened = False
+        self._mp4: Mp4Info | None = None
+        self._key: str | None = None
+        if self._init_from_cache(stream_index, num_threads, index):
+            self._closed = False
+            return
         container = open_container(self._source)
         try:
             self._init(container, stream_index, num_threads, index)
@@ -182,42 +188,80 @@ class VideoDecoder:
     # -- construction ------------------------------------------------------------------------------------
     def _init(self, container: Any, stream_index: int | None, num_threads: int | None, index_path: Any) -> None:
         stream = pick_stream(container, stream_index)
-        self._stream_index = stream.index
-        cc = stream.codec_context
-        self._time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator) \
-            if stream.time_base else Fraction(1, 1)
-        self._mp4: Mp4Info | None = None
-        self._key: str | None = None
+        facts = _stream_facts(container, stream)
+        self._time_base = Fraction(*facts["time_base"])
+        if self._mp4 is None:
+            reader = self._source.open_reader()
+            try:
+                # approximate mode needs no sample tables, only the rotation
+                self._mp4 = read_mp4_info(reader, self._source.size_bytes, tables=self._seek_mode == "exact")
+            finally:
+                if self._source.owns_reader:
+                    reader.close()
+        index = None
+        if self._seek_mode == "exact":
+            index = self._get_index(container, stream, index_path, facts, best=stream_index is None)
+        self._setup(facts, index, num_threads)
+        self._open_with(container)
+
+    def _init_from_cache(self, stream_index: int | None, num_threads: int | None, index_path: Any) -> bool:
+        """Serve an exact decoder from the index cache without opening the file (CPU decoders only).
+
+        The cache key is the file's content, and the entry holds the stream facts the metadata derives from, so
+        the container is opened on first use instead (``av.open`` of a long MP4 parses every sample's tables).
+        """
+        cache_dir = os.environ.get(INDEX_CACHE_ENV)
+        if not cache_dir or self._seek_mode != "exact" or index_path is not None or self._device.type != "cpu":
+            return False
         reader = self._source.open_reader()
         try:
-            # approximate mode needs no sample tables, only the rotation
-            self._mp4 = read_mp4_info(reader, self._source.size_bytes, tables=self._seek_mode == "exact")
+            self._mp4 = read_mp4_info(reader, self._source.size_bytes)
+            self._key = source_key(self._mp4, reader, self._source.size_bytes)
         finally:
             if self._source.owns_reader:
                 reader.close()
-        track = self._mp4.track(stream.id) if self._mp4 is not None else None
+        suffix = "best" if stream_index is None else str(stream_index)
+        path = Path(cache_dir) / f"{self._key}-s{suffix}.gdidx"
+        if not path.exists():
+            return False
+        try:
+            idx = load_index_file(path)
+        except (MediaError, OSError) as exc:
+            logger.warning("gpudecode: ignoring unusable cached index %s: %s", path, exc)
+            return False
+        facts = idx.facts
+        if not facts or idx.source_key != self._key or (stream_index is not None and idx.stream_index != stream_index):
+            return False
+        self._setup(facts, idx, num_threads)
+        return True
+
+    def _setup(self, facts: dict[str, Any], index: FrameIndex | None, num_threads: int | None) -> None:
+        """Everything that needs only the stream facts (not an open container)."""
+        self._facts = facts
+        self._stream_index = int(facts["stream_index"])
+        self._time_base = Fraction(*facts["time_base"])
+        track = self._mp4.track(int(facts["stream_id"])) if self._mp4 is not None else None
         self._rotation = track.rotation_degrees if track is not None else 0
         self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
-
-        pix_fmt = cc.pix_fmt if cc.pix_fmt else None
+        pix_fmt = facts["pix_fmt"]
         self._bit_depth = _bit_depth(pix_fmt)
-        self._color: ColorSpec = color_spec(cc.colorspace, cc.color_range, pix_fmt, self._bit_depth)
-
-        self._index: FrameIndex | None = None
-        if self._seek_mode == "exact":
-            self._index = self._get_index(container, stream, index_path)
+        self._color: ColorSpec = color_spec(facts["colorspace"], facts["color_range"], pix_fmt, self._bit_depth)
+        self._index = index
         if self._mp4 is not None:
             self._mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
-        self._metadata = self._build_metadata(container, stream, pix_fmt)
+        self._metadata = self._build_metadata(facts)
         if self._metadata.num_frames <= 0:
             raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
-
-        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
-        self._demuxer = demuxer
+        self._num_threads_arg = num_threads
         self._num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
         self._workers: list[Planner] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._backend, self._fallback = select_backend(self._device, demuxer.stream, num_threads,
+
+    def _open_with(self, container: Any) -> None:
+        """Create the demuxer, the backend and the planner over an open container."""
+        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
+        self._demuxer = demuxer
+        self._backend, self._fallback = select_backend(self._device, demuxer.stream, self._num_threads_arg,
                                                        self._bit_depth, self._color)
         approx_key_of = approx_key_ts = None
         if self._index is None:
@@ -230,9 +274,26 @@ class VideoDecoder:
             approx_key_of=approx_key_of,
             approx_key_ts=approx_key_ts,
             nominal_duration=nominal,
-            seek_margin=nominal * (int(demuxer.stream.codec_context.has_b_frames or 0) + 3),
+            seek_margin=nominal * (int(self._facts["has_b_frames"]) + 3),
             begin_pts=self._begin_header_pts,
         )
+        self._opened = True
+
+    def _ensure_open(self) -> None:
+        """Open the file on first use (decoders served from the index cache start without it)."""
+        if self._opened:
+            return
+        container = open_container(self._source)
+        try:
+            stream = container.streams[self._stream_index]
+            if (stream.codec_context is None or stream.codec_context.width != self._facts["width"]
+                    or stream.codec_context.height != self._facts["height"]):
+                raise MediaError(f"{self._source.description} no longer matches its cached index. Clear "
+                                 f"{INDEX_CACHE_ENV} or rebuild the index.")
+            self._open_with(container)
+        except BaseException:
+            container.close()
+            raise
 
     def _open_fresh(self) -> tuple[Any, Any]:
         c = open_container(self._source)
@@ -249,7 +310,8 @@ class VideoDecoder:
                     reader.close()
         return self._key
 
-    def _get_index(self, container: Any, stream: Any, index_path: Any) -> FrameIndex:
+    def _get_index(self, container: Any, stream: Any, index_path: Any, facts: dict[str, Any],
+                   best: bool) -> FrameIndex:
         if index_path is not None:
             idx = load_index_file(index_path)
             self._check_index(idx, stream, f"index file {os.fspath(index_path)!r}")
@@ -279,9 +341,11 @@ class VideoDecoder:
             c.close()
         self._containers.clear()
         if cache_file is not None:
-            idx = _with_key(idx, self._source_key())
+            idx = _with_key(idx, self._source_key(), facts)
             try:
                 save_index_file(idx, cache_file)
+                if best:  # also reachable without naming the stream, so stream_index=None is served lazily
+                    save_index_file(idx, cache_file.with_name(f"{self._source_key()}-sbest.gdidx"))
             except OSError as exc:
                 logger.warning("gpudecode: could not write the index cache %s: %s", cache_file, exc)
         return idx
@@ -338,18 +402,16 @@ class VideoDecoder:
             return max(1, round(1 / (fps * self._time_base)))
         return 1
 
-    def _build_metadata(self, container: Any, stream: Any, pix_fmt: str | None) -> VideoStreamMetadata:
+    def _build_metadata(self, f: dict[str, Any]) -> VideoStreamMetadata:
         tb = self._time_base
-        cc = stream.codec_context
-        duration_header = float(stream.duration * tb) if stream.duration else (
-            container.duration / 1_000_000 if container.duration else None)
-        frames_header = int(stream.frames) if stream.frames else None
-        rate = stream.average_rate or stream.guessed_rate
-        self._fps_header: Fraction | None = Fraction(rate.numerator, rate.denominator) if rate else None
+        duration_header = float(f["stream_duration"] * tb) if f["stream_duration"] else (
+            f["container_duration"] / 1_000_000 if f["container_duration"] else None)
+        frames_header = f["frames"]
+        self._fps_header: Fraction | None = Fraction(*f["rate"]) if f["rate"] else None
         fps_header = float(self._fps_header) if self._fps_header else None
-        begin_header = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-        self._begin_header_pts = int(stream.start_time) if stream.start_time is not None else 0
-        bit_rate = cc.bit_rate or container.bit_rate or None
+        begin_header = float(f["start_time"] * tb) if f["start_time"] is not None else 0.0
+        self._begin_header_pts = int(f["start_time"]) if f["start_time"] is not None else 0
+        bit_rate = f["bit_rate"]
         idx = self._index
         if idx is not None:
             n_content = idx.num_frames
@@ -375,7 +437,7 @@ class VideoDecoder:
             avg_fps = fps_header
             begin = begin_header
             end = begin + duration_header if duration_header is not None else begin + num_frames / fps_header
-        cw, ch = int(cc.width), int(cc.height)
+        cw, ch = f["width"], f["height"]
         w, h = (ch, cw) if self._rot_k % 2 == 1 else (cw, ch)
         return VideoStreamMetadata(
             num_frames=int(num_frames),
@@ -387,19 +449,19 @@ class VideoDecoder:
             num_frames_from_content=n_content,
             begin_stream_seconds_from_content=begin_c,
             end_stream_seconds_from_content=end_c,
-            codec=getattr(cc.codec, "canonical_name", None) or cc.name,
+            codec=f["codec"],
             width=w,
             height=h,
             average_fps_from_header=fps_header,
-            stream_index=stream.index,
+            stream_index=self._stream_index,
             begin_stream_seconds=begin,
             end_stream_seconds=end,
-            pixel_format=pix_fmt,
+            pixel_format=f["pix_fmt"],
             bit_depth=self._bit_depth,
-            color_space=COLORSPACE_NAMES.get(cc.colorspace, str(cc.colorspace)),
-            color_range=RANGE_NAMES.get(cc.color_range, str(cc.color_range)),
-            color_primaries=PRIMARIES_NAMES.get(cc.color_primaries, str(cc.color_primaries)),
-            color_transfer_characteristic=TRANSFER_NAMES.get(cc.color_trc, str(cc.color_trc)),
+            color_space=COLORSPACE_NAMES.get(f["colorspace"], str(f["colorspace"])),
+            color_range=RANGE_NAMES.get(f["color_range"], str(f["color_range"])),
+            color_primaries=PRIMARIES_NAMES.get(f["color_primaries"], str(f["color_primaries"])),
+            color_transfer_characteristic=TRANSFER_NAMES.get(f["color_trc"], str(f["color_trc"])),
             rotation=self._rotation,
             coded_width=cw,
             coded_height=ch,
@@ -424,17 +486,29 @@ class VideoDecoder:
     @property
     def cpu_fallback(self) -> FallbackReason:
         """Why frames for a CUDA device are decoded on the CPU: falsy when they are not (or device is CPU)."""
+        if self._opened:
+            return self._fallback
+        if self._device.type == "cpu":
+            return FallbackReason()
+        with self._lock:
+            self._ensure_open()
         return self._fallback
 
     @property
     def decoding_device(self) -> str:
         """Which decoder produces the frames: ``"cpu"`` (FFmpeg) or ``"nvdec:N"``."""
+        if self._opened:
+            return getattr(self._backend, "name", "cpu")
+        if self._device.type == "cpu":
+            return "cpu"
+        with self._lock:
+            self._ensure_open()
         return getattr(self._backend, "name", "cpu")
 
     @property
     def stats(self) -> PlanStats:
         """Counters of the last decode call (seeks, packets fed, frames decoded and converted)."""
-        return self._planner.stats
+        return self._planner.stats if self._opened else PlanStats()
 
     def __len__(self) -> int:
         """Number of frames (``metadata.num_frames``)."""
@@ -443,7 +517,7 @@ class VideoDecoder:
     def __repr__(self) -> str:
         m = self._metadata
         return (f"VideoDecoder({self._source.description}, {m.codec} {m.width}x{m.height}, {m.num_frames} frames, "
-                f"device={self._device}, seek_mode={self._seek_mode!r}, decoding={self.decoding_device})")
+                f"device={self._device}, seek_mode={self._seek_mode!r})")
 
     # -- lifetime ----------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -451,6 +525,8 @@ class VideoDecoder:
         if self._closed:
             return
         self._closed = True
+        if not self._opened:
+            return
         if self._pid != os.getpid():
             _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._workers])
             self._workers = []
@@ -559,6 +635,7 @@ class VideoDecoder:
             self._check_open()
             if self._pid != os.getpid():
                 self._after_fork()
+            self._ensure_open()
             self._planner.stats = PlanStats()
             missing = self._run_planned(unique_targets, start_keys, emit)
         if missing:
@@ -580,6 +657,8 @@ class VideoDecoder:
         the child, so both are dropped (not closed: closing them could touch the parent's resources).
         """
         self._pid = os.getpid()
+        if not self._opened:
+            return  # nothing inherited: the first use opens the file in this process
         _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._workers])
         self._workers = []
         self._pool = None
@@ -815,7 +894,7 @@ class VideoDecoder:
         if self._index is None:
             raise InvalidArgumentError("Invalid save_index() with seek_mode='approximate'. Only exact indexes "
                                        "can be saved; open the decoder with seek_mode='exact'.")
-        save_index_file(_with_key(self._index, self._source_key()), path)
+        save_index_file(_with_key(self._index, self._source_key(), self._facts), path)
 
     @property
     def index(self) -> FrameIndex | None:
@@ -827,12 +906,39 @@ class VideoDecoder:
 _FORK_ORPHANS: list[Any] = []
 
 
-def _with_key(idx: FrameIndex, key: str) -> FrameIndex:
-    if idx.source_key == key:
+def _with_key(idx: FrameIndex, key: str, facts: dict[str, Any] | None = None) -> FrameIndex:
+    if idx.source_key == key and (facts is None or idx.facts == facts):
         return idx
     return FrameIndex(time_base=idx.time_base, pts=idx.pts, duration=idx.duration, is_key=idx.is_key,
                       key_pts=idx.key_pts, start_key=idx.start_key, source_key=key,
-                      stream_index=idx.stream_index, method=idx.method)
+                      stream_index=idx.stream_index, method=idx.method, facts=facts or idx.facts)
+
+
+def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
+    """The container, stream and codec values the decoder derives its state from (JSON-serializable)."""
+    cc = stream.codec_context
+    rate = stream.average_rate or stream.guessed_rate
+    tb = stream.time_base
+    return {
+        "stream_index": int(stream.index),
+        "stream_id": int(stream.id),
+        "time_base": [tb.numerator, tb.denominator] if tb else [1, 1],
+        "codec": getattr(cc.codec, "canonical_name", None) or cc.name,
+        "pix_fmt": cc.pix_fmt or None,
+        "width": int(cc.width),
+        "height": int(cc.height),
+        "colorspace": int(cc.colorspace),
+        "color_range": int(cc.color_range),
+        "color_primaries": int(cc.color_primaries),
+        "color_trc": int(cc.color_trc),
+        "has_b_frames": int(cc.has_b_frames or 0),
+        "bit_rate": int(cc.bit_rate or container.bit_rate or 0) or None,
+        "stream_duration": int(stream.duration) if stream.duration else None,
+        "container_duration": int(container.duration) if container.duration else None,
+        "frames": int(stream.frames) if stream.frames else None,
+        "rate": [rate.numerator, rate.denominator] if rate else None,
+        "start_time": int(stream.start_time) if stream.start_time is not None else None,
+    }
 
 
 def _positions(inverse: np.ndarray, n_unique: int) -> list[np.ndarray]:

@@ -47,6 +47,8 @@ class FrameIndex:
         source_key: The content key of the file this index describes (see :func:`source_key`).
         stream_index: The stream this index describes.
         method: How it was built: ``"mp4-tables"`` or ``"packet-scan"`` (``"file"`` when loaded).
+        facts: The stream facts (codec parameters, header values) the decoder derived its metadata from, when
+            known; a decoder served from the index cache uses them instead of opening the file up front.
     """
 
     time_base: Fraction
@@ -58,6 +60,7 @@ class FrameIndex:
     source_key: str
     stream_index: int
     method: str = "packet-scan"
+    facts: dict[str, Any] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -314,6 +317,7 @@ def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
         "source_key": index.source_key,
         "stream_index": index.stream_index,
         "method": index.method,
+        "facts": index.facts,
         "lengths": {k: int(v.shape[0]) for k, v in arrays.items()},
     }
     header = json.dumps(meta).encode()
@@ -325,6 +329,7 @@ def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
             f.write(_MAGIC + len(header).to_bytes(4, "little") + header)
             for name, _ in _ARRAYS:
                 f.write(arrays[name].tobytes())
+        os.chmod(tmp, 0o644)  # cache folders are often shared between users and jobs
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -380,4 +385,5 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
         source_key=str(meta["source_key"]),
         stream_index=int(meta["stream_index"]),
         method="file",
+        facts=meta.get("facts"),
     )

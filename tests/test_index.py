@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import av
@@ -109,15 +108,16 @@ def test_index_cache_is_used_and_keyed_by_content(video, tmp_path, monkeypatch, 
     shutil.copy(video(name), src)
     first = VideoDecoder(src)
     assert first.index.method != "file"
-    assert len(os.listdir(cache)) == 1
+    assert len(list(cache.glob("*-s0.gdidx"))) == 1  # plus a '-sbest' alias for stream_index=None
     second = VideoDecoder(src)
     assert second.index.method == "file"
+    assert second.metadata == first.metadata
     np.testing.assert_array_equal(second[:].data, first[:].data)
     # A different file at the same path never gets the stale index.
     shutil.copy(video("bt709" if name == "h264_bframes" else "bt601"), src)
     third = VideoDecoder(src)
     assert third.index.method != "file"
-    assert len(os.listdir(cache)) == 2
+    assert len(list(cache.glob("*-s0.gdidx"))) == 2
     # bytes sources share the cache (the key is the content, not the path)
     fourth = VideoDecoder(src.read_bytes())
     assert fourth.index.method == "file"
@@ -128,14 +128,36 @@ def test_cache_env_read_at_each_creation(video, tmp_path, monkeypatch):
     VideoDecoder(video("h264_mkv"))
     monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path / "c"))
     VideoDecoder(video("h264_mkv"))
-    assert len(os.listdir(tmp_path / "c")) == 1
+    assert len(list((tmp_path / "c").glob("*-s0.gdidx"))) == 1
 
 
 def test_corrupt_cache_entry_is_rebuilt(video, tmp_path, monkeypatch):
     monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
     VideoDecoder(video("h264_mkv"))
-    (entry,) = [p for p in tmp_path.iterdir() if p.suffix == ".gdidx"]
-    entry.write_bytes(b"garbage")
+    entries = [p for p in tmp_path.iterdir() if p.suffix == ".gdidx"]
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"garbage")
     dec = VideoDecoder(video("h264_mkv"))
     assert dec.index.method != "file"
     assert len(dec) == 40
+
+
+def test_cache_hit_opens_the_file_lazily(video, tmp_path, monkeypatch):
+    """A CPU decoder served from the cache starts without the container and opens it on first use."""
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
+    path = video("rotated90")
+    ref = VideoDecoder(path)
+    for kwargs in ({}, {"stream_index": 0}):
+        dec = VideoDecoder(path, **kwargs)
+        assert dec.index.method == "file" and not dec._opened
+        assert dec.metadata == ref.metadata and len(dec) == len(ref)
+        assert not dec.cpu_fallback and dec.decoding_device == "cpu" and not dec._opened
+        np.testing.assert_array_equal(dec.get_frames_at([3, 0, 39]).data, ref.get_frames_at([3, 0, 39]).data)
+        assert dec._opened
+        dec.close()
+    unopened = VideoDecoder(path)
+    unopened.close()  # closing a decoder that never opened its file is fine
+    idx_file = tmp_path / "saved.gdidx"
+    VideoDecoder(path).save_index(idx_file)
+    assert VideoDecoder(path, index=idx_file).metadata == ref.metadata

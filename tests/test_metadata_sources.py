@@ -80,7 +80,7 @@ def test_metadata_repr_one_field_per_line(video):
 def test_len_and_repr(video):
     dec = VideoDecoder(video("h264_bframes"))
     assert len(dec) == 40
-    assert "h264 96x64" in repr(dec)
+    assert "h264 96x64" in repr(dec) and "40 frames" in repr(dec)
     assert dec.decoding_device == "cpu"
     assert not dec.cpu_fallback
 
