@@ -8,6 +8,7 @@ those tables with NumPy, without touching sample data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import struct
@@ -115,20 +116,50 @@ class Mp4Info:
         return None
 
 
+def _box_header(head: bytes | memoryview, pos: int, avail: int, end: int | None) -> tuple[bytes, int, int] | None:
+    """Parse the box header at ``head[pos:]`` (``avail`` bytes readable there); ``(kind, header_len, size)``.
+
+    A size of 0 means "to the end" (``end``); returns ``None`` for a truncated or impossible header.
+    """
+    if avail < 8:
+        return None
+    size, kind = struct.unpack_from(">I4s", head, pos)
+    header = 8
+    if size == 1:
+        if avail < 16:
+            return None
+        (size,) = struct.unpack_from(">Q", head, pos + 8)
+        header = 16
+    elif size == 0:
+        if end is None:
+            return None
+        size = end - pos
+    if size < header:
+        return None
+    return kind, header, size
+
+
 def _boxes(data: memoryview, start: int, end: int):
     pos = start
     while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            if pos + 16 > end:
-                return
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
+        box = _box_header(data, pos, end - pos, end)
+        if box is None or pos + box[2] > end:
             return
+        kind, header, size = box
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _file_boxes(f: BinaryIO, start: int, end: int):
+    """Like :func:`_boxes`, reading only the 16-byte headers from the file."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        head = f.read(16)
+        box = _box_header(head, 0, len(head), end - pos)
+        if box is None or pos + box[2] > end:
+            return
+        kind, header, size = box
         yield kind, pos + header, pos + size
         pos += size
 
@@ -180,25 +211,7 @@ def _light_tracks(f: BinaryIO, start: int, end: int) -> tuple[list[Mp4Track], bo
     """Track ids, handlers and rotations by walking box headers with small reads (no sample tables)."""
     tracks: list[Mp4Track] = []
     fragmented = False
-
-    def headers(s: int, e: int):
-        pos = s
-        while pos + 8 <= e:
-            f.seek(pos)
-            head = f.read(16)
-            if len(head) < 8:
-                return
-            size, kind = struct.unpack_from(">I4s", head, 0)
-            hdr = 8
-            if size == 1 and len(head) >= 16:
-                (size,) = struct.unpack_from(">Q", head, 8)
-                hdr = 16
-            elif size == 0:
-                size = e - pos
-            if size < hdr or pos + size > e:
-                return
-            yield kind, pos + hdr, pos + size
-            pos += size
+    headers = functools.partial(_file_boxes, f)
 
     for kind, bs, be in headers(start, end):
         if kind == b"mvex":
@@ -235,21 +248,10 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None, tables: bool = True) -> M
         while True:
             f.seek(pos)
             head = f.read(16)
-            if len(head) < 8:
+            box = _box_header(head, 0, len(head), None if size_bytes is None else size_bytes - pos)
+            if box is None:
                 break
-            size, kind = struct.unpack_from(">I4s", head, 0)
-            header = 8
-            if size == 1:
-                if len(head) < 16:
-                    break
-                (size,) = struct.unpack_from(">Q", head, 8)
-                header = 16
-            elif size == 0:
-                if size_bytes is None:
-                    break
-                size = size_bytes - pos
-            if size < header:
-                break
+            kind, header, size = box
             if pos == 0 and kind not in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
                 return None
             seen_ftyp_like = True
