@@ -59,6 +59,10 @@ def test_metadata_color_tags(video):
 @pytest.mark.parametrize("name", ALL)
 def test_approximate_metadata_comes_from_header(video, name):
     m = VideoDecoder(video(name), seek_mode="approximate").metadata
+    spec = SPECS[name]
+    assert m.rotation == (spec.rotation or 0)  # read from tkhd by the header-only walk
+    assert (m.width, m.height) == ((spec.height, spec.width) if (spec.rotation or 0) % 180 else (spec.width,
+                                                                                                spec.height))
     assert m.num_frames_from_content is None
     assert m.begin_stream_seconds_from_content is None
     assert m.end_stream_seconds_from_content is None
