@@ -12,7 +12,7 @@ import av
 from gpudecode._errors import InvalidArgumentError, MediaError
 from gpudecode._source import Source
 
-__all__ = ["PyAVDemuxer", "open_container", "pick_stream"]
+__all__ = ["PyAVDemuxer", "codec_name", "discard_other_streams", "open_container", "pick_stream"]
 
 logger = logging.getLogger("gpudecode")
 
@@ -72,6 +72,19 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
     return _decodable(stream)
 
 
+def codec_name(cc: Any) -> str:
+    """FFmpeg's canonical codec name of a codec context (``av1``, not the decoder's ``libdav1d``)."""
+    return getattr(cc.codec, "canonical_name", None) or cc.name
+
+
+def discard_other_streams(container: Any, keep_index: int) -> None:
+    """Tell the demuxer to drop every stream but ``keep_index`` (their packets are never read into Python)."""
+    for s in container.streams:
+        if s.index != keep_index:
+            with contextlib.suppress(AttributeError, ValueError, av.error.FFmpegError):
+                s.discard = type(s.discard).all
+
+
 def _decodable(stream: Any) -> Any:
     """Check that FFmpeg can decode ``stream`` (damaged headers can leave it without a decoder)."""
     cc = stream.codec_context
@@ -91,13 +104,7 @@ class PyAVDemuxer:
         self._stream_index = stream_index
         self.container = container if container is not None else open_container(source)
         self.stream = self.container.streams[stream_index]
-        self._discard_others()
-
-    def _discard_others(self) -> None:
-        for s in self.container.streams:
-            if s.index != self._stream_index:
-                with contextlib.suppress(AttributeError, ValueError, av.error.FFmpegError):
-                    s.discard = type(s.discard).all
+        discard_other_streams(self.container, stream_index)
 
     def _packets(self) -> Iterator[Any]:
         for pkt in self.container.demux(self.stream):
@@ -119,7 +126,7 @@ class PyAVDemuxer:
         self.container.close()
         self.container = open_container(self._source)
         self.stream = self.container.streams[self._stream_index]
-        self._discard_others()
+        discard_other_streams(self.container, self._stream_index)
         return self._packets()
 
     def close(self) -> None:

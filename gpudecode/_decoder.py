@@ -25,7 +25,7 @@ from gpudecode._color import (
     ColorSpec,
     color_spec,
 )
-from gpudecode._container import PyAVDemuxer, open_container, pick_stream
+from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
 from gpudecode._device import FallbackReason, parse_device, select_backend
 from gpudecode._errors import (
     DecodeError,
@@ -191,13 +191,9 @@ class VideoDecoder:
         facts = _stream_facts(container, stream)
         self._time_base = Fraction(*facts["time_base"])
         if self._mp4 is None:
-            reader = self._source.open_reader()
-            try:
+            with self._source.reader() as reader:
                 # approximate mode needs no sample tables, only the rotation
                 self._mp4 = read_mp4_info(reader, self._source.size_bytes, tables=self._seek_mode == "exact")
-            finally:
-                if self._source.owns_reader:
-                    reader.close()
         index = None
         if self._seek_mode == "exact":
             index = self._get_index(container, stream, index_path, facts, best=stream_index is None)
@@ -213,15 +209,10 @@ class VideoDecoder:
         cache_dir = os.environ.get(INDEX_CACHE_ENV)
         if not cache_dir or self._seek_mode != "exact" or index_path is not None or self._device.type != "cpu":
             return False
-        reader = self._source.open_reader()
-        try:
+        with self._source.reader() as reader:
             self._mp4 = read_mp4_info(reader, self._source.size_bytes)
             self._key = source_key(self._mp4, reader, self._source.size_bytes)
-        finally:
-            if self._source.owns_reader:
-                reader.close()
-        suffix = "best" if stream_index is None else str(stream_index)
-        path = Path(cache_dir) / f"{self._key}-s{suffix}.gdidx"
+        path = _cache_entry(cache_dir, self._key, stream_index)
         if not path.exists():
             return False
         try:
@@ -302,12 +293,8 @@ class VideoDecoder:
 
     def _source_key(self) -> str:
         if self._key is None:
-            reader = self._source.open_reader()
-            try:
+            with self._source.reader() as reader:
                 self._key = source_key(self._mp4, reader, self._source.size_bytes)
-            finally:
-                if self._source.owns_reader:
-                    reader.close()
         return self._key
 
     def _get_index(self, container: Any, stream: Any, index_path: Any, facts: dict[str, Any],
@@ -319,7 +306,7 @@ class VideoDecoder:
         cache_dir = os.environ.get(INDEX_CACHE_ENV)
         cache_file = None
         if cache_dir:
-            cache_file = Path(cache_dir) / f"{self._source_key()}-s{stream.index}.gdidx"
+            cache_file = _cache_entry(cache_dir, self._source_key(), stream.index)
             if cache_file.exists():
                 try:
                     idx = load_index_file(cache_file)
@@ -345,7 +332,7 @@ class VideoDecoder:
             try:
                 save_index_file(idx, cache_file)
                 if best:  # also reachable without naming the stream, so stream_index=None is served lazily
-                    save_index_file(idx, cache_file.with_name(f"{self._source_key()}-sbest.gdidx"))
+                    save_index_file(idx, _cache_entry(cache_dir, self._source_key(), None))
             except OSError as exc:
                 logger.warning("gpudecode: could not write the index cache %s: %s", cache_file, exc)
         return idx
@@ -906,6 +893,11 @@ class VideoDecoder:
 _FORK_ORPHANS: list[Any] = []
 
 
+def _cache_entry(cache_dir: str, key: str, stream_index: int | None) -> Path:
+    """Path of a cached index: one entry per stream, and a ``best`` alias for ``stream_index=None``."""
+    return Path(cache_dir) / f"{key}-s{'best' if stream_index is None else stream_index}.gdidx"
+
+
 def _with_key(idx: FrameIndex, key: str, facts: dict[str, Any] | None = None) -> FrameIndex:
     if idx.source_key == key and (facts is None or idx.facts == facts):
         return idx
@@ -923,7 +915,7 @@ def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
         "stream_index": int(stream.index),
         "stream_id": int(stream.id),
         "time_base": [tb.numerator, tb.denominator] if tb else [1, 1],
-        "codec": getattr(cc.codec, "canonical_name", None) or cc.name,
+        "codec": codec_name(cc),
         "pix_fmt": cc.pix_fmt or None,
         "width": int(cc.width),
         "height": int(cc.height),

@@ -22,6 +22,7 @@ from typing import Any
 import av
 import numpy as np
 
+from gpudecode._container import discard_other_streams
 from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
 
@@ -144,35 +145,28 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     dur_list: list[int] = []
     key_list: list[bool] = []
     disc_list: list[bool] = []
-    others = [s for s in container.streams if s.index != stream.index]
-    saved = [(s, s.discard) for s in others if hasattr(s, "discard")]
-    try:
-        for s, _ in saved:
-            s.discard = type(s.discard).all
-        demux = container.demux(stream)
-        while True:
-            try:
-                pkt = next(demux)
-            except StopIteration:
-                break
-            except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
-                logger.warning("gpudecode: stopped indexing at damaged data: %s", exc)
-                break
-            if pkt.size == 0 or pkt.stream_index != stream.index:
-                continue
-            ts = pkt.pts if pkt.pts is not None else pkt.dts
-            if ts is None:
-                raise MediaError(
-                    "The video stream's packets carry no timestamps, so an exact index cannot be built. "
-                    "Use seek_mode='approximate'."
-                )
-            pts_list.append(ts)
-            dur_list.append(pkt.duration or 0)
-            key_list.append(pkt.is_keyframe)
-            disc_list.append(pkt.is_discard)
-    finally:
-        for s, d in saved:
-            s.discard = d
+    discard_other_streams(container, stream.index)  # the container then serves this stream alone anyway
+    demux = container.demux(stream)
+    while True:
+        try:
+            pkt = next(demux)
+        except StopIteration:
+            break
+        except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
+            logger.warning("gpudecode: stopped indexing at damaged data: %s", exc)
+            break
+        if pkt.size == 0 or pkt.stream_index != stream.index:
+            continue
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if ts is None:
+            raise MediaError(
+                "The video stream's packets carry no timestamps, so an exact index cannot be built. "
+                "Use seek_mode='approximate'."
+            )
+        pts_list.append(ts)
+        dur_list.append(pkt.duration or 0)
+        key_list.append(pkt.is_keyframe)
+        disc_list.append(pkt.is_discard)
     return (
         np.array(pts_list, dtype=np.int64),
         np.array(dur_list, dtype=np.int64),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -97,17 +99,15 @@ class Source:
         self.file.seek(0)
         return self.file
 
-    @property
-    def owns_reader(self) -> bool:
-        """Whether readers from :meth:`open_reader` must be closed by the caller."""
-        return self.path is not None
-
-    def identity(self) -> tuple[int, int, int, int] | None:
-        """Return ``(device, inode, size, mtime_ns)`` for path sources, ``None`` otherwise."""
-        if self.path is None:
-            return None
-        st = os.stat(self.path)
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[BinaryIO]:
+        """:meth:`open_reader` as a context manager that closes only what it opened (never the user's file)."""
+        f = self.open_reader()
+        try:
+            yield f
+        finally:
+            if self.path is not None:
+                f.close()
 
 
 def _tensor_buffer(source: Any) -> memoryview:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
 from gpudecode._swscale import direct_converter
 
@@ -50,8 +51,7 @@ class CpuBackend:
         self._skip = "DEFAULT"
         # Skipping unreferenced frames is safe where one packet is one picture (not VP9/AV1, whose packets may
         # carry hidden frames that later packets only display).
-        name = getattr(cc.codec, "canonical_name", None) or cc.name
-        self.skips_unwanted = name in ("h264", "hevc")
+        self.skips_unwanted = codec_name(cc) in ("h264", "hevc")
 
     def reset(self) -> None:
         """Drop all decoder state."""

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gpudecode._color import ColorSpec
+from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
 
 __all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_nvdec_backend", "decoder_cache"]
@@ -262,7 +263,7 @@ class NvdecBackend:
         self._device = device
         self.name = f"nvdec:{device.index if device.index is not None else 0}"
         cc = stream.codec_context
-        self._codec = cc.name if cc.name in NVDEC_CODECS else getattr(cc.codec, "canonical_name", cc.name)
+        self._codec = codec_name(cc)
         self._width, self._height = int(cc.width), int(cc.height)
         self._bytes = 2 if bit_depth > 8 else 1
         self._color = color
@@ -437,7 +438,7 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
     """
     index = device.index if device.index is not None else 0
     cc = stream.codec_context
-    codec = getattr(cc.codec, "canonical_name", None) or cc.name
+    codec = codec_name(cc)
     if codec not in NVDEC_CODECS:
         raise NvdecUnavailable(f"NVDEC has no decoder for codec {codec!r}")
     pix_fmt = cc.pix_fmt or ""
