@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -167,7 +168,6 @@ class VideoDecoder:
         self._lock = threading.RLock()
         self._source: Source = make_source(source)
         self._pid = os.getpid()
-        self._num_threads_arg = num_threads
         self._containers: list[Any] = []
         self._opened = False
         self._mp4: Mp4Info | None = None
@@ -285,6 +285,11 @@ class VideoDecoder:
         except BaseException:
             container.close()
             raise
+
+    def _open_locked(self) -> None:
+        if not self._opened:
+            with self._lock:
+                self._ensure_open()
 
     def _open_fresh(self) -> tuple[Any, Any]:
         c = open_container(self._source)
@@ -473,23 +478,17 @@ class VideoDecoder:
     @property
     def cpu_fallback(self) -> FallbackReason:
         """Why frames for a CUDA device are decoded on the CPU: falsy when they are not (or device is CPU)."""
-        if self._opened:
-            return self._fallback
-        if self._device.type == "cpu":
-            return FallbackReason()
-        with self._lock:
-            self._ensure_open()
+        if not self._opened and self._device.type == "cpu":
+            return FallbackReason()  # known without opening a lazily opened (cached) CPU decoder
+        self._open_locked()
         return self._fallback
 
     @property
     def decoding_device(self) -> str:
         """Which decoder produces the frames: ``"cpu"`` (FFmpeg) or ``"nvdec:N"``."""
-        if self._opened:
-            return getattr(self._backend, "name", "cpu")
-        if self._device.type == "cpu":
+        if not self._opened and self._device.type == "cpu":
             return "cpu"
-        with self._lock:
-            self._ensure_open()
+        self._open_locked()
         return getattr(self._backend, "name", "cpu")
 
     @property
@@ -525,6 +524,7 @@ class VideoDecoder:
                 for w in self._workers:
                     w.invalidate()
                     w.demuxer.close()  # type: ignore[attr-defined]
+                    w.backend.close()  # type: ignore[attr-defined]  # their swscale contexts
                 self._workers.clear()
                 if self._pool is not None:
                     self._pool.shutdown(wait=True)
@@ -564,6 +564,12 @@ class VideoDecoder:
     def _pts_seconds(self, pts: np.ndarray) -> np.ndarray:
         tb = self._time_base
         return pts.astype(np.float64) * tb.numerator / tb.denominator
+
+    @functools.cached_property
+    def _index_pts_seconds(self) -> np.ndarray:
+        """Every frame's pts in seconds (exact mode), for the time-based calls; computed on first use."""
+        assert self._index is not None
+        return self._pts_seconds(self._index.pts)
 
     def _check_times(self, t: np.ndarray, name: str) -> None:
         m = self._metadata
@@ -644,19 +650,11 @@ class VideoDecoder:
         the child, so both are dropped (not closed: closing them could touch the parent's resources).
         """
         self._pid = os.getpid()
-        if not self._opened:
-            return  # nothing inherited: the first use opens the file in this process
-        _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._workers])
-        self._workers = []
-        self._pool = None
-        self._demuxer = PyAVDemuxer(self._source, self._stream_index)
-        self._backend, self._fallback = select_backend(self._device, self._demuxer.stream, self._num_threads_arg,
-                                                       self._bit_depth, self._color)
-        self._planner.demuxer = self._demuxer
-        self._planner.backend = self._backend
-        if self._planner.approx_key_of is not None:
-            self._planner.approx_key_of, self._planner.approx_key_ts = self._approx_key_locator(self._demuxer)
-        self._planner.invalidate()
+        if self._opened:  # else nothing was inherited
+            _FORK_ORPHANS.extend([self._planner, self._demuxer, self._backend, *self._workers])
+            self._workers = []
+            self._pool = None
+            self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
 
     def _parallel_ok(self) -> bool:
         return (self.decoding_device == "cpu" and self._num_threads > 1 and self._source.file is None)
@@ -669,11 +667,9 @@ class VideoDecoder:
             demuxer = PyAVDemuxer(self._source, self._stream_index)
             backend = CpuBackend(demuxer.stream, 1, self._bit_depth)
             p = self._planner
+            key_of, key_ts = self._approx_key_locator(demuxer) if p.approx_key_of is not None else (None, None)
             self._workers.append(Planner(demuxer=demuxer, backend=backend, key_pts=p.key_pts,
-                                         approx_key_of=None if p.approx_key_of is None else
-                                         self._approx_key_locator(demuxer)[0],
-                                         approx_key_ts=None if p.approx_key_ts is None else
-                                         self._approx_key_locator(demuxer)[1],
+                                         approx_key_of=key_of, approx_key_ts=key_ts,
                                          nominal_duration=p.nominal_duration, seek_margin=p.seek_margin,
                                          begin_pts=p.begin_pts))
         if self._pool is None:
@@ -712,12 +708,8 @@ class VideoDecoder:
         assert self._pool is not None
         futures = [self._pool.submit(work, pl, ch) for pl, ch in zip(planners, chunks, strict=False)]
         missing = sorted(j for f in futures for j in f.result())
-        st = self._planner.stats
         for pl in planners:
-            st.seeks += pl.stats.seeks
-            st.packets_fed += pl.stats.packets_fed
-            st.frames_decoded += pl.stats.frames_decoded
-            st.frames_converted += pl.stats.frames_converted
+            self._planner.stats.add(pl.stats)
         return missing
 
     def _frames_at_indices(self, idx: np.ndarray) -> FrameBatch:
@@ -741,7 +733,7 @@ class VideoDecoder:
         if t.shape[0] == 0:
             return self._empty_batch()
         if self._index is not None:
-            pts_s = self._pts_seconds(self._index.pts)
+            pts_s = self._index_pts_seconds
             idx = np.searchsorted(pts_s, t, side="right") - 1
             return self._frames_at_indices(np.maximum(idx, 0))
         ts = self._seconds_to_ts(t)
@@ -861,7 +853,7 @@ class VideoDecoder:
         if t0 == t1:
             return self._empty_batch()
         if self._index is not None:
-            pts_s = self._pts_seconds(self._index.pts)
+            pts_s = self._index_pts_seconds
             i0 = int(np.searchsorted(pts_s, t0, side="right")) - 1
             i1 = int(np.searchsorted(pts_s, t1, side="left"))
             return self._frames_at_indices(np.arange(max(i0, 0), i1, dtype=np.int64))

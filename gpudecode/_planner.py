@@ -78,6 +78,13 @@ class PlanStats:
     frames_decoded: int = 0
     frames_converted: int = 0
 
+    def add(self, other: PlanStats) -> None:
+        """Accumulate another decode's counters (runs decoded in parallel)."""
+        self.seeks += other.seeks
+        self.packets_fed += other.packets_fed
+        self.frames_decoded += other.frames_decoded
+        self.frames_converted += other.frames_converted
+
 
 @dataclass
 class _Position:
@@ -133,7 +140,8 @@ class Planner:
             return self.approx_key_of(pkt.dts if pkt.dts is not None else ts)
         return -1
 
-    def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
+    def _reposition(self) -> _Position:
+        """Common part of every seek: drop the packet iterator, the decoder state and what was skipped."""
         pos = self._pos
         self.stats.seeks += 1
         _close(pos.packets)
@@ -141,6 +149,10 @@ class Planner:
         self.backend.reset()
         pos.last_pts = pos.last_end = None
         pos.skipped = set()
+        return pos
+
+    def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
+        pos = self._reposition()
         if self.key_pts is not None:
             # Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one
             # keyframe late; step back over earlier keyframes before restarting from the first packet.
@@ -175,14 +187,10 @@ class Planner:
         pos.cur_key = key
 
     def _restart(self) -> None:
-        self.stats.seeks += 1
-        _close(self._pos.packets)
-        self.backend.reset()
-        self._pos.packets = self.demuxer.restart()
-        self._pos.last_pts = self._pos.last_end = None
-        self._pos.skipped = set()
-        self._pos.at_start = True
-        self._pos.cur_key = 0 if self.key_pts is not None else -1
+        pos = self._reposition()
+        pos.packets = self.demuxer.restart()
+        pos.at_start = True
+        pos.cur_key = 0 if self.key_pts is not None else -1
 
     def _need_key(self, target: int, start_key: int | None) -> int:
         if start_key is not None:
@@ -282,12 +290,12 @@ class Planner:
                 except DecodeError as exc:
                     logger.warning("gpudecode: decoder failed while draining: %s", exc)
                     frames = ()
+                last_flushed = None
                 for f in frames:
                     j = self._match(f, targets, j, exact, emit, missing)
                     if f.pts is not None:
-                        held = None
                         last_flushed = f
-                if not exact and j < n and held is None and frames:
+                if not exact and j < n and last_flushed is not None:  # the drained tail is the newest frame
                     f = last_flushed
                     held = (self.backend.convert(f), f.pts, f.duration or self.nominal_duration)
                 while j < n:
