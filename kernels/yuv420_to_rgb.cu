@@ -47,6 +47,25 @@ GD_DEVICE void gd_store(unsigned char* __restrict__ out, long long plane, long l
     }
 }
 
+// One body for both sample sizes: T is unsigned char (NV12, shift 0) or unsigned short (P016).
+template <typename T>
+GD_DEVICE void gd_convert(const unsigned char* __restrict__ luma, const unsigned char* __restrict__ chroma,
+                          long long src_frame_stride, int pitch, int width, int height,
+                          unsigned char* __restrict__ dst, long long dst_frame_stride, int planar,
+                          const Mat34& m, int shift) {
+    int x = blockIdx.x * blockDim.x + threadIdx.x;
+    int y = blockIdx.y * blockDim.y + threadIdx.y;
+    if (x >= width || y >= height) return;
+    long long f = blockIdx.z;
+    const T* lrow = (const T*)(luma + f * src_frame_stride + (long long)y * pitch);
+    const T* crow = (const T*)(chroma + f * src_frame_stride + (long long)(y >> 1) * pitch);
+    float yv = (float)(lrow[x] >> shift);
+    float uv = (float)(crow[(x >> 1) * 2] >> shift);
+    float vv = (float)(crow[(x >> 1) * 2 + 1] >> shift);
+    long long plane = (long long)width * height;
+    gd_store(dst + f * dst_frame_stride, plane, (long long)y * width + x, planar, yv, uv, vv, m);
+}
+
 extern "C" __global__ void yuv420_8_to_rgb(
     const unsigned char* __restrict__ luma, const unsigned char* __restrict__ chroma,
     long long src_frame_stride, int pitch, int width, int height,
@@ -54,18 +73,8 @@ extern "C" __global__ void yuv420_8_to_rgb(
     float m0, float m1, float m2, float m3, float m4, float m5,
     float m6, float m7, float m8, float m9, float m10, float m11) {
     const Mat34 m = {{m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11}};
-    int x = blockIdx.x * blockDim.x + threadIdx.x;
-    int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= width || y >= height) return;
-    long long f = blockIdx.z;
-    const unsigned char* ly = luma + f * src_frame_stride;
-    const unsigned char* ch = chroma + f * src_frame_stride;
-    float yv = (float)ly[(long long)y * pitch + x];
-    long long c = (long long)(y >> 1) * pitch + (long long)(x >> 1) * 2;
-    float uv = (float)ch[c];
-    float vv = (float)ch[c + 1];
-    long long plane = (long long)width * height;
-    gd_store(dst + f * dst_frame_stride, plane, (long long)y * width + x, planar, yv, uv, vv, m);
+    gd_convert<unsigned char>(luma, chroma, src_frame_stride, pitch, width, height, dst, dst_frame_stride, planar,
+                              m, 0);
 }
 
 extern "C" __global__ void yuv420_16_to_rgb(
@@ -75,17 +84,6 @@ extern "C" __global__ void yuv420_16_to_rgb(
     float m0, float m1, float m2, float m3, float m4, float m5,
     float m6, float m7, float m8, float m9, float m10, float m11, int shift) {
     const Mat34 m = {{m0, m1, m2, m3, m4, m5, m6, m7, m8, m9, m10, m11}};
-    int x = blockIdx.x * blockDim.x + threadIdx.x;
-    int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= width || y >= height) return;
-    long long f = blockIdx.z;
-    const unsigned char* ly = luma + f * src_frame_stride;
-    const unsigned char* ch = chroma + f * src_frame_stride;
-    const unsigned short* lrow = (const unsigned short*)(ly + (long long)y * pitch);
-    const unsigned short* crow = (const unsigned short*)(ch + (long long)(y >> 1) * pitch);
-    float yv = (float)(lrow[x] >> shift);
-    float uv = (float)(crow[(x >> 1) * 2] >> shift);
-    float vv = (float)(crow[(x >> 1) * 2 + 1] >> shift);
-    long long plane = (long long)width * height;
-    gd_store(dst + f * dst_frame_stride, plane, (long long)y * width + x, planar, yv, uv, vv, m);
+    gd_convert<unsigned short>(luma, chroma, src_frame_stride, pitch, width, height, dst, dst_frame_stride, planar,
+                               m, shift);
 }
