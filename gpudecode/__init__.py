@@ -14,6 +14,7 @@ from gpudecode._errors import (
     InvalidArgumentError,
     MediaError,
     SourceNotFoundError,
+    WorkerCrashError,
 )
 from gpudecode._frame import Frame, FrameBatch
 from gpudecode._index import FrameIndex
@@ -36,6 +37,7 @@ __all__ = [
     "SourceNotFoundError",
     "VideoDecoder",
     "VideoStreamMetadata",
+    "WorkerCrashError",
     "__version__",
     "sample_video_path",
     "samplers",

@@ -16,6 +16,7 @@ __all__ = [
     "MediaError",
     "SourceNotFoundError",
     "CudaUnavailableError",
+    "WorkerCrashError",
 ]
 
 
@@ -45,6 +46,10 @@ class DecodeError(GpudecodeError, RuntimeError):
 
 class CudaUnavailableError(GpudecodeError, RuntimeError):
     """Frames were requested on a CUDA device, but neither NVDEC nor torch's CUDA can deliver them there."""
+
+
+class WorkerCrashError(GpudecodeError, RuntimeError):
+    """Data-loading workers kept crashing: more lost batches than allowed, or deaths without progress."""
 
 
 def invalid_choice(name: str, value: object, allowed: Iterable[object]) -> InvalidArgumentError:

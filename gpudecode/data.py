@@ -13,6 +13,9 @@ On CUDA, two set-ups work:
   sessions (a CUDA context cannot cross a fork); costs GPU memory per worker and moves tensors between processes
   through CUDA IPC. Use it when per-item Python work (transforms) is the bottleneck.
 
+A worker that crashes or hangs ends a plain ``DataLoader``'s epoch; :class:`ResilientLoader` wraps the loader so
+that it costs only the batch that worker was making (see :mod:`gpudecode._resilient`).
+
 Scaling beyond one machine is torch.distributed's job: give the loader a ``DistributedSampler``. For offline batch
 inference over many files, Ray Data's ``map_batches`` with a function that opens a ``VideoDecoder`` per batch is a
 good fit; gpudecode does not reinvent either.
@@ -35,8 +38,9 @@ from gpudecode import samplers as _samplers
 from gpudecode._decoder import VideoDecoder
 from gpudecode._errors import FrameIndexError, InvalidArgumentError
 from gpudecode._frame import FrameBatch
+from gpudecode._resilient import LostItems, ResilientLoader
 
-__all__ = ["ClipDataset", "VideoEntry", "read_manifest"]
+__all__ = ["ClipDataset", "LostItems", "ResilientLoader", "VideoEntry", "read_manifest"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from gpudecode import (
     MediaError,
     SourceNotFoundError,
     VideoDecoder,
+    WorkerCrashError,
 )
 
 
@@ -28,8 +29,9 @@ def test_hierarchy():
     assert issubclass(SourceNotFoundError, FileNotFoundError)
     assert issubclass(DecodeError, RuntimeError)
     assert issubclass(CudaUnavailableError, RuntimeError)
+    assert issubclass(WorkerCrashError, RuntimeError)
     for cls in (InvalidArgumentError, MediaError, FrameIndexError, SourceNotFoundError, DecodeError,
-                CudaUnavailableError):
+                CudaUnavailableError, WorkerCrashError):
         assert issubclass(cls, GpudecodeError)
 
 
