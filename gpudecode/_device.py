@@ -56,13 +56,22 @@ def parse_device(device: str | torch.device | None) -> torch.device:
             "those types."
         )
     if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device() if _torch_cuda_ok() else 0)
+        dev = torch.device("cuda", torch.cuda.current_device() if _torch_cuda_ok() and not _in_bad_fork() else 0)
     return dev
 
 
 def _torch_cuda_ok() -> bool:
     try:
         return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _in_bad_fork() -> bool:
+    """True in a child forked after the parent initialized CUDA: no CUDA call can work here."""
+    probe = getattr(torch.cuda, "_is_in_bad_fork", None)
+    try:
+        return bool(probe()) if probe is not None else False
     except Exception:
         return False
 
@@ -85,6 +94,12 @@ def select_backend(
     """
     if device.type == "cpu":
         return CpuBackend(stream, num_threads, bit_depth), FallbackReason()
+    if _in_bad_fork():
+        raise CudaUnavailableError(
+            f"Cannot return frames on {device}: this process was forked after its parent initialized CUDA, and "
+            "CUDA cannot be used in such a child. Start workers with the 'spawn' multiprocessing context "
+            "(DataLoader(multiprocessing_context='spawn')), or decode with device='cpu' in forked workers."
+        )
     from gpudecode._backends._nvdec import NvdecUnavailable, create_nvdec_backend
 
     try:

@@ -138,6 +138,23 @@ class _TaggedCollate:
         return (tagged.batch_number, batch, tagged.failures)
 
 
+def _own_cuda(obj: Any) -> Any:
+    """Copy CUDA tensors received from a worker into this process's memory.
+
+    A CUDA tensor from a worker lives in that worker's memory (CUDA IPC) and is valid only while the worker lives;
+    a loader that restarts its workers must not hand out such tensors.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.clone() if obj.is_cuda else obj
+    if isinstance(obj, dict):
+        return {k: _own_cuda(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_own_cuda(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_own_cuda(v) for v in obj)
+    return obj
+
+
 class _EpochKeys:
     """The batch sampler the inner loader sees: this epoch's pending batches, as (batch number, index) keys."""
 
@@ -167,10 +184,12 @@ class ResilientLoader:
             ``DataLoader``. ``"skip"``: items raising a gpudecode error (damaged or missing media) are left out of
             their batch and recorded; other exceptions (bugs) still raise.
 
-    Iterating yields exactly what the plain loader would, minus the lost batches (and, with ``on_error="skip"``,
-    the failing items), in the same order. Each loss is recorded in :attr:`lost` (reset at every epoch) and
-    reported with a ``RuntimeWarning``. With ``num_workers=0`` decoding runs in this process, where a crash cannot
-    be contained; only ``on_error`` applies then.
+    Iterating yields the batches of the loader's sampler, in its order (as a plain loader would, ``in_order=False``
+    aside), minus the lost batches (and, with ``on_error="skip"``, the failing items). Each loss is recorded in
+    :attr:`lost` (reset at every epoch) and reported with a ``RuntimeWarning``. CUDA tensors made in workers are
+    copied into this process (a worker's memory goes when the worker goes, and workers are restarted after a
+    crash). With ``num_workers=0`` decoding runs in this process, where a crash cannot be contained; only
+    ``on_error`` applies then.
 
     Raises:
         InvalidArgumentError: The loader is not a ``DataLoader`` over a map-style dataset, or an argument is invalid.
@@ -346,7 +365,7 @@ class ResilientLoader:
                         reason = "; ".join(text for _, text in failures)
                         self._lose(number, tuple(index for index, _ in failures), reason)
                     if batch is not None:
-                        yield batch
+                        yield _own_cuda(batch) if lo.num_workers else batch
             finally:
                 if pending:
                     self._abandon(it)

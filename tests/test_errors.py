@@ -141,6 +141,16 @@ def test_cuda_without_gpu_is_a_clear_error(video):
         VideoDecoder(video("h264_bframes"), device="cuda")
 
 
+def test_cuda_in_a_bad_fork_is_a_clear_error(video, monkeypatch):
+    """A child forked after its parent initialized CUDA can use no CUDA at all: say so, and what to do instead."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "_is_in_bad_fork", lambda: True)
+    with pytest.raises(CudaUnavailableError, match=r"forked after its parent initialized CUDA.*'spawn'"):
+        VideoDecoder(video("h264_bframes"), device="cuda")
+    assert len(VideoDecoder(video("h264_bframes"), device="cpu")[:]) > 0  # the CPU path is unaffected
+
+
 def test_closed_decoder(video):
     dec = VideoDecoder(video("h264_bframes"))
     with dec:

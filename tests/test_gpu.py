@@ -112,3 +112,75 @@ def test_decoder_cache_serves_many_short_videos(video):
         with VideoDecoder(path, device="cuda") as d:
             d[0]
     assert _nvdec.decoder_cache.created - before <= 1
+
+
+# -- worker processes (issue 5) -----------------------------------------------------------------------------------
+def test_forked_child_never_reuses_cuda_state(video):
+    """A CUDA decoder that crosses a fork (after CUDA was initialized) raises a clear error in the child."""
+    import os
+
+    from gpudecode import CudaUnavailableError
+
+    path = video("h264_bframes")
+    dec = VideoDecoder(path, device="cuda")
+    dec[0]  # CUDA and NVDEC are initialized in the parent
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit code, never run pytest machinery here
+        code = 1
+        try:
+            try:
+                dec[1]
+            except CudaUnavailableError as exc:
+                code = 0 if "spawn" in str(exc) else 2
+            try:
+                VideoDecoder(path, device="cuda")
+                code = 3
+            except CudaUnavailableError:
+                pass
+            if len(VideoDecoder(path)[:2]) != 2:
+                code = 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert dec[1].data.is_cuda  # the parent's decoder is untouched
+
+
+def _cuda_clips(video, device):
+    from gpudecode.data import ClipDataset
+
+    return ClipDataset([video(n) for n in ("h264_bframes", "hevc8", "vp9", "h264_mkv")] * 2, device=device,
+                       sampler=samplers.clips_at_regular_indices,
+                       sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 3})
+
+
+def test_spawned_dataloader_workers_decode_on_cuda(video):
+    cpu, gpu = _cuda_clips(video, "cpu"), _cuda_clips(video, "cuda")
+    loader = torch.utils.data.DataLoader(gpu, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    seen = 0
+    for item in loader:
+        assert item["frames"].is_cuda
+        want = cpu[item["index"]]["frames"]
+        assert (item["frames"].cpu().int() - want.int()).abs().max().item() <= 3
+        seen += 1
+    assert seen == len(gpu)
+
+
+def test_resilient_loader_with_crashing_cuda_workers(video):
+    import signal
+
+    from test_resilient import Faulty
+
+    from gpudecode.data import ResilientLoader
+
+    cpu, gpu = _cuda_clips(video, "cpu"), _cuda_clips(video, "cuda")
+    loader = torch.utils.data.DataLoader(Faulty(gpu, crash=(3,)), batch_size=2, num_workers=2,
+                                         multiprocessing_context="spawn")
+    resilient = ResilientLoader(loader)
+    with pytest.warns(RuntimeWarning, match="lost batch 1"):
+        got = list(resilient)
+    assert [b["index"].tolist() for b in got] == [[0, 1], [4, 5], [6, 7]]
+    for b in got:
+        want = torch.stack([cpu[int(i)]["frames"] for i in b["index"]])
+        assert (b["frames"].cpu().int() - want.int()).abs().max().item() <= 3
+    assert signal.Signals.SIGSEGV.name in resilient.lost[0].reason
