@@ -61,10 +61,12 @@ def interleaved(cases: dict[str, Callable[[], Any]], rounds: int, warmup: int = 
 
 
 def save(name: str, payload: dict[str, Any], table: str) -> tuple[Path, Path]:
-    """Write ``results/<name>.json`` and ``results/<name>.md``."""
+    """Write ``results/<name>.json`` and ``results/<name>.md``, print the table and where they went."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     j = RESULTS / f"{name}.json"
     m = RESULTS / f"{name}.md"
     j.write_text(json.dumps(payload, indent=2) + "\n")
     m.write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {j} and {m}")
     return j, m

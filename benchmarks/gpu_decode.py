@@ -185,9 +185,7 @@ def main() -> None:
             rate = v.get("frames_per_s", v.get("GB_per_s", ""))
             rate = f"{rate:.0f}" if isinstance(rate, float) else str(v.get("device", rate))
             lines.append(f"| {key} | {name} | {ms} | {rate} |")
-    j, m = save("gpu_decode", payload, "\n".join(lines))
-    print("\n".join(lines))
-    print(f"\nwrote {j} and {m}")
+    save("gpu_decode", payload, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -78,9 +78,7 @@ def main() -> None:
              "| case | median s | items/s | ratio to plain |", "|---|---:|---:|---:|"]
     for name, v in res.items():
         lines.append(f"| {name} | {v['median_s']:.3f} | {v['items_per_s']:.0f} | {v['ratio_to_plain']:.2f} |")
-    j, md = save("loader_overhead", payload, "\n".join(lines))
-    print("\n".join(lines))
-    print(f"\nwrote {j} and {md}")
+    save("loader_overhead", payload, "\n".join(lines))
 
 
 if __name__ == "__main__":

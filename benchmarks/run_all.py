@@ -1,4 +1,5 @@
-"""One entry point for the benchmarks: the seed experiment, the GPU benchmark where a GPU exists, then charts.
+"""One entry point for the benchmarks: the seed experiment, ResilientLoader's cost, the GPU benchmark where a GPU
+exists, then charts.
 
     python benchmarks/run_all.py [--rounds 15]
 
@@ -21,6 +22,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
     subprocess.run([sys.executable, str(HERE / "seed_experiment.py"), "--rounds", str(args.rounds)], check=True)
+    subprocess.run([sys.executable, str(HERE / "loader_overhead.py")], check=True)
     import torch
 
     if torch.cuda.is_available():

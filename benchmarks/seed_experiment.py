@@ -147,9 +147,7 @@ def main() -> None:
     payload = {"machine": machine(), "gpudecode": gpudecode.__version__, "torchcodec": tc_version,
                "rounds": r, "results": results, "frames_agree": agree}
     table = render(payload)
-    j, m = save(args.name, payload, table)
-    print(table)
-    print(f"\nwrote {j} and {m}")
+    save(args.name, payload, table)
 
 
 TARGETS = {
