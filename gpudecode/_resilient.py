@@ -20,7 +20,7 @@ import re
 import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,19 +255,24 @@ class ResilientLoader:
             in_order=lo.in_order,
         )
 
-    def _start(self) -> Iterator[Any]:
+    def _start(self) -> Iterator[Any] | None:
+        """A fresh iterator of the inner loader, or ``None`` when a worker died while it was being set up."""
         self._table.fill_(-1)
         if self._inner is None:
             self._inner = self._make_inner()
-        it = iter(self._inner)
-        # torch's SIGCHLD handler would raise a worker's death at an arbitrary point of the caller's loop; we
-        # notice deaths ourselves while waiting for data, so take this iterator's pids out of its bookkeeping.
-        if getattr(it, "_worker_pids_set", False):
-            try:
-                torch.utils.data._utils.signal_handling._remove_worker_pids(id(it))
+        try:
+            it = iter(self._inner)
+            # torch's SIGCHLD handler would raise a worker's death at an arbitrary point of the caller's loop; we
+            # notice deaths ourselves while waiting for data, so take this iterator's pids out of its bookkeeping.
+            withdraw = getattr(torch.utils.data._utils.signal_handling, "_remove_worker_pids", None)
+            if withdraw is not None and getattr(it, "_worker_pids_set", False):
+                withdraw(id(it))
                 it._worker_pids_set = False  # type: ignore[attr-defined]
-            except (AttributeError, RuntimeError):
-                pass
+        except RuntimeError as exc:  # that handler fired before the pids were withdrawn: a worker died starting
+            if _DEAD_WORKERS.search(str(exc)) is None:
+                raise
+            self._inner = None
+            return None
         return it
 
     def _abandon(self, it: Iterator[Any]) -> None:
@@ -323,6 +328,43 @@ class ResilientLoader:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
+    def _round(self, it: Iterator[Any], pending: dict[int, list[int]]) -> Generator[Any, None, bool]:
+        """Deliver batches from one set of workers until the epoch ends or a worker dies.
+
+        Returns whether any batch was delivered or lost (else the round was fruitless).
+        """
+        killed: dict[int, str] = {}  # batch number -> why its worker was killed
+        progress = False
+        try:
+            while True:
+                try:
+                    number, batch, failures = next(it)
+                except StopIteration:
+                    break
+                except (RuntimeError, OSError, EOFError) as exc:
+                    if isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader timed out"):
+                        self._kill_overdue(killed)
+                        continue
+                    dead = self._dead_workers(it, exc)
+                    if not dead:
+                        raise
+                    for pid, held, _ in self._table.tolist():
+                        if pid in dead and held in pending:
+                            reason = killed.get(held) or self._exit_reason(it, pid)
+                            self._lose(held, tuple(pending.pop(held)), reason)
+                            progress = True
+                    break
+                progress = True
+                pending.pop(number, None)
+                if failures:
+                    self._lose(number, tuple(index for index, _ in failures), "; ".join(t for _, t in failures))
+                if batch is not None:
+                    yield _own_cuda(batch) if self.loader.num_workers else batch
+        finally:
+            if pending:
+                self._abandon(it)
+        return progress
+
     def __iter__(self) -> Iterator[Any]:
         """Yield the epoch's batches, skipping those lost to crashed or hung workers (see :attr:`lost`)."""
         self.lost = []
@@ -338,37 +380,7 @@ class ResilientLoader:
             self._keys.keys = [[(n, i) for i in b] for n, b in pending.items()] if auto else \
                 [(n, b[0]) for n, b in pending.items()]
             it = self._start()
-            killed: dict[int, str] = {}
-            progress = False
-            try:
-                while True:
-                    try:
-                        number, batch, failures = next(it)
-                    except StopIteration:
-                        break
-                    except (RuntimeError, OSError, EOFError) as exc:
-                        if isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader timed out"):
-                            self._kill_overdue(killed)
-                            continue
-                        dead = self._dead_workers(it, exc)
-                        if not dead:
-                            raise
-                        for pid, held, _ in self._table.tolist():
-                            if pid in dead and held in pending:
-                                reason = killed.get(held) or self._exit_reason(it, pid)
-                                self._lose(held, tuple(pending.pop(held)), reason)
-                                progress = True
-                        break
-                    progress = True
-                    pending.pop(number, None)
-                    if failures:
-                        reason = "; ".join(text for _, text in failures)
-                        self._lose(number, tuple(index for index, _ in failures), reason)
-                    if batch is not None:
-                        yield _own_cuda(batch) if lo.num_workers else batch
-            finally:
-                if pending:
-                    self._abandon(it)
+            progress = (yield from self._round(it, pending)) if it is not None else False  # None: died starting
             if pending:
                 fruitless = 0 if progress else fruitless + 1
                 if fruitless >= _MAX_FRUITLESS_RESTARTS:

@@ -146,6 +146,24 @@ def test_workers_dying_outside_the_dataset_raise(clips):
         list(ResilientLoader(loader))
 
 
+def test_a_death_while_workers_start_costs_a_round(clips, monkeypatch):
+    """torch's SIGCHLD handler can raise while the iterator starts (before its pids are withdrawn): restart."""
+    want = reference(clips, 6)
+    real_iter = DataLoader.__iter__
+    calls = []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+        return real_iter(self)
+
+    monkeypatch.setattr(DataLoader, "__iter__", flaky)
+    resilient = ResilientLoader(DataLoader(clips, batch_size=6, num_workers=1))
+    assert_same(list(resilient), want)
+    assert len(calls) == 2 and resilient.lost == []
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_on_error_skip_drops_only_the_failing_items(video, tmp_path, workers):
     bad = tmp_path / "not_a_video.mp4"
