@@ -103,6 +103,39 @@ def test_gpu_memory_returns_to_baseline(video):
     assert torch.cuda.memory_allocated() <= base + 1024
 
 
+def test_1000_cuda_open_close_cycles_leave_no_fds_or_memory(video):
+    """Issue 5's resource loop on the GPU: files, host memory, GPU memory and NVDEC decoders all come back."""
+    import os
+
+    from gpudecode._backends import _nvdec
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    path = video("hevc8")
+    for _ in range(20):  # warm-up: CUDA context, kernel module, decoder cache
+        with VideoDecoder(path, device="cuda") as d:
+            d[3]
+    torch.cuda.synchronize()
+    gc.collect()
+    n_fds, rss, gpu = fds(), rss_mb(), torch.cuda.memory_allocated()
+    created = _nvdec.decoder_cache.created
+    for i in range(1000):
+        with VideoDecoder(path, device="cuda", seek_mode="approximate" if i % 2 else "exact") as d:
+            d[i % len(d)]
+    del d
+    gc.collect()
+    torch.cuda.synchronize()
+    assert fds() == n_fds
+    assert rss_mb() - rss < 32
+    assert torch.cuda.memory_allocated() <= gpu + 1024
+    assert _nvdec.decoder_cache.created - created <= 1  # every cycle reused a cached NVDEC decoder
+
+
 def test_decoder_cache_serves_many_short_videos(video):
     from gpudecode._backends import _nvdec
 
