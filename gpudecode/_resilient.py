@@ -27,7 +27,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from gpudecode._errors import GpudecodeError, InvalidArgumentError, WorkerCrashError, invalid_choice
+from gpudecode._errors import (
+    CudaUnavailableError,
+    GpudecodeError,
+    InvalidArgumentError,
+    WorkerCrashError,
+    invalid_choice,
+)
 
 __all__ = ["LostItems", "ResilientLoader"]
 
@@ -98,6 +104,8 @@ class _TrackedDataset(Dataset):
             return self.dataset[index]
         try:
             return self.dataset[index]
+        except CudaUnavailableError:
+            raise  # the machine's set-up, not this item's data: every item would fail
         except GpudecodeError as exc:
             failures.append((index, f"{type(exc).__name__}: {exc}"))
             return None
@@ -181,8 +189,9 @@ class ResilientLoader:
         max_lost_batches: Batches an epoch may lose before :class:`~gpudecode.WorkerCrashError` ends it
             (``None``: no limit).
         on_error: ``"raise"`` (default): an exception from the dataset ends the epoch, as with a plain
-            ``DataLoader``. ``"skip"``: items raising a gpudecode error (damaged or missing media) are left out of
-            their batch and recorded; other exceptions (bugs) still raise.
+            ``DataLoader``. ``"skip"``: items raising a gpudecode error about their data (damaged, missing or
+            unsuitable media) are left out of their batch and recorded; ``CudaUnavailableError`` (the machine's
+            set-up) and other exceptions (bugs) still raise.
 
     Iterating yields the batches of the loader's sampler, in its order (as a plain loader would, ``in_order=False``
     aside), minus the lost batches (and, with ``on_error="skip"``, the failing items). Each loss is recorded in

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, get_worker_info
 
-from gpudecode import InvalidArgumentError, MediaError, WorkerCrashError, samplers
+from gpudecode import CudaUnavailableError, InvalidArgumentError, MediaError, WorkerCrashError, samplers
 from gpudecode.data import ClipDataset, LostItems, ResilientLoader
 
 NAMES = ["h264_bframes", "hevc8", "vp9", "bt709"]
@@ -184,6 +184,20 @@ def test_on_error_skip_drops_only_the_failing_items(video, tmp_path, workers):
     want = reference(good, 5)[0]
     assert torch.equal(torch.cat([b["frames"] for b in got]), want["frames"])
     assert resilient.lost == [LostItems(1, (4,), resilient.lost[0].reason)]
+
+
+class NoCuda(Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        raise CudaUnavailableError("Cannot return frames on cuda:0: simulated")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_on_error_skip_still_raises_set_up_errors(workers):
+    with pytest.raises(CudaUnavailableError, match="simulated"):
+        list(ResilientLoader(DataLoader(NoCuda(), batch_size=2, num_workers=workers), on_error="skip"))
 
 
 def test_unbatched_loader_and_distributed_sampler(clips):
