@@ -83,6 +83,16 @@ def test_a_crash_loses_only_its_batch(clips, context):
     assert (lost.batch_number, lost.indices) == (2, (6, 7, 8)) and "SIGSEGV" in lost.reason
 
 
+def test_a_crash_out_of_order(clips):
+    """With in_order=False batches arrive as made; tags, not arrival order, say which one was lost."""
+    want = reference(clips, 2)
+    loader = DataLoader(Faulty(clips, crash=(5,)), batch_size=2, num_workers=2, in_order=False)
+    resilient = ResilientLoader(loader)
+    with pytest.warns(RuntimeWarning, match=r"lost batch 2 \(dataset indices \[4, 5\]\)"):
+        got = sorted(resilient, key=lambda b: int(b["index"][0]))
+    assert_same(got, [w for k, w in enumerate(want) if k != 2])
+
+
 def test_a_hung_worker_is_killed_after_the_timeout(clips):
     want = reference(clips, 4)
     loader = DataLoader(Faulty(clips, hang=(5,)), batch_size=4, num_workers=2)
