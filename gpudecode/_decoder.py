@@ -68,6 +68,32 @@ def _as_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def _torchcodec_arguments(num_threads: int | None, num_ffmpeg_threads: int | None, transforms: Any,
+                          output_dtype: Any, custom_frame_mappings: Any) -> int | None:
+    """Accept torchcodec's constructor arguments where they mean something here; say clearly where they don't."""
+    if num_ffmpeg_threads is not None:
+        if num_threads is not None and num_threads != num_ffmpeg_threads:
+            raise InvalidArgumentError(f"Invalid num_ffmpeg_threads ({num_ffmpeg_threads!r}) with num_threads "
+                                       f"({num_threads!r}). They are the same setting; pass one of them.")
+        num_threads = num_ffmpeg_threads
+    if transforms is not None and (not isinstance(transforms, Sequence) or len(transforms) > 0):
+        raise InvalidArgumentError(f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
+                                   "supported; apply torchvision transforms to the returned frames.")
+    if output_dtype is not torch.uint8:
+        raise InvalidArgumentError(f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8.")
+    if custom_frame_mappings is not None:
+        raise InvalidArgumentError("Invalid custom_frame_mappings. They are not supported; save an index with "
+                                   "VideoDecoder.save_index() and pass it as index=.")
+    return num_threads
+
+
+def _as_fps(value: Any) -> float:
+    numeric = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not numeric or not (math.isfinite(float(value)) and float(value) > 0):
+        raise InvalidArgumentError(f"Invalid fps ({value!r}). Supported values are: finite numbers > 0.")
+    return float(value)
+
+
 def _as_seconds(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         if isinstance(value, torch.Tensor) and value.dim() == 0:
@@ -131,6 +157,11 @@ class VideoDecoder:
         seek_mode: ``"exact"`` scans the stream once (no decoding) into an exact frame index; ``"approximate"``
             trusts the header (faster to open, frame ``i`` is assumed at ``begin + i / fps``).
         index: Path of an index file written by :meth:`save_index`, used instead of building one (exact mode).
+        num_ffmpeg_threads: torchcodec's name for ``num_threads`` (either may be given, not both differently).
+        transforms: torchcodec's decode-time transforms; only ``None`` or an empty sequence is supported (apply
+            torchvision transforms to the returned frames instead).
+        output_dtype: Only ``torch.uint8`` (torchcodec's default) is supported.
+        custom_frame_mappings: Not supported; pass a saved index with ``index=`` instead.
 
     Raises:
         SourceNotFoundError: The path does not exist.
@@ -149,8 +180,14 @@ class VideoDecoder:
         device: str | torch.device | None = "cpu",
         seek_mode: str = "exact",
         index: str | os.PathLike[str] | None = None,
+        num_ffmpeg_threads: int | None = None,
+        transforms: Sequence[Any] | None = None,
+        output_dtype: Any = torch.uint8,
+        custom_frame_mappings: Any = None,
     ) -> None:
         self._closed = True
+        num_threads = _torchcodec_arguments(num_threads, num_ffmpeg_threads, transforms, output_dtype,
+                                            custom_frame_mappings)
         if seek_mode not in SEEK_MODES:
             raise invalid_choice("seek_mode", seek_mode, SEEK_MODES)
         if dimension_order not in DIMENSION_ORDERS:
@@ -831,17 +868,29 @@ class VideoDecoder:
         """
         return self._frames_at_times(_float_list(seconds, "seconds"), "seconds")
 
-    def get_frames_played_in_range(self, start_seconds: float, stop_seconds: float) -> FrameBatch:
+    def get_frames_played_in_range(self, start_seconds: float, stop_seconds: float,
+                                   fps: float | None = None) -> FrameBatch:
         """Return every frame shown during ``[start_seconds, stop_seconds)``, in presentation order.
 
         The first frame is the one shown at ``start_seconds`` (its pts may precede it); the last is the last
         frame whose pts is before ``stop_seconds``. ``start_seconds == stop_seconds`` gives an empty batch.
 
+        Args:
+            start_seconds: Start of the range.
+            stop_seconds: End of the range (excluded).
+            fps: Resample to this rate, as torchcodec does: ``n = round((stop_seconds - start_seconds) * fps)``
+                frames, the ones shown at ``start_seconds + k / fps`` for ``k < n`` (source frames repeat or drop
+                as needed), with those times as ``pts_seconds`` and ``1 / fps`` as every duration. ``None``: the
+                source frames themselves.
+
         Raises:
-            InvalidArgumentError: Non-finite times, ``stop_seconds < start_seconds``, or times outside the stream.
+            InvalidArgumentError: Non-finite times, ``stop_seconds < start_seconds``, times outside the stream, or
+                an ``fps`` that is not a finite positive number.
         """
         t0 = _as_seconds(start_seconds, "start_seconds")
         t1 = _as_seconds(stop_seconds, "stop_seconds")
+        if fps is not None:
+            return self._resampled(t0, t1, _as_fps(fps))
         if t1 < t0:
             raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
                                        "Supported ranges have start_seconds <= stop_seconds.")
@@ -861,6 +910,41 @@ class VideoDecoder:
         i0 = math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9)
         i1 = math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9)
         return self._frames_at_indices(np.arange(max(i0, 0), min(max(i1, i0 + 1), len(self)), dtype=np.int64))
+
+    def get_all_frames(self, fps: float | None = None) -> FrameBatch:
+        """Return every frame of the stream, or (with ``fps``) the whole stream resampled to ``fps``.
+
+        Args:
+            fps: As in :meth:`get_frames_played_in_range`, over ``[begin_stream_seconds, end_stream_seconds)``.
+
+        Raises:
+            InvalidArgumentError: An ``fps`` that is not a finite positive number, or (with ``fps``) a stream
+                whose end is unknown.
+        """
+        if fps is None:
+            return self.get_frames_in_range(0, len(self))
+        m = self._metadata
+        if m.end_stream_seconds is None:
+            raise InvalidArgumentError("Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use "
+                                       "get_frames_played_in_range() with explicit times.")
+        return self.get_frames_played_in_range(m.begin_stream_seconds, m.end_stream_seconds, fps=fps)
+
+    def _resampled(self, t0: float, t1: float, fps: float) -> FrameBatch:
+        """Frames shown at ``t0 + k * (1 / fps)``, ``k < round((t1 - t0) * fps)`` (torchcodec's time grid)."""
+        if t1 < t0:
+            raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
+                                       "Supported ranges have start_seconds <= stop_seconds.")
+        self._check_times(np.array([t0]), "start_seconds")
+        m = self._metadata
+        if m.end_stream_seconds is not None and t1 > m.end_stream_seconds:
+            raise InvalidArgumentError(f"Invalid stop_seconds ({t1}). Supported values are in "
+                                       f"[{m.begin_stream_seconds}, {m.end_stream_seconds}].")
+        step = 1.0 / fps
+        count = math.floor((t1 - t0) * fps + 0.5)  # torchcodec rounds the number of output frames
+        times = t0 + np.arange(count, dtype=np.int64) * step
+        batch = self._frames_at_times(times, "seconds")
+        return FrameBatch(data=batch.data, pts_seconds=torch.from_numpy(times),
+                          duration_seconds=torch.full((times.shape[0],), step, dtype=torch.float64))
 
     # -- index persistence -------------------------------------------------------------------------------
     def save_index(self, path: str | os.PathLike[str]) -> None:

@@ -128,6 +128,46 @@ def test_get_frames_played_in_range(video, name, mode):
 
 
 @pytest.mark.parametrize(("name", "mode"), CASES)
+def test_get_all_frames(video, name, mode):
+    path = video(name)
+    n = len(oracle(str(path))[0])
+    _check(name, path, VideoDecoder(path, seek_mode=mode).get_all_frames(), list(range(n)), "NCHW")
+
+
+@pytest.mark.parametrize(("name", "mode"), CASES)
+@pytest.mark.parametrize("fps", [7.3, 25, 61])
+def test_resampling_to_fps(video, name, mode, fps):
+    """torchcodec's fps=: round((stop - start) * fps) frames, each the one shown at start + k / fps."""
+    path = video(name)
+    _, pts, dur = oracle(str(path))
+    n = len(pts)
+    dec = VideoDecoder(path, seek_mode=mode)
+    t0 = pts[2] + 0.3 * dur[2]
+    t1 = pts[min(n - 1, 20)] + 0.2 * dur[min(n - 1, 20)]
+    batch = dec.get_frames_played_in_range(t0, t1, fps=fps)
+    count = int(np.floor((t1 - t0) * fps + 0.5))
+    times = t0 + np.arange(count) * (1.0 / fps)
+    shown = np.searchsorted(pts, times, side="right") - 1  # the oracle's frame playing at each time
+    assert len(batch) == count
+    np.testing.assert_array_equal(batch.pts_seconds.numpy(), times)
+    np.testing.assert_array_equal(batch.duration_seconds.numpy(), np.full(count, 1.0 / fps))
+    data = to_hwc(batch.data, "NCHW")
+    for k, i in enumerate(shown):
+        assert_frame_matches(name, str(path), data[k], int(i))
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_get_all_frames_resampled(video, mode):
+    dec = VideoDecoder(video("h264_bframes"), seek_mode=mode)
+    m = dec.metadata
+    every = dec.get_all_frames(fps=10)
+    want = dec.get_frames_played_in_range(m.begin_stream_seconds, m.end_stream_seconds, fps=10)
+    assert len(every) == round((m.end_stream_seconds - m.begin_stream_seconds) * 10)
+    assert torch.equal(every.data, want.data) and torch.equal(every.pts_seconds, want.pts_seconds)
+    assert len(dec.get_frames_played_in_range(m.begin_stream_seconds, m.begin_stream_seconds, fps=10)) == 0
+
+
+@pytest.mark.parametrize(("name", "mode"), CASES)
 def test_iteration_matches_sequence(video, name, mode):
     path = video(name)
     n = len(oracle(str(path))[0])

@@ -151,6 +151,31 @@ def test_cuda_in_a_bad_fork_is_a_clear_error(video, monkeypatch):
     assert len(VideoDecoder(video("h264_bframes"), device="cpu")[:]) > 0  # the CPU path is unaffected
 
 
+@pytest.mark.parametrize("fps", [0, -1, math.nan, math.inf, True, "10"])
+def test_invalid_fps(video, fps):
+    dec = VideoDecoder(video("h264_bframes"))
+    with pytest.raises(InvalidArgumentError, match=r"Invalid fps .*Supported values are: finite numbers > 0"):
+        dec.get_frames_played_in_range(0.0, 1.0, fps=fps)
+    with pytest.raises(InvalidArgumentError, match="Invalid fps"):
+        dec.get_all_frames(fps=fps)
+
+
+def test_torchcodec_constructor_arguments(video):
+    import torch
+
+    path = video("h264_bframes")
+    assert len(VideoDecoder(path, num_ffmpeg_threads=1, transforms=[], output_dtype=torch.uint8)[:3]) == 3
+    assert len(VideoDecoder(path, num_ffmpeg_threads=2, num_threads=2)) > 0
+    with pytest.raises(InvalidArgumentError, match="same setting; pass one of them"):
+        VideoDecoder(path, num_ffmpeg_threads=1, num_threads=4)
+    with pytest.raises(InvalidArgumentError, match="Decode-time transforms are not supported"):
+        VideoDecoder(path, transforms=[torch.nn.Identity()])
+    with pytest.raises(InvalidArgumentError, match=r"Supported values are: torch\.uint8"):
+        VideoDecoder(path, output_dtype=torch.float32)
+    with pytest.raises(InvalidArgumentError, match=r"custom_frame_mappings.*index="):
+        VideoDecoder(path, custom_frame_mappings="{}")
+
+
 def test_closed_decoder(video):
     dec = VideoDecoder(video("h264_bframes"))
     with dec:
