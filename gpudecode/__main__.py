@@ -31,7 +31,10 @@ def _open(path: str, device: str, seek_mode: str) -> Any:
 
 
 def _info_dict(dec: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"metadata": dataclasses.asdict(dec.metadata), "device": str(dec.device),
+    meta = dataclasses.asdict(dec.metadata)
+    par = meta["pixel_aspect_ratio"]
+    meta["pixel_aspect_ratio"] = f"{par.numerator}:{par.denominator}" if par is not None else None  # JSON-safe
+    d: dict[str, Any] = {"metadata": meta, "device": str(dec.device),
                          "decoding_device": dec.decoding_device, "cpu_fallback": str(dec.cpu_fallback) or None,
                          "seek_mode": dec.seek_mode}
     idx = dec.index

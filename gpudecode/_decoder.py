@@ -494,6 +494,8 @@ class VideoDecoder:
             rotation=self._rotation,
             coded_width=cw,
             coded_height=ch,
+            begin_stream_seconds_from_header=float(f["start_time"] * tb) if f["start_time"] is not None else None,
+            pixel_aspect_ratio=Fraction(*f["sample_aspect_ratio"]) if f.get("sample_aspect_ratio") else None,
         )
 
     # -- properties --------------------------------------------------------------------------------------
@@ -1006,6 +1008,7 @@ def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
         "frames": int(stream.frames) if stream.frames else None,
         "rate": [rate.numerator, rate.denominator] if rate else None,
         "start_time": int(stream.start_time) if stream.start_time is not None else None,
+        "sample_aspect_ratio": [sar.numerator, sar.denominator] if (sar := stream.sample_aspect_ratio) else [0, 1],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from fractions import Fraction
 
 __all__ = ["VideoStreamMetadata"]
 
@@ -41,6 +42,10 @@ class VideoStreamMetadata:
         rotation: Counter-clockwise rotation in degrees from the display matrix; frames are returned upright.
         coded_width: Width of the stored frames, before rotation.
         coded_height: Height of the stored frames, before rotation.
+        begin_stream_seconds_from_header: The stream's start time written in the header, or ``None``.
+        pixel_aspect_ratio: Sample (pixel) aspect ratio; ``Fraction(0, 1)`` when the file does not say (as in
+            torchcodec), ``None`` when read from an index cached by an older gpudecode.
+        media_type: Always ``"video"``.
     """
 
     num_frames: int
@@ -68,6 +73,9 @@ class VideoStreamMetadata:
     rotation: int
     coded_width: int
     coded_height: int
+    begin_stream_seconds_from_header: float | None = None
+    pixel_aspect_ratio: Fraction | None = None
+    media_type: str = "video"
 
     def __repr__(self) -> str:
         """One ``name: value`` per line, like torchcodec's printout."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,13 @@ def test_metadata_facts(video, name):
         last = spec.pts_list[-1] / 1000
         assert last < m.end_stream_seconds <= last + 0.1
     assert m.stream_index == (1 if spec.with_audio else 0)
+    assert m.media_type == "video"
+    with av.open(str(video(name))) as c:  # header facts straight from PyAV
+        s = c.streams.video[0]
+        sar = s.sample_aspect_ratio
+        assert m.pixel_aspect_ratio == (Fraction(sar.numerator, sar.denominator) if sar else Fraction(0, 1))
+        want = float(s.start_time * s.time_base) if s.start_time is not None else None
+        assert m.begin_stream_seconds_from_header == (pytest.approx(want) if want is not None else None)
 
 
 def test_metadata_color_tags(video):
