@@ -10,6 +10,12 @@ import torch
 __all__ = ["Frame", "FrameBatch"]
 
 
+def _describe(obj: Frame | FrameBatch) -> str:
+    """The printout torchcodec uses: the data's shape (not its values), then the times."""
+    return (f"{type(obj).__name__}:\n  data (shape): {obj.data.shape}\n  pts_seconds: {obj.pts_seconds}\n"
+            f"  duration_seconds: {obj.duration_seconds}\n")
+
+
 @dataclass
 class Frame:
     """One decoded frame.
@@ -24,6 +30,10 @@ class Frame:
     data: torch.Tensor
     pts_seconds: float
     duration_seconds: float
+
+    def __repr__(self) -> str:
+        """The data's shape and the times, as torchcodec prints a frame."""
+        return _describe(self)
 
     def __iter__(self) -> Iterator[torch.Tensor | float]:
         """Unpack as ``data, pts_seconds, duration_seconds``."""
@@ -46,6 +56,10 @@ class FrameBatch:
     data: torch.Tensor
     pts_seconds: torch.Tensor
     duration_seconds: torch.Tensor
+
+    def __repr__(self) -> str:
+        """The data's shape and the times, as torchcodec prints a batch."""
+        return _describe(self)
 
     def __len__(self) -> int:
         """Number of entries along the first dimension."""

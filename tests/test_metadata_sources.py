@@ -96,6 +96,10 @@ def test_len_and_repr(video):
     assert "h264 96x64" in repr(dec) and "40 frames" in repr(dec)
     assert dec.decoding_device == "cpu"
     assert not dec.cpu_fallback
+    frame, batch = dec[2], dec.get_frames_at([1, 2])
+    assert repr(frame) == (f"Frame:\n  data (shape): torch.Size([3, 64, 96])\n  pts_seconds: {frame.pts_seconds}\n"
+                           f"  duration_seconds: {frame.duration_seconds}\n")  # torchcodec's layout, no pixels
+    assert repr(batch).startswith("FrameBatch:\n  data (shape): torch.Size([2, 3, 64, 96])\n  pts_seconds: tensor(")
 
 
 # -- sources -----------------------------------------------------------------------------------------------
