@@ -891,8 +891,7 @@ class VideoDecoder:
         """
         t0 = _as_seconds(start_seconds, "start_seconds")
         t1 = _as_seconds(stop_seconds, "stop_seconds")
-        if fps is not None:
-            return self._resampled(t0, t1, _as_fps(fps))
+        rate = _as_fps(fps) if fps is not None else None
         if t1 < t0:
             raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
                                        "Supported ranges have start_seconds <= stop_seconds.")
@@ -901,6 +900,8 @@ class VideoDecoder:
         if m.end_stream_seconds is not None and t1 > m.end_stream_seconds:
             raise InvalidArgumentError(f"Invalid stop_seconds ({t1}). Supported values are in "
                                        f"[{m.begin_stream_seconds}, {m.end_stream_seconds}].")
+        if rate is not None:
+            return self._resampled(t0, t1, rate)
         if t0 == t1:
             return self._empty_batch()
         if self._index is not None:
@@ -933,14 +934,6 @@ class VideoDecoder:
 
     def _resampled(self, t0: float, t1: float, fps: float) -> FrameBatch:
         """Frames shown at ``t0 + k * (1 / fps)``, ``k < round((t1 - t0) * fps)`` (torchcodec's time grid)."""
-        if t1 < t0:
-            raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
-                                       "Supported ranges have start_seconds <= stop_seconds.")
-        self._check_times(np.array([t0]), "start_seconds")
-        m = self._metadata
-        if m.end_stream_seconds is not None and t1 > m.end_stream_seconds:
-            raise InvalidArgumentError(f"Invalid stop_seconds ({t1}). Supported values are in "
-                                       f"[{m.begin_stream_seconds}, {m.end_stream_seconds}].")
         step = 1.0 / fps
         count = math.floor((t1 - t0) * fps + 0.5)  # torchcodec rounds the number of output frames
         times = t0 + np.arange(count, dtype=np.int64) * step
