@@ -328,10 +328,11 @@ class VideoDecoder:
             with self._lock:
                 self._ensure_open()
 
-    def _open_fresh(self) -> tuple[Any, Any]:
+    def _open_fresh(self, stream_index: int) -> tuple[Any, Any]:
+        """Open the source again; return the container (closed with the decoder) and its video stream."""
         c = open_container(self._source)
         self._containers.append(c)
-        return c, c.streams[self._stream_index]
+        return c, c.streams[stream_index]
 
     def _source_key(self) -> str:
         if self._key is None:
@@ -362,7 +363,7 @@ class VideoDecoder:
             if not used[0]:
                 used[0] = True
                 return container, stream
-            return self._open_fresh()
+            return self._open_fresh(stream.index)  # during construction: self._stream_index is not set yet
 
         idx = build_exact_index(open_stream, self._mp4, self._source.size_bytes,
                                 self._key if self._key is not None else "")

@@ -36,6 +36,25 @@ def test_regression_stream_without_decoder_parameters(video):
     assert kind == "ok", detail
 
 
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc8", "with_audio"])
+def test_regression_mp4_tables_that_disagree_with_the_demuxer(video, name, monkeypatch):
+    """Fuzz finding (seed 11, hevc8.mp4, random bytes at 4899): when the MP4 tables disagree with the demuxed
+    packets, the index falls back to a packet scan on a fresh container, which read an attribute the decoder had
+    not set yet (AttributeError). The fallback must work and give the oracle's frames."""
+    from oracle import assert_frame_matches, oracle, to_hwc
+
+    import gpudecode._index
+
+    path = video(name)
+    monkeypatch.setattr(gpudecode._index, "_check_against_demux", lambda *a, **k: False)
+    dec = VideoDecoder(path)
+    assert dec.index is not None and dec.index.method == "packet-scan"
+    frames = dec.get_frames_at([0, len(dec) - 1, 5])
+    for k, i in enumerate([0, len(dec) - 1, 5]):
+        assert_frame_matches(name, str(path), to_hwc(frames.data[k], "NCHW"), i)
+    assert len(oracle(str(path))[0]) == len(dec)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_mutations_never_leak_foreign_errors_in_process(video, seed):
     """In-process variant over a few mutations (the child-process harness guards against crashes)."""
