@@ -152,7 +152,7 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
             pkt = next(demux)
         except StopIteration:
             break
-        except (av.error.InvalidDataError, av.error.EOFError, OSError) as exc:
+        except (av.error.FFmpegError, OSError) as exc:  # damaged data (also ENOMEM from a damaged size field)
             logger.warning("gpudecode: stopped indexing at damaged data: %s", exc)
             break
         if pkt.size == 0 or pkt.stream_index != stream.index:
@@ -176,10 +176,16 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
 
 
 def _expand(table: np.ndarray, n: int) -> np.ndarray | None:
-    counts = table[:, 0]
-    if int(counts.sum()) < n:
+    """Run-length table ``(count, value)`` to one value per sample; ``None`` unless it covers exactly ``n`` samples.
+
+    A table covering more or fewer samples than the track has is damaged (FFmpeg then ignores the runs that
+    overflow, so its packets no longer match the table): the caller falls back to a packet scan. Checking the sum
+    first also keeps a damaged count (billions) from allocating.
+    """
+    counts = table[:, 0].astype(np.int64)
+    if counts.shape[0] == 0 or (counts < 0).any() or int(counts.sum()) != n:
         return None
-    return np.repeat(table[:, 1], counts)[:n]
+    return np.repeat(table[:, 1], counts)
 
 
 def _from_mp4_tables(

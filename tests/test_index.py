@@ -7,6 +7,7 @@ import shutil
 import av
 import numpy as np
 import pytest
+import torch
 from oracle import ALL, oracle
 
 from gpudecode import MediaError, VideoDecoder
@@ -161,3 +162,60 @@ def test_cache_hit_opens_the_file_lazily(video, tmp_path, monkeypatch):
     idx_file = tmp_path / "saved.gdidx"
     VideoDecoder(path).save_index(idx_file)
     assert VideoDecoder(path, index=idx_file).metadata == ref.metadata
+
+
+# -- fuzz findings ------------------------------------------------------------------------------------------------
+def test_expand_needs_tables_that_cover_every_sample():
+    from gpudecode._index import _expand
+
+    table = np.array([[3, 10], [2, 20], [2, 30]], dtype=np.int64)
+    np.testing.assert_array_equal(_expand(table, 7), [10, 10, 10, 20, 20, 30, 30])
+    assert _expand(table, 6) is None and _expand(table, 8) is None  # damaged: use a packet scan
+    assert _expand(np.array([[4_000_000_000, 1]], dtype=np.int64), 7) is None  # and never allocate for it
+    assert _expand(np.zeros((0, 2), dtype=np.int64), 1) is None
+
+
+def test_regression_huge_ctts_count_does_not_allocate(video):
+    """Fuzz finding (seeds 11 and 13): a damaged ctts run count (billions) made np.repeat ask for ~50 GiB.
+
+    FFmpeg drops the offsets of the overflowing run, so the tables no longer describe its packets: the index comes
+    from a packet scan, and the frames before the damaged run are those of the undamaged file.
+    """
+    path = video("h264_bframes")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"ctts")
+    entries = int.from_bytes(data[at + 8: at + 12], "big")
+    last = at + 12 + 8 * (entries - 1)
+    data[last: last + 4] = (0xF0000000).to_bytes(4, "big")  # the last run now "covers" 4 billion samples
+    dec = VideoDecoder(bytes(data))
+    ref = VideoDecoder(path)
+    assert dec.index.method == "packet-scan" and len(dec) == len(ref)
+    n = len(ref) - 3  # the last run's samples lost their offsets
+    assert torch.equal(dec[:n].data, ref[:n].data)
+
+
+class _DemuxFailsAfter:
+    """A container whose demuxer raises ``error`` after ``n`` packets, as damaged data can make FFmpeg do."""
+
+    def __init__(self, container, n, error):
+        self._c, self._n, self._error = container, n, error
+
+    def __getattr__(self, name):
+        return getattr(self._c, name)
+
+    def demux(self, *streams):
+        for i, pkt in enumerate(self._c.demux(*streams)):
+            if i == self._n:
+                raise self._error
+            yield pkt
+
+
+@pytest.mark.parametrize("error", [av.error.MemoryError(12, "Cannot allocate memory"),
+                                   av.error.InvalidDataError(1094995529, "Invalid data found")])
+def test_regression_scan_stops_at_any_ffmpeg_error(video, error, caplog):
+    """Fuzz finding (seed 13): ENOMEM from a damaged size field leaked out of the packet scan as av's MemoryError."""
+    with av.open(str(video("h264_mkv"))) as c:
+        s = c.streams.video[0]
+        pts, *_ = _scan_packets(_DemuxFailsAfter(c, 7, error), s)
+    assert pts.shape[0] == 7
+    assert "stopped indexing at damaged data" in caplog.text
