@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import queue
 import random
 import sys
 import time
@@ -88,7 +89,8 @@ def _child(data: bytes, q: Any) -> None:
     except BaseException as exc:
         import traceback
 
-        q.put(("leak", f"{type(exc).__module__}.{type(exc).__name__}: {exc}\n{traceback.format_exc()[-1500:]}"))
+        message = f"{type(exc).__module__}.{type(exc).__name__}: {str(exc)[:2000]}"
+        q.put(("leak", f"{message}\n{traceback.format_exc()[-1500:]}"))
 
 
 _CTX: Any = None
@@ -110,20 +112,53 @@ def _context() -> Any:
     return _CTX
 
 
-def run_case(data: bytes, timeout_s: float = 20.0) -> tuple[str, str]:
-    """('ok'|'leak'|'crash'|'hang', detail) for one input, in a fresh child process."""
+def _answer_huge(data: bytes, q: Any) -> None:
+    """Harness self-check: an answer far larger than a pipe buffer."""
+    q.put(("leak", "x" * 500_000))
+
+
+def _die(data: bytes, q: Any) -> None:
+    """Harness self-check: a child killed by a signal before answering."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _stall(data: bytes, q: Any) -> None:
+    """Harness self-check: a child that never answers."""
+    time.sleep(3600)
+
+
+def run_case(data: bytes, timeout_s: float = 20.0, target: Any = None) -> tuple[str, str]:
+    """('ok'|'leak'|'crash'|'hang', detail) for one input, in a fresh child process (``target``: tests only)."""
     ctx = _context()
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(data, q))
+    p = ctx.Process(target=target or _child, args=(data, q))
     p.start()
-    p.join(timeout_s)
+    # Read the answer before joining: a child blocks at exit until what it put on the queue is read, so joining
+    # first turns a large answer into a false "hang" (the likely cause of the unreproduced ones).
+    deadline = time.monotonic() + timeout_s
+    result: tuple[str, str] | None = None
+    while result is None:
+        try:
+            result = q.get(timeout=0.05)
+        except queue.Empty:
+            if not p.is_alive():
+                try:
+                    result = q.get(timeout=1.0)  # it may have answered just before exiting
+                except queue.Empty:
+                    p.join()
+                    return "crash", f"exit code {p.exitcode}"
+            elif time.monotonic() > deadline:
+                p.kill()
+                p.join()
+                return "hang", f"no answer after {timeout_s} s"
+    p.join(5)
     if p.is_alive():
         p.kill()
         p.join()
-        return "hang", f"no answer after {timeout_s} s"
-    if not q.empty():
-        return q.get()
-    return "crash", f"exit code {p.exitcode}"
+    return result
 
 
 def seeds(media_dir: Path) -> list[Path]:

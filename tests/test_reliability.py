@@ -26,6 +26,18 @@ def test_short_fuzz_run_finds_nothing(media_dir):
     assert report["findings"] == [], report["findings"][:3]
 
 
+def test_harness_tells_answers_crashes_and_hangs_apart():
+    """A large answer once read as a "hang" (the child waits at exit for its queue to drain); keep them apart."""
+    import fuzz
+
+    kind, detail = run_case(b"", target=fuzz._answer_huge)
+    assert kind == "leak" and len(detail) == 500_000
+    kind, detail = run_case(b"", target=fuzz._die)
+    assert (kind, detail) == ("crash", "exit code -11")
+    kind, _ = run_case(b"", timeout_s=1.0, target=fuzz._stall)
+    assert kind == "hang"
+
+
 def test_regression_stream_without_decoder_parameters(video):
     """Fuzz finding: damaged codec parameters left FFmpeg without a decoder; an AttributeError leaked."""
     data = bytearray(video("h264_bframes").read_bytes())
