@@ -30,7 +30,7 @@ __all__ = ["FrameIndex", "build_exact_index", "load_index_file", "save_index_fil
 
 logger = logging.getLogger("gpudecode")
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: a BLAKE2b digest of the whole file closes it
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,14 +301,16 @@ def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
 
 
 _MAGIC = b"GPUDECODE-INDEX\n"
+_DIGEST_BYTES = 32
 _ARRAYS = (("pts", "<i8"), ("duration", "<i8"), ("is_key", "|b1"), ("key_pts", "<i8"), ("start_key", "<i8"))
 
 
 def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
     """Write ``index`` to ``path`` atomically.
 
-    Format: a magic line, a little-endian uint32 header length, a JSON header (metadata and array lengths), then
-    the raw little-endian arrays. No pickles; loading is one ``read()`` and zero-copy views.
+    Format: a magic line, a little-endian uint32 header length, a JSON header (metadata and array lengths), the
+    raw little-endian arrays, then a 32-byte BLAKE2b digest of everything before it (a damaged file must not give
+    wrong frames). No pickles; loading is one ``read()`` and zero-copy views.
     """
     arrays = {name: np.ascontiguousarray(getattr(index, name), dtype=dt) for name, dt in _ARRAYS}
     meta = {
@@ -326,9 +328,12 @@ def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".gdidx")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + len(header).to_bytes(4, "little") + header)
-            for name, _ in _ARRAYS:
-                f.write(arrays[name].tobytes())
+            digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+            for part in (_MAGIC + len(header).to_bytes(4, "little") + header,
+                         *(arrays[name].tobytes() for name, _ in _ARRAYS)):
+                f.write(part)
+                digest.update(part)
+            f.write(digest.digest())
         os.chmod(tmp, 0o644)  # cache folders are often shared between users and jobs
         os.replace(tmp, path)
     except BaseException:
@@ -353,37 +358,51 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
         pos = len(_MAGIC)
         hlen = int.from_bytes(data[pos: pos + 4], "little")
         meta = json.loads(data[pos + 4: pos + 4 + hlen].decode())
+        if not isinstance(meta, dict):
+            raise ValueError("no header")
         if meta.get("format_version") != INDEX_FORMAT_VERSION:
             raise MediaError(
                 f"Invalid index file {where!r} (format version {meta.get('format_version')}). "
                 f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
             )
+        body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+        if len(data) < pos + 4 + hlen + _DIGEST_BYTES or \
+                hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest:
+            raise ValueError("damaged (its digest does not match its contents)")
         pos += 4 + hlen
         arrays = {}
         for name, dt in _ARRAYS:
             count = int(meta["lengths"][name])
             size = count * np.dtype(dt).itemsize
-            if pos + size > len(data):
+            if count < 0 or pos + size > len(body):
                 raise ValueError("truncated")
-            arrays[name] = np.frombuffer(data, dtype=dt, count=count, offset=pos)
+            arrays[name] = np.frombuffer(body, dtype=dt, count=count, offset=pos)
             pos += size
+        n = arrays["pts"].shape[0]
+        n_keys = arrays["key_pts"].shape[0]
+        tb_num, tb_den = (int(x) for x in meta["time_base"])
+        if not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0]) \
+                or n == 0 or n_keys == 0 or tb_num <= 0 or tb_den <= 0 \
+                or (arrays["start_key"] < 0).any() or (arrays["start_key"] >= n_keys).any():
+            raise ValueError("inconsistent arrays")
+        stream_index = int(meta["stream_index"])
+        source = str(meta["source_key"])
+        facts = meta.get("facts")
+        if facts is not None and not isinstance(facts, dict):
+            raise ValueError("bad stream facts")
     except MediaError:
         raise
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MediaError(f"Invalid index file {where!r}: {exc}. Pass a file written by save_index().") from exc
-    n = arrays["pts"].shape[0]
-    if not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0]) \
-            or n == 0 or (arrays["start_key"] >= max(1, arrays["key_pts"].shape[0])).any():
-        raise MediaError(f"Invalid index file {where!r}: inconsistent arrays.")
     return FrameIndex(
-        time_base=Fraction(*meta["time_base"]),
+        time_base=Fraction(tb_num, tb_den),
         pts=arrays["pts"].astype(np.int64, copy=False),
         duration=arrays["duration"].astype(np.int64, copy=False),
         is_key=arrays["is_key"].astype(bool, copy=False),
         key_pts=arrays["key_pts"].astype(np.int64, copy=False),
         start_key=arrays["start_key"].astype(np.int64, copy=False),
-        source_key=str(meta["source_key"]),
-        stream_index=int(meta["stream_index"]),
+        source_key=source,
+        stream_index=stream_index,
         method="file",
-        facts=meta.get("facts"),
+        facts=facts,
     )
