@@ -6,6 +6,7 @@ Allowed outcomes: frames, or one of gpudecode's own errors. Findings: any other 
 a crash (signal), or a hang (timeout).
 
     python tests/fuzz.py --cases 2000 --jobs 2        # longer run; prints findings and writes them to --out
+    python tests/fuzz.py --focus moov --cases 1500    # only the MP4 tables gpudecode parses itself
 """
 
 from __future__ import annotations
@@ -48,6 +49,30 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
             del buf[pos: pos + span]
         ops.append(f"{kind}@{pos}+{span}")
     return bytes(buf), ",".join(ops)
+
+
+def mutate_moov(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Apply 1-4 mutations inside an MP4's ``moov`` box (gpudecode parses its tables itself), field-aware."""
+    at = data.find(b"moov")
+    if at < 4:
+        return mutate(data, rng)
+    start, end = at - 4, min(len(data), at - 4 + int.from_bytes(data[at - 4: at], "big"))
+    buf = bytearray(data)
+    ops = []
+    for _ in range(rng.randint(1, 4)):
+        pos = rng.randrange(start, end)
+        kind = rng.choice(["flip", "byte", "int32", "zero4"])
+        if kind == "flip":
+            buf[pos] ^= 1 << rng.randrange(8)
+        elif kind == "byte":
+            buf[pos] = rng.randrange(256)
+        elif kind == "int32":
+            value = rng.choice([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, rng.getrandbits(32)])
+            buf[pos: pos + 4] = value.to_bytes(4, "big")
+        else:
+            buf[pos: pos + 4] = bytes(4)
+        ops.append(f"moov-{kind}@{pos}")
+    return bytes(buf[: len(data)]), ",".join(ops)
 
 
 def exercise(data: bytes) -> str:
@@ -175,13 +200,21 @@ def seeds(media_dir: Path) -> list[Path]:
     return out
 
 
-def fuzz(media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None) -> dict[str, Any]:
-    """Run ``cases`` mutations (or until ``deadline_s``); return counts and findings."""
+def fuzz(media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None,
+         focus: str = "file") -> dict[str, Any]:
+    """Run ``cases`` mutations (or until ``deadline_s``); return counts and findings.
+
+    ``focus="moov"`` mutates only the ``moov`` box of the MP4 seeds (the tables gpudecode parses itself).
+    """
     rng = random.Random(seed)
-    corpus = [p.read_bytes() for p in seeds(media_dir)]
+    paths = seeds(media_dir)
+    if focus == "moov":
+        paths = [p for p in paths if p.suffix == ".mp4"]
+    corpus = [p.read_bytes() for p in paths]
+    mutator = mutate_moov if focus == "moov" else mutate
     inputs = []
     for _ in range(cases):
-        data, how = mutate(rng.choice(corpus), rng)
+        data, how = mutator(rng.choice(corpus), rng)
         inputs.append((data, how))
     counts: dict[str, int] = {}
     findings = []
@@ -217,10 +250,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--media", default="/tmp/gpudecode-fuzz-media")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
+    ap.add_argument("--focus", choices=["file", "moov"], default="file",
+                    help="mutate anywhere in the file, or only inside the MP4 seeds' moov box")
     args = ap.parse_args()
     media = Path(args.media)
     media.mkdir(parents=True, exist_ok=True)
-    report = fuzz(media, args.cases, args.seed, args.jobs)
+    report = fuzz(media, args.cases, args.seed, args.jobs, focus=args.focus)
     print(json.dumps({k: v for k, v in report.items() if k != "findings"}, indent=2))
     for f in report["findings"]:
         print(f"\n[{f['kind']}] {f['mutation']} ({f['size']} bytes)\n{f['detail']}")
