@@ -260,7 +260,13 @@ class VideoDecoder:
         facts = idx.facts
         if not facts or idx.source_key != self._key or (stream_index is not None and idx.stream_index != stream_index):
             return False
-        self._setup(facts, idx, num_threads)
+        try:
+            self._setup(facts, idx, num_threads)
+        except MediaError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:  # facts from another gpudecode version, or tampered
+            logger.warning("gpudecode: ignoring cached index %s with unusable stream facts: %r", path, exc)
+            return False
         return True
 
     def _setup(self, facts: dict[str, Any], index: FrameIndex | None, num_threads: int | None) -> None:

@@ -267,3 +267,22 @@ def test_consistent_but_impossible_index_is_refused(video, tmp_path):
     save_index_file(bad, tmp_path / "bad.gdidx")  # a valid digest over impossible contents
     with pytest.raises(MediaError, match="inconsistent arrays"):
         VideoDecoder(video("h264_bframes"), index=tmp_path / "bad.gdidx")
+
+
+def test_cache_entry_with_unusable_facts_is_rebuilt(video, tmp_path, monkeypatch):
+    """A cache entry whose digest is fine but whose stream facts lack a field is ignored, not a KeyError."""
+    from dataclasses import replace
+
+    from gpudecode._index import load_index_file, save_index_file
+
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
+    path = video("h264_bframes")
+    ref = VideoDecoder(path)
+    entries = list(tmp_path.rglob("*.gdidx"))  # one per stream, and the "best stream" alias
+    assert entries
+    for entry in entries:
+        idx = load_index_file(entry)
+        facts = {k: v for k, v in idx.facts.items() if k != "pix_fmt"}
+        save_index_file(replace(idx, facts=facts), entry)
+    dec = VideoDecoder(path)
+    assert len(dec) == len(ref) and torch.equal(dec[:].data, ref[:].data)
