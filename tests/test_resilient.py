@@ -133,7 +133,8 @@ def test_too_many_losses_end_the_epoch(clips):
     got = []
     with pytest.warns(RuntimeWarning), pytest.raises(WorkerCrashError, match=r"Too many lost batches \(2\)"):
         got.extend(resilient)
-    assert [b["index"].tolist() for b in got] == [[3, 4, 5]]  # delivered before the limit was hit
+    # batch 1 arrives before the limit is hit, unless (a loaded machine) its worker is slower than the other's crash
+    assert [b["index"].tolist() for b in got] in ([[3, 4, 5]], [])
     assert [x.batch_number for x in resilient.lost] == [0, 2]
 
 
