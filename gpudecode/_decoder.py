@@ -445,7 +445,8 @@ class VideoDecoder:
         frames_header = f["frames"]
         self._fps_header: Fraction | None = Fraction(*f["rate"]) if f["rate"] else None
         fps_header = float(self._fps_header) if self._fps_header else None
-        begin_header = float(f["start_time"] * tb) if f["start_time"] is not None else 0.0
+        begin_from_header = float(f["start_time"] * tb) if f["start_time"] is not None else None
+        begin_header = begin_from_header if begin_from_header is not None else 0.0
         self._begin_header_pts = int(f["start_time"]) if f["start_time"] is not None else 0
         bit_rate = f["bit_rate"]
         idx = self._index
@@ -501,7 +502,7 @@ class VideoDecoder:
             rotation=self._rotation,
             coded_width=cw,
             coded_height=ch,
-            begin_stream_seconds_from_header=float(f["start_time"] * tb) if f["start_time"] is not None else None,
+            begin_stream_seconds_from_header=begin_from_header,
             pixel_aspect_ratio=Fraction(*f["sample_aspect_ratio"]) if f.get("sample_aspect_ratio") else None,
         )
 
