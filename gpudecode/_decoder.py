@@ -712,7 +712,7 @@ class VideoDecoder:
 
         while len(self._workers) < count:
             demuxer = PyAVDemuxer(self._source, self._stream_index)
-            backend = CpuBackend(demuxer.stream, 1, self._bit_depth)
+            backend = CpuBackend(demuxer.stream, 1)
             p = self._planner
             key_of, key_ts = self._approx_key_locator(demuxer) if p.approx_key_of is not None else (None, None)
             self._workers.append(Planner(demuxer=demuxer, backend=backend, key_pts=p.key_pts,

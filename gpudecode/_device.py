@@ -93,7 +93,7 @@ def select_backend(
             on that device either.
     """
     if device.type == "cpu":
-        return CpuBackend(stream, num_threads, bit_depth), FallbackReason()
+        return CpuBackend(stream, num_threads), FallbackReason()
     if _in_bad_fork():
         raise CudaUnavailableError(
             f"Cannot return frames on {device}: this process was forked after its parent initialized CUDA, and "
@@ -114,4 +114,4 @@ def select_backend(
             "'gpu' extra on a machine with an NVIDIA GPU."
         )
     warn_once(reason)
-    return CpuBackend(stream, num_threads, bit_depth), FallbackReason(reason)
+    return CpuBackend(stream, num_threads), FallbackReason(reason)

@@ -1,10 +1,16 @@
-"""Direct swscale: convert a decoded frame straight into caller memory (no intermediate frame, no copy).
+"""Direct swscale: convert a decoded frame into caller memory with FFmpeg's own RGB conversion.
 
 Binds, with ctypes, the very libswscale/libavutil that PyAV loaded (its wheel bundles them in ``av.libs``), so the
 conversion is FFmpeg's own: the colorspace and range of the frame select the coefficients exactly as libavfilter's
-``scale`` does for ``ffmpeg -vf format=rgb24``, and the CLI's default ``bicubic`` flags are used. When the library
-cannot be found (PyAV built against a system FFmpeg), :func:`direct_converter` returns ``None`` and the caller uses
-PyAV's reformatter.
+``scale`` does for ``ffmpeg -vf format=rgb24``, and the CLI's default ``bicubic`` flags are used at every bit depth.
+When the library cannot be found (PyAV built against a system FFmpeg), :func:`direct_converter` returns ``None`` and
+the caller uses PyAV's reformatter.
+
+Memory safety: swscale's SIMD code writes whole vector blocks, so it needs the destination layout FFmpeg's own
+frames have (``av_frame_get_buffer``): a row stride of the width rounded up to 64 pixels, and padding after the last
+row. A tightly packed ``(H, W, 3)`` tensor is such a buffer only when the width is a multiple of 64 (then its rows
+are exactly FFmpeg's rows and no block crosses a row's end); every other destination is converted into an aligned,
+padded scratch frame owned by the converter and copied out row by row.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["SWS_BICUBIC", "SWS_POINT", "DirectConverter", "direct_converter"]
+import numpy as np
 
-SWS_POINT = 0x10
-SWS_BICUBIC = 0x4
+__all__ = ["SWS_BICUBIC", "DirectConverter", "direct_converter", "ffmpeg_linesize"]
+
+SWS_BICUBIC = 0x4  # the ffmpeg CLI's default sws_flags
+# av_frame_get_buffer on an AVX-512 build: linesizes aligned to 64 bytes (for RGB24 that means the width rounded up
+# to 64 pixels), the height padded to 32 rows, and 64 more bytes after each plane.
+_ALIGN = 64
+_PAD_ROWS = 32
+_PAD_BYTES = 64
 _RGB24 = 2  # AV_PIX_FMT_RGB24
 _lock = threading.Lock()
 _libs: tuple[Any, Any] | bool | None = False
@@ -62,10 +74,15 @@ def _load() -> tuple[Any, Any] | None:
         return _libs  # type: ignore[return-value]
 
 
+def ffmpeg_linesize(width: int) -> int:
+    """Bytes per RGB24 row in a frame laid out by ``av_frame_get_buffer``: the width rounded up to 64 pixels."""
+    return -(-width // _ALIGN) * _ALIGN * 3
+
+
 class DirectConverter:
     """Converts frames of one stream to RGB24 into caller buffers; owns one cached ``SwsContext``.
 
-    Not thread-safe: each backend owns its own converter.
+    Not thread-safe: each backend owns its own converter (and its scratch frame).
     """
 
     def __init__(self, sws: Any, avu: Any, flags: int) -> None:
@@ -75,6 +92,8 @@ class DirectConverter:
         self._ctx: int | None = None
         self._key: tuple[int, ...] | None = None
         self._fmt_cache: dict[str, int] = {}
+        self._scratch: np.ndarray | None = None  # 64-byte aligned, FFmpeg-layout RGB24 frame
+        self._scratch_shape: tuple[int, int] = (0, 0)
 
     def _pix_fmt(self, name: str) -> int:
         fmt = self._fmt_cache.get(name)
@@ -83,48 +102,88 @@ class DirectConverter:
             self._fmt_cache[name] = fmt
         return fmt
 
-    def convert_into(self, frame: Any, dst_ptr: int, dst_stride: int) -> bool:
-        """Convert ``frame`` into ``dst`` (``height`` rows of ``dst_stride`` bytes). ``False``: unsupported frame."""
-        fmt_name = frame.format.name
-        fmt = self._pix_fmt(fmt_name)
-        if fmt < 0:
-            return False
+    def _context(self, frame: Any, fmt: int) -> int | None:
+        """The swscale context for this frame's size, format, matrix and range (rebuilt when one changes)."""
         w, h = frame.width, frame.height
-        full = 1 if (frame.color_range == 2 or fmt_name.startswith("yuvj")) else 0
+        full = 1 if (frame.color_range == 2 or frame.format.name.startswith("yuvj")) else 0
         key = (w, h, fmt, int(frame.colorspace), full)
         if key != self._key:
             ctx = self._sws.sws_getCachedContext(self._ctx, w, h, fmt, w, h, _RGB24, self._flags, None, None, None)
             if not ctx:
-                return False
+                return None
             self._ctx = ctx
             # swscale's coefficient table is indexed like AVColorSpace; unknown values give BT.601, as in vf_scale
             src = self._sws.sws_getCoefficients(int(frame.colorspace))
             dst = self._sws.sws_getCoefficients(1)
             self._sws.sws_setColorspaceDetails(ctx, src, full, dst, 1, 0, 1 << 16, 1 << 16)
             self._key = key
+        return self._ctx
+
+    def _scratch_rows(self, width: int, height: int) -> np.ndarray:
+        """An ``(H, linesize)`` view of the scratch frame, laid out as ``av_frame_get_buffer`` lays out RGB24."""
+        if self._scratch is None or self._scratch_shape != (width, height):
+            linesize = ffmpeg_linesize(width)
+            rows = -(-height // _PAD_ROWS) * _PAD_ROWS
+            raw = np.empty(linesize * rows + _PAD_BYTES + _ALIGN, dtype=np.uint8)
+            skip = -raw.ctypes.data % _ALIGN
+            self._scratch = raw[skip: skip + linesize * rows + _PAD_BYTES]
+            self._scratch_shape = (width, height)
+        linesize = ffmpeg_linesize(width)
+        return self._scratch[: linesize * height].reshape(height, linesize)
+
+    def convert_into(self, frame: Any, out: np.ndarray) -> bool:
+        """Convert ``frame`` into ``out``, an ``(H, W, 3)`` uint8 array of any strides.
+
+        swscale writes straight into ``out`` only where ``out``'s rows are FFmpeg's rows (C-contiguous, width a
+        multiple of 64, 64-byte aligned); otherwise it writes into the aligned scratch frame, which is then copied
+        into ``out``. Either way nothing outside ``out`` is written.
+
+        Returns:
+            ``False`` when swscale cannot convert this frame (unknown pixel format); ``out`` is then untouched.
+
+        Raises:
+            ValueError: ``out`` does not have the frame's shape or is not uint8.
+        """
+        w, h = frame.width, frame.height
+        if out.shape != (h, w, 3) or out.dtype != np.uint8:
+            raise ValueError(f"destination {out.shape} {out.dtype} does not hold a {w}x{h} RGB24 frame")
+        fmt = self._pix_fmt(frame.format.name)
+        if fmt < 0:
+            return False
+        ctx = self._context(frame, fmt)
+        if ctx is None:
+            return False
+        direct = (w % _ALIGN == 0 and out.strides == (w * 3, 3, 1) and out.ctypes.data % _ALIGN == 0)
+        rows = None if direct else self._scratch_rows(w, h)
+        dst_ptr = out.ctypes.data if rows is None else rows.ctypes.data
+        dst_stride = w * 3 if rows is None else rows.strides[0]
         planes = frame.planes
         n = len(planes)
         src_ptrs = (ctypes.c_void_p * 4)(*[planes[i].buffer_ptr for i in range(n)], *([None] * (4 - n)))
         src_strides = (ctypes.c_int * 4)(*[planes[i].line_size for i in range(n)], *([0] * (4 - n)))
         dst_ptrs = (ctypes.c_void_p * 4)(dst_ptr, None, None, None)
         dst_strides = (ctypes.c_int * 4)(dst_stride, 0, 0, 0)
-        return self._sws.sws_scale(self._ctx, src_ptrs, src_strides, 0, h, dst_ptrs, dst_strides) == h
+        if self._sws.sws_scale(ctx, src_ptrs, src_strides, 0, h, dst_ptrs, dst_strides) != h:
+            return False
+        if rows is not None:
+            np.copyto(out, rows[:, : w * 3].reshape(h, w, 3))
+        return True
 
     def close(self) -> None:
-        """Free the swscale context."""
+        """Free the swscale context and the scratch frame."""
         if self._ctx:
             self._sws.sws_freeContext(self._ctx)
             self._ctx = None
             self._key = None
+        self._scratch = None
 
     def __del__(self) -> None:
         self.close()
 
 
-def direct_converter(bit_depth: int) -> DirectConverter | None:
-    """A converter with the flags gpudecode uses for this bit depth, or ``None`` when swscale is not reachable."""
+def direct_converter() -> DirectConverter | None:
+    """A converter with the ffmpeg CLI's flags (``bicubic``), or ``None`` when swscale is not reachable."""
     libs = _load()
     if libs is None:
         return None
-    flags = SWS_POINT if bit_depth > 8 else SWS_BICUBIC
-    return DirectConverter(libs[0], libs[1], flags)
+    return DirectConverter(libs[0], libs[1], SWS_BICUBIC)

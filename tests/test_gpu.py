@@ -1,7 +1,9 @@
 """On a real GPU: NVDEC frames against CPU frames for every fixture codec, both modes, every access call.
 
 Marked ``gpu``: skipped without CUDA, failing instead when ``GPUDECODE_REQUIRE_GPU=1``.
-Tolerances (shared/DESIGN.md §4): max abs difference <= 3 on 8-bit content at even sizes, PSNR >= 40 dB on 10-bit.
+Tolerances (shared/DESIGN.md §4): max abs difference <= 3 against the CPU on 8-bit content at even sizes. On 10-bit
+content FFmpeg (the CPU path, bit-exact with the CLI) interpolates chroma bicubically and dithers while the kernel
+uses nearest chroma, so there the GPU is held to the nearest-chroma float reference (within 1), not to the CPU.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import gc
 import numpy as np
 import pytest
 import torch
+from oracle import assert_matches_nearest_chroma
 
 from gpudecode import VideoDecoder, samplers
 
@@ -20,14 +23,14 @@ CODEC_FIXTURES = ["h264_bframes", "h264_mkv", "h264_open_gop", "hevc8", "hevc10"
                   "editlist", "rotated90", "full_range", "bt709", "bt601", "nonzero_start", "vfr", "with_audio"]
 
 
-def _compare(name, cpu_batch, gpu_batch):
+def _compare(name, cpu_batch, gpu_batch, path=None):
     assert gpu_batch.data.is_cuda
     assert torch.equal(cpu_batch.pts_seconds, gpu_batch.pts_seconds)
     a, b = cpu_batch.data.double(), gpu_batch.data.cpu().double()
     assert a.shape == b.shape
     if name == "hevc10":
-        mse = ((a - b) ** 2).mean().item()
-        assert 10 * np.log10(255**2 / max(mse, 1e-12)) >= 40
+        hwc = gpu_batch.data.cpu().permute(0, 2, 3, 1).numpy()
+        assert_matches_nearest_chroma(str(path), hwc, gpu_batch.pts_seconds.tolist())
     else:
         assert (a - b).abs().max().item() <= 3
 
@@ -41,16 +44,16 @@ def test_every_access_call_matches_cpu(video, name, mode):
     assert gpu.decoding_device.startswith("nvdec") or gpu.cpu_fallback, "a fallback must say why"
     n = len(cpu)
     m = cpu.metadata
-    _compare(name, cpu[:], gpu[:])
-    _compare(name, cpu.get_frames_at([n - 1, 0, 5, 5, n // 2]), gpu.get_frames_at([n - 1, 0, 5, 5, n // 2]))
-    _compare(name, cpu.get_frames_in_range(1, n - 1, 3), gpu.get_frames_in_range(1, n - 1, 3))
+    _compare(name, cpu[:], gpu[:], path)
+    _compare(name, cpu.get_frames_at([n - 1, 0, 5, 5, n // 2]), gpu.get_frames_at([n - 1, 0, 5, 5, n // 2]), path)
+    _compare(name, cpu.get_frames_in_range(1, n - 1, 3), gpu.get_frames_in_range(1, n - 1, 3), path)
     for i in (0, n - 1, -2):
         c, g = cpu[i], gpu[i]
         assert g.data.is_cuda and c.pts_seconds == g.pts_seconds
     t = [m.begin_stream_seconds + 0.3, m.begin_stream_seconds + 0.01]
-    _compare(name, cpu.get_frames_played_at(t), gpu.get_frames_played_at(t))
+    _compare(name, cpu.get_frames_played_at(t), gpu.get_frames_played_at(t), path)
     t0, t1 = m.begin_stream_seconds + 0.1, m.begin_stream_seconds + 0.5
-    _compare(name, cpu.get_frames_played_in_range(t0, t1), gpu.get_frames_played_in_range(t0, t1))
+    _compare(name, cpu.get_frames_played_in_range(t0, t1), gpu.get_frames_played_in_range(t0, t1), path)
     torch.manual_seed(0)
     a = samplers.clips_at_random_indices(cpu, num_clips=3, num_frames_per_clip=4)
     torch.manual_seed(0)

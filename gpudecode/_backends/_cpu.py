@@ -23,19 +23,16 @@ logger = logging.getLogger("gpudecode")
 class CpuBackend:
     """Decodes with the stream's PyAV codec context; converts with swscale.
 
-    Color conversion is bit-exact with ``ffmpeg -i X -vf format=rgb24`` for 8-bit content: swscale reads the
-    frame's matrix and range tags (an explicit range is passed, so ``yuv420p`` tagged full range is honored)
-    and uses the CLI's default ``bicubic`` flags (they matter for odd sizes, where swscale leaves its unscaled
-    fast path and interpolates chroma). For 10/12-bit content swscale is asked for nearest-neighbour chroma
-    (``SWS_POINT``), the chroma siting FFmpeg's 8-bit fast path and gpudecode's CUDA kernel use; the reduction
-    to 8 bits then stays within 4 code values (about 1 on average) of an exact floating-point conversion
-    (swscale dithers it). FFmpeg's CLI would interpolate the chroma bicubically for such input; we prefer
-    agreement between the CPU and GPU paths.
+    Color conversion is bit-exact with ``ffmpeg -i X -vf format=rgb24`` run by the same FFmpeg build, at every
+    frame size and bit depth: swscale reads the frame's matrix and range tags (an explicit range is passed, so
+    ``yuv420p`` tagged full range is honored) and uses the CLI's default ``bicubic`` flags (they matter for odd
+    sizes and for 10/12-bit input, where swscale interpolates chroma and dithers to 8 bits). swscale writes only
+    into destinations laid out as FFmpeg lays out its frames (see :mod:`gpudecode._swscale`).
     """
 
     name = "cpu"
 
-    def __init__(self, stream: Any, num_threads: int | None, bit_depth: int) -> None:
+    def __init__(self, stream: Any, num_threads: int | None) -> None:
         self._stream = stream
         cc = stream.codec_context
         # None: let FFmpeg choose (cores + 1 frame threads), which keeps the cores busy while this thread converts
@@ -44,10 +41,9 @@ class CpuBackend:
         cc.thread_count = max(0, threads)
         cc.thread_type = "AUTO" if threads != 1 else "SLICE"
         self._cc = cc
-        self._interp = Interpolation.POINT if bit_depth > 8 else Interpolation.BICUBIC
         self._drained = False
         self._reformatter = VideoReformatter()  # caches its swscale context across frames
-        self._direct = direct_converter(bit_depth)  # same swscale, writing straight into the output
+        self._direct = direct_converter()  # the same swscale, writing into the output (or via scratch)
         self._skip = "DEFAULT"
         # Skipping unreferenced frames is safe where one packet is one picture (not VP9/AV1, whose packets may
         # carry hidden frames that later packets only display).
@@ -85,11 +81,14 @@ class CpuBackend:
             raise DecodeError(f"FFmpeg failed while draining the decoder: {exc}") from exc
 
     def convert_into(self, frame: Any, out: np.ndarray) -> None:
-        """Convert the frame into ``out`` (``(H, W, 3)`` uint8, C-contiguous rows) without intermediate copies."""
-        if self._direct is not None and out.flags.c_contiguous and self._direct.convert_into(
-                frame, out.ctypes.data, out.strides[0]):
+        """Convert the frame into ``out`` (``(H, W, 3)`` uint8, any strides); nothing outside ``out`` is written.
+
+        Raises:
+            DecodeError: swscale cannot convert the frame.
+        """
+        if self._direct is not None and self._direct.convert_into(frame, out):
             return
-        np.copyto(out, self.convert(frame).numpy())
+        np.copyto(out, self._reformat(frame))
 
     def close(self) -> None:
         """Free the swscale context."""
@@ -97,11 +96,20 @@ class CpuBackend:
             self._direct.close()
 
     def convert(self, frame: Any) -> torch.Tensor:
-        """Return the frame as an ``(H, W, 3)`` uint8 CPU tensor."""
+        """Return the frame as a new ``(H, W, 3)`` uint8 CPU tensor.
+
+        Raises:
+            DecodeError: swscale cannot convert the frame.
+        """
+        out = torch.empty((frame.height, frame.width, 3), dtype=torch.uint8)
+        self.convert_into(frame, out.numpy())
+        return out
+
+    def _reformat(self, frame: Any) -> np.ndarray:
+        """PyAV's reformatter (its own FFmpeg-allocated frame): for builds whose swscale ctypes cannot reach."""
         try:
             rgb = self._reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range,
-                                             interpolation=self._interp)
-            arr = rgb.to_ndarray()
+                                             interpolation=Interpolation.BICUBIC)
+            return rgb.to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: {exc}") from exc
-        return torch.from_numpy(np.ascontiguousarray(arr))
