@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,51 @@ def test_kernels_compile_with_nvrtc(name):
         pytest.fail(log.decode(errors="replace"))
     err, size = nvrtc.nvrtcGetPTXSize(prog)
     assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS and size > 100
+
+
+_GUARDED_KERNEL_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+import numpy as np
+import guard
+from kernel_host import run
+from test_kernels import make_surface, reference
+from gpudecode._color import ColorSpec
+from gpudecode._kernels import matrix_arg
+
+for bits in (8, 10):
+    spec = ColorSpec("bt709", False, bits)
+    bps = 1 if bits == 8 else 2
+    for width, height in {sizes!r}:
+        for planar in (False, True):
+            rng = np.random.default_rng(width + height)
+            # the tightest surface the layout allows: pitch holds the rounded-up chroma pairs, nothing more
+            pad = 2 * ((width + 1) // 2) * bps - width * bps
+            buf, pitch, _, yuv = make_surface(rng, width, height, bits, pitch_pad=pad)
+            ch = (height + 1) // 2
+            luma = guard.guarded_array(pitch * height)
+            luma[:] = buf[0, : pitch * height]
+            chroma = guard.guarded_array(pitch * ch)
+            chroma[:] = buf[0, pitch * height:]
+            out = guard.guarded_array(3 * width * height)
+            run(bits, luma.ctypes.data, chroma.ctypes.data, pitch, width, height, out.ctypes.data, planar,
+                matrix_arg(spec))
+            guard.check_sentinels()
+            got = out.reshape(3, height, width).transpose(1, 2, 0) if planar else out.reshape(height, width, 3)
+            assert np.abs(got.astype(int) - reference(yuv, spec, width, height)[0].astype(int)).max() <= 1
+print("ok")
+"""
+
+
+def test_kernel_reads_and_writes_stay_inside_the_surface_and_output():
+    """Odd and tiny sizes, NV12 and P016, HWC and CHW: every source plane and the output end at a guard page.
+
+    The kernel reads the luma plane, the rounded-up chroma plane (``ceil(W/2)`` pairs, ``ceil(H/2)`` rows) and writes
+    exactly ``3*W*H`` bytes; any access past those ends is a SIGSEGV in the child (checked: dropping the kernel's
+    ``y >= height`` bound makes this test fail).
+    """
+    tests = str(Path(__file__).resolve().parent)
+    sizes = [(1, 1), (3, 3), (121, 80), (321, 241), (333, 250), (854, 480), (65, 49)]
+    code = _GUARDED_KERNEL_CHILD.format(tests=tests, sizes=sizes)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", f"child exited {r.returncode}: {r.stderr[-2000:]}"
