@@ -5,7 +5,7 @@ The API follows torchcodec's: ``VideoDecoder`` for frame access by index or time
 
 from gpudecode import samplers
 from gpudecode._decoder import VideoDecoder
-from gpudecode._device import FallbackReason
+from gpudecode._device import CpuFallbackStatus, FallbackReason
 from gpudecode._errors import (
     CudaUnavailableError,
     DecodeError,
@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CudaUnavailableError",
     "DecodeError",
+    "CpuFallbackStatus",
     "FallbackReason",
     "Frame",
     "FrameBatch",

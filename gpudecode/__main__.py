@@ -35,7 +35,7 @@ def _info_dict(dec: Any) -> dict[str, Any]:
     par = meta["pixel_aspect_ratio"]
     meta["pixel_aspect_ratio"] = f"{par.numerator}:{par.denominator}" if par is not None else None  # JSON-safe
     d: dict[str, Any] = {"metadata": meta, "device": str(dec.device),
-                         "decoding_device": dec.decoding_device, "cpu_fallback": str(dec.cpu_fallback) or None,
+                         "decoding_device": dec.decoding_device, "cpu_fallback": dec.cpu_fallback.reason,
                          "seek_mode": dec.seek_mode}
     idx = dec.index
     if idx is not None:
@@ -60,19 +60,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"sample video: {path}")
     print(dec.metadata)
     print(f"requested device: {dec.device}; decoding on: {dec.decoding_device}"
-          + (f" (CPU fallback: {dec.cpu_fallback})" if dec.cpu_fallback else ""))
+          + (f" (CPU fallback: {dec.cpu_fallback.reason})" if dec.cpu_fallback else ""))
     print(f"decoder created in {t_open * 1e3:.1f} ms (exact index: {dec.index.num_frames} frames, "
           f"{dec.index.num_keyframes} keyframes, built from {dec.index.method})")
     runs = []
     for _ in range(3):
         t0 = time.perf_counter()
-        batch = dec[:]
-        if batch.data.is_cuda:
+        frames = dec[:]  # a plain (N, 3, H, W) tensor, as in torchcodec
+        if frames.is_cuda:
             torch.cuda.synchronize()
         runs.append(time.perf_counter() - t0)
     best = min(runs)
-    print(f"sequential decode to RGB: {len(batch)} frames {tuple(batch.data.shape[1:])} in {best * 1e3:.1f} ms "
-          f"= {len(batch) / best:.0f} frames/s")
+    print(f"sequential decode to RGB: {len(frames)} frames {tuple(frames.shape[1:])} in {best * 1e3:.1f} ms "
+          f"= {len(frames) / best:.0f} frames/s")
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     clips = samplers.clips_at_random_indices(dec, num_clips=4, num_frames_per_clip=8, generator=g)
@@ -171,7 +171,7 @@ def _bench_device(path: str, device: str, rounds: int, progress: bool) -> dict[s
     dec = VideoDecoder(path, device=device)
     n = len(dec)
     res["decoding_device"] = dec.decoding_device
-    res["cpu_fallback"] = str(dec.cpu_fallback) or None
+    res["cpu_fallback"] = dec.cpu_fallback.reason
     chunk = 64
     best = None
     for _ in range(rounds):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ColorSpec", "color_spec", "yuv_to_rgb_matrix", "COLORSPACE_NAMES", "RANGE_NAMES"]
+__all__ = ["ColorSpec", "color_spec", "yuv_to_rgb_matrix", "COLORSPACE_NAMES", "RANGE_NAMES", "tag_name"]
 
 # AVColorSpace values -> names (libavutil/pixfmt.h).
 COLORSPACE_NAMES = {
@@ -24,6 +24,24 @@ TRANSFER_NAMES = {
     9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10",
     15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
 }
+
+
+
+def tag_name(names: dict[int, str], value: int | None) -> str | None:
+    """FFmpeg's name of a colour tag, or ``None`` when the file leaves it unspecified (as torchcodec reports it).
+
+    Args:
+        names: One of the ``*_NAMES`` tables.
+        value: The tag's value (``AVColorSpace``, ``AVColorRange``, ...).
+
+    Returns:
+        The name (the number as a string for a value FFmpeg has no name for), or ``None`` for "unspecified".
+    """
+    if value is None:
+        return None
+    name = names.get(int(value), str(int(value)))
+    return None if name == "unknown" else name
+
 
 # Luma coefficients (Kr, Kb) per matrix.
 _KR_KB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}

@@ -25,9 +25,10 @@ from gpudecode._color import (
     TRANSFER_NAMES,
     ColorSpec,
     color_spec,
+    tag_name,
 )
 from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
-from gpudecode._device import FallbackReason, parse_device, select_backend
+from gpudecode._device import CpuFallbackStatus, parse_device, select_backend
 from gpudecode._errors import (
     DecodeError,
     FrameIndexError,
@@ -276,6 +277,7 @@ class VideoDecoder:
         self._time_base = Fraction(*facts["time_base"])
         track = self._mp4.track(int(facts["stream_id"])) if self._mp4 is not None else None
         self._rotation = track.rotation_degrees if track is not None else 0
+        self._has_display_matrix = track is not None and track.display_matrix
         self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
         pix_fmt = facts["pix_fmt"]
         self._bit_depth = _bit_depth(pix_fmt)
@@ -495,11 +497,11 @@ class VideoDecoder:
             end_stream_seconds=end,
             pixel_format=f["pix_fmt"],
             bit_depth=self._bit_depth,
-            color_space=COLORSPACE_NAMES.get(f["colorspace"], str(f["colorspace"])),
-            color_range=RANGE_NAMES.get(f["color_range"], str(f["color_range"])),
-            color_primaries=PRIMARIES_NAMES.get(f["color_primaries"], str(f["color_primaries"])),
-            color_transfer_characteristic=TRANSFER_NAMES.get(f["color_trc"], str(f["color_trc"])),
-            rotation=self._rotation,
+            color_space=tag_name(COLORSPACE_NAMES, f["colorspace"]),
+            color_range=tag_name(RANGE_NAMES, f["color_range"]),
+            color_primaries=tag_name(PRIMARIES_NAMES, f["color_primaries"]),
+            color_transfer_characteristic=tag_name(TRANSFER_NAMES, f["color_trc"]),
+            rotation=self._rotation if self._has_display_matrix else None,
             coded_width=cw,
             coded_height=ch,
             begin_stream_seconds_from_header=begin_from_header,
@@ -518,15 +520,21 @@ class VideoDecoder:
         return self._device
 
     @property
+    def stream_index(self) -> int:
+        """The index of the stream this decoder decodes (torchcodec's attribute)."""
+        return self._stream_index
+
+    @property
     def seek_mode(self) -> str:
         """``"exact"`` or ``"approximate"``."""
         return self._seek_mode
 
     @property
-    def cpu_fallback(self) -> FallbackReason:
-        """Why frames for a CUDA device are decoded on the CPU: falsy when they are not (or device is CPU)."""
+    def cpu_fallback(self) -> CpuFallbackStatus:
+        """Whether and why frames for a CUDA device are decoded on the CPU: falsy when they are not (or the device
+        is the CPU); ``str()`` reads like torchcodec's status, with gpudecode's reason."""
         if not self._opened and self._device.type == "cpu":
-            return FallbackReason()  # known without opening a lazily opened (cached) CPU decoder
+            return CpuFallbackStatus()  # known without opening a lazily opened (cached) CPU decoder
         self._open_locked()
         return self._fallback
 
@@ -795,26 +803,25 @@ class VideoDecoder:
                           duration_seconds=torch.empty(0, dtype=torch.float64))
 
     # -- public access calls -----------------------------------------------------------------------------
-    def __getitem__(self, key: int | slice) -> Frame | FrameBatch:
-        """``decoder[i]`` returns a :class:`Frame`; ``decoder[a:b:c]`` a :class:`FrameBatch`.
+    def __getitem__(self, key: int | slice) -> torch.Tensor:
+        """``decoder[i]`` is frame ``i``'s data, ``decoder[a:b:c]`` the frames' data, as plain tensors (torchcodec).
 
-        Negative indices count from the end.
+        ``(3, H, W)`` / ``(N, 3, H, W)``, or channels last with ``dimension_order="NHWC"``. Negative indices count
+        from the end. Use :meth:`get_frame_at` / :meth:`get_frames_in_range` for the times as well.
 
         Raises:
             FrameIndexError: ``i`` is out of range.
             InvalidArgumentError: ``key`` is not an int or a slice.
         """
         if isinstance(key, slice):
-            return self._frames_at_indices(np.arange(*key.indices(len(self)), dtype=np.int64))
-        return self.get_frame_at(key)
+            return self._frames_at_indices(np.arange(*key.indices(len(self)), dtype=np.int64)).data
+        return self.get_frame_at(key).data
 
-    def __iter__(self) -> Iterator[Frame]:
-        """Iterate over all frames in presentation order (decoded in chunks, one pass)."""
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        """Iterate over every frame's data in presentation order, as ``decoder[i]`` gives it (decoded in chunks)."""
         n = len(self)
         for start in range(0, n, 32):
-            batch = self._frames_at_indices(np.arange(start, min(n, start + 32), dtype=np.int64))
-            for i in range(len(batch)):
-                yield batch[i]  # type: ignore[misc]
+            yield from self._frames_at_indices(np.arange(start, min(n, start + 32), dtype=np.int64)).data
 
     def get_frame_at(self, index: int) -> Frame:
         """Return frame ``index`` (presentation order; negative counts from the end).
@@ -825,8 +832,7 @@ class VideoDecoder:
             DecodeError: The frame lies in damaged data.
         """
         i = _as_int(index, "frame index")
-        batch = self._frames_at_indices(np.array([i], dtype=np.int64))
-        return batch[0]  # type: ignore[return-value]
+        return _single(self._frames_at_indices(np.array([i], dtype=np.int64)))
 
     def get_frames_at(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> FrameBatch:
         """Return the frames at ``indices``, in the order given (duplicates allowed).
@@ -868,7 +874,7 @@ class VideoDecoder:
             InvalidArgumentError: ``seconds`` is not finite or lies outside ``[begin, end)`` of the stream.
         """
         t = _as_seconds(seconds, "seconds")
-        return self._frames_at_times(np.array([t]), "seconds")[0]  # type: ignore[return-value]
+        return _single(self._frames_at_times(np.array([t]), "seconds"))
 
     def get_frames_played_at(self, seconds: Sequence[float] | np.ndarray | torch.Tensor) -> FrameBatch:
         """Return the frames shown at each of ``seconds``, in the order given.
@@ -970,6 +976,12 @@ class VideoDecoder:
 
 # Objects inherited across a fork: kept referenced so their finalizers never run in the child.
 _FORK_ORPHANS: list[Any] = []
+
+
+def _single(batch: FrameBatch) -> Frame:
+    """The one frame of a one-frame batch."""
+    return Frame(data=batch.data[0], pts_seconds=float(batch.pts_seconds[0]),
+                 duration_seconds=float(batch.duration_seconds[0]))
 
 
 def _cache_entry(cache_dir: str, key: str, stream_index: int | None) -> Path:

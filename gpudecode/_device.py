@@ -12,27 +12,40 @@ from gpudecode._backends._cpu import CpuBackend
 from gpudecode._color import ColorSpec
 from gpudecode._errors import CudaUnavailableError, InvalidArgumentError
 
-__all__ = ["FallbackReason", "parse_device", "select_backend"]
+__all__ = ["CpuFallbackStatus", "FallbackReason", "parse_device", "select_backend"]
 
 logger = logging.getLogger("gpudecode")
 _warned: set[str] = set()
 
 
 @dataclass(frozen=True)
-class FallbackReason:
-    """Why a CUDA decoder decodes on the CPU. Falsy when it does not (or when the device is the CPU).
+class CpuFallbackStatus:
+    """Whether, and why, frames for a CUDA device are decoded on the CPU; behaves like torchcodec's object.
+
+    Truthy only when a fallback happened; ``str()`` reads like torchcodec's
+    (``[CUDA] Fallback status: Falling back due to: ...``, ``[CPU] Fallback status: No fallback required``) and keeps
+    gpudecode's reason.
 
     Attributes:
-        reason: The explanation, or ``None`` when NVDEC is in use or the device is the CPU.
+        reason: Why NVDEC is not used, or ``None`` when it is (or when the device is the CPU).
+        backend: ``"CUDA"`` for a CUDA device, ``"CPU"`` for the CPU (the label torchcodec prints).
+        status_known: Always ``True``: gpudecode decides when the decoder opens.
     """
 
     reason: str | None = None
+    backend: str = "CPU"
+    status_known: bool = True
 
     def __bool__(self) -> bool:
-        return self.reason is not None
+        return self.status_known and self.reason is not None
 
     def __str__(self) -> str:
-        return self.reason or ""
+        if self.reason is None:
+            return f"[{self.backend}] Fallback status: No fallback required"
+        return f"[{self.backend}] Fallback status: Falling back due to: {self.reason}"
+
+
+FallbackReason = CpuFallbackStatus  # the name gpudecode 0.1 used
 
 
 def parse_device(device: str | torch.device | None) -> torch.device:
@@ -85,7 +98,7 @@ def warn_once(reason: str) -> None:
 
 def select_backend(
     device: torch.device, stream: Any, num_threads: int | None, bit_depth: int, color: ColorSpec
-) -> tuple[Any, FallbackReason]:
+) -> tuple[Any, CpuFallbackStatus]:
     """Return ``(backend, fallback_reason)`` for frames wanted on ``device``.
 
     Raises:
@@ -93,7 +106,7 @@ def select_backend(
             on that device either.
     """
     if device.type == "cpu":
-        return CpuBackend(stream, num_threads), FallbackReason()
+        return CpuBackend(stream, num_threads), CpuFallbackStatus()
     if _in_bad_fork():
         raise CudaUnavailableError(
             f"Cannot return frames on {device}: this process was forked after its parent initialized CUDA, and "
@@ -104,7 +117,7 @@ def select_backend(
 
     try:
         backend = create_nvdec_backend(device, stream, bit_depth, color)
-        return backend, FallbackReason()
+        return backend, CpuFallbackStatus(backend="CUDA")
     except NvdecUnavailable as exc:
         reason = str(exc)
     if not _torch_cuda_ok() or device.index is None or device.index >= torch.cuda.device_count():
@@ -114,4 +127,4 @@ def select_backend(
             "'gpu' extra on a machine with an NVIDIA GPU."
         )
     warn_once(reason)
-    return CpuBackend(stream, num_threads), FallbackReason(reason)
+    return CpuBackend(stream, num_threads), CpuFallbackStatus(reason, backend="CUDA")

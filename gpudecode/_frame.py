@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gpudecode._errors import InvalidArgumentError
+
 __all__ = ["Frame", "FrameBatch"]
 
 
@@ -30,6 +32,17 @@ class Frame:
     data: torch.Tensor
     pts_seconds: float
     duration_seconds: float
+
+    def __post_init__(self) -> None:
+        """Validate as torchcodec's ``Frame`` does: 3-D data; times stored as Python floats.
+
+        Raises:
+            InvalidArgumentError: ``data`` is not 3-dimensional.
+        """
+        if self.data.ndim != 3:
+            raise InvalidArgumentError(f"Frame data must be 3-dimensional, got shape {tuple(self.data.shape)}.")
+        self.pts_seconds = float(self.pts_seconds)
+        self.duration_seconds = float(self.duration_seconds)
 
     def __repr__(self) -> str:
         """The data's shape and the times, as torchcodec prints a frame."""
@@ -57,6 +70,21 @@ class FrameBatch:
     pts_seconds: torch.Tensor
     duration_seconds: torch.Tensor
 
+    def __post_init__(self) -> None:
+        """Validate as torchcodec's ``FrameBatch`` does: at least 3-D data whose leading dimensions are the times'.
+
+        Raises:
+            InvalidArgumentError: ``data`` has fewer than 3 dimensions, or the times' shape is not its leading shape.
+        """
+        if self.data.ndim < 3:
+            raise InvalidArgumentError(f"FrameBatch data must be at least 3-dimensional, got shape "
+                                       f"{tuple(self.data.shape)}.")
+        lead = tuple(self.data.shape[:-3])
+        if not (lead == tuple(self.pts_seconds.shape) == tuple(self.duration_seconds.shape)):
+            raise InvalidArgumentError(
+                f"FrameBatch times must have the data's leading shape {lead}; got pts_seconds "
+                f"{tuple(self.pts_seconds.shape)} and duration_seconds {tuple(self.duration_seconds.shape)}.")
+
     def __repr__(self) -> str:
         """The data's shape and the times, as torchcodec prints a batch."""
         return _describe(self)
@@ -65,16 +93,18 @@ class FrameBatch:
         """Number of entries along the first dimension."""
         return int(self.data.shape[0])
 
-    def __getitem__(self, key: int | slice | torch.Tensor) -> Frame | FrameBatch:
-        """Index the leading dimension: an int gives a :class:`Frame` for 1-level batches, else a batch."""
-        data = self.data[key]
-        pts = self.pts_seconds[key]
-        dur = self.duration_seconds[key]
-        if pts.dim() == 0:
-            return Frame(data=data, pts_seconds=float(pts), duration_seconds=float(dur))
-        return FrameBatch(data=data, pts_seconds=pts, duration_seconds=dur)
+    def __getitem__(self, key: int | slice | torch.Tensor) -> FrameBatch:
+        """Index the leading dimension; always a :class:`FrameBatch`, as in torchcodec.
 
-    def __iter__(self) -> Iterator[Frame | FrameBatch]:
-        """Iterate over the leading dimension."""
+        ``batch[0]`` of an ``(N, 3, H, W)`` batch is a batch with ``(3, H, W)`` data and 0-d times.
+
+        Raises:
+            IndexError: ``key`` is out of range (torch's own error).
+        """
+        return FrameBatch(data=self.data[key], pts_seconds=self.pts_seconds[key],
+                          duration_seconds=self.duration_seconds[key])
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        """Iterate over the leading dimension, as torchcodec does: one :class:`FrameBatch` per entry."""
         for i in range(len(self)):
             yield self[i]

@@ -7,6 +7,15 @@ from fractions import Fraction
 
 __all__ = ["VideoStreamMetadata"]
 
+# The order torchcodec 0.17 prints its VideoStreamMetadata in.
+_TORCHCODEC_ORDER = (
+    "duration_seconds_from_header", "begin_stream_seconds_from_header", "bit_rate", "codec", "stream_index",
+    "media_type", "width", "height", "num_frames_from_header", "average_fps_from_header", "pixel_aspect_ratio",
+    "rotation", "color_primaries", "color_space", "color_transfer_characteristic", "pixel_format",
+    "begin_stream_seconds_from_content", "end_stream_seconds_from_content", "num_frames_from_content",
+    "duration_seconds", "begin_stream_seconds", "end_stream_seconds", "num_frames", "average_fps",
+)
+
 
 @dataclass(frozen=True)
 class VideoStreamMetadata:
@@ -35,11 +44,12 @@ class VideoStreamMetadata:
         end_stream_seconds: End of the last frame.
         pixel_format: Decoded pixel format, for example ``"yuv420p"``.
         bit_depth: Bits per luma sample.
-        color_space: Matrix coefficients tag (``"bt709"``, ``"unknown"``, ...).
-        color_range: ``"tv"`` (limited), ``"pc"`` (full) or ``"unknown"``.
-        color_primaries: Primaries tag.
-        color_transfer_characteristic: Transfer characteristic tag.
-        rotation: Counter-clockwise rotation in degrees from the display matrix; frames are returned upright.
+        color_space: Matrix coefficients tag (``"bt709"``, ``"smpte170m"``, ...), ``None`` when unspecified.
+        color_range: ``"tv"`` (limited) or ``"pc"`` (full), ``None`` when unspecified.
+        color_primaries: Primaries tag, ``None`` when unspecified.
+        color_transfer_characteristic: Transfer characteristic tag, ``None`` when unspecified.
+        rotation: Counter-clockwise rotation in degrees from the display matrix, ``None`` when the file has none
+            (as in torchcodec); frames are returned upright.
         coded_width: Width of the stored frames, before rotation.
         coded_height: Height of the stored frames, before rotation.
         begin_stream_seconds_from_header: The stream's start time written in the header, or ``None``.
@@ -66,11 +76,11 @@ class VideoStreamMetadata:
     end_stream_seconds: float | None
     pixel_format: str | None
     bit_depth: int
-    color_space: str
-    color_range: str
-    color_primaries: str
-    color_transfer_characteristic: str
-    rotation: int
+    color_space: str | None
+    color_range: str | None
+    color_primaries: str | None
+    color_transfer_characteristic: str | None
+    rotation: int | None
     coded_width: int
     coded_height: int
     begin_stream_seconds_from_header: float | None = None
@@ -78,9 +88,10 @@ class VideoStreamMetadata:
     media_type: str = "video"
 
     def __repr__(self) -> str:
-        """One ``name: value`` per line, like torchcodec's printout."""
+        """One ``name: value`` per line: torchcodec's fields in torchcodec's order, then gpudecode's own."""
+        names = [*_TORCHCODEC_ORDER, *(f.name for f in fields(self) if f.name not in _TORCHCODEC_ORDER)]
         lines = [f"{type(self).__name__}:"]
-        lines += [f"  {f.name}: {getattr(self, f.name)}" for f in fields(self)]
+        lines += [f"  {name}: {getattr(self, name)}" for name in names]
         return "\n".join(lines)
 
     __str__ = __repr__

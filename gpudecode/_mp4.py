@@ -34,11 +34,14 @@ class Mp4Track:
             ``av_display_rotation_get`` reports it (so ``VideoFrame.rotation`` agrees).
         sample_count: Number of samples (``stsz``).
         edit_count: Number of edit list entries.
+        display_matrix: Whether ``tkhd`` holds a matrix other than the identity (FFmpeg then exports a display
+            matrix, and a rotation is known).
     """
 
     track_id: int = 0
     handler: str = ""
     rotation_degrees: int = 0
+    display_matrix: bool = False
     sample_count: int = -1
     edit_count: int = 0
     _raw: dict[str, tuple[memoryview, int, int]] = field(default_factory=dict, repr=False)
@@ -164,6 +167,9 @@ def _file_boxes(f: BinaryIO, start: int, end: int):
         pos += size
 
 
+_IDENTITY = (1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)  # tkhd's unity matrix (16.16 and 2.30 fixed point)
+
+
 def _rotation_from_matrix(data: memoryview, off: int) -> int:
     m = struct.unpack_from(">9i", data, off)
     a, b, c, d = m[0] / 65536.0, m[1] / 65536.0, m[3] / 65536.0, m[4] / 65536.0
@@ -191,6 +197,7 @@ def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
                     matrix_off = bs + 4 + 4 + 4 + 4 + 4 + 4 + 8 + 8
                 if matrix_off + 36 <= be:
                     track.rotation_degrees = _rotation_from_matrix(data, matrix_off)
+                    track.display_matrix = struct.unpack_from(">9i", data, matrix_off) != _IDENTITY
             elif kind == b"hdlr":
                 track.handler = bytes(data[bs + 8: bs + 12]).decode("latin-1")
             elif kind == b"stsz":

@@ -221,7 +221,7 @@ def test_truncated_file_decodes_frames_before_the_damage(video, tmp_path, keep, 
         dec.get_frames_at(list(range(n)))
     except DecodeError as exc:
         assert "damaged or missing" in str(exc)
-    np.testing.assert_array_equal(dec[0].data.numpy(), frames[0].rgb)
+    np.testing.assert_array_equal(dec[0].numpy(), frames[0].rgb)
 
 
 def test_mp4_without_index_is_a_media_error(video, tmp_path):
@@ -242,12 +242,12 @@ def test_zeroed_bytes_in_the_middle(video, tmp_path):
     bad.write_bytes(bytes(data))
     dec = VideoDecoder(bad, dimension_order="NHWC")
     for i in range(5):
-        np.testing.assert_array_equal(dec[i].data.numpy(), frames[i].rgb)
+        np.testing.assert_array_equal(dec[i].numpy(), frames[i].rgb)
     try:
         dec.get_frames_at(list(range(len(dec))))
     except DecodeError as exc:
         assert "damaged" in str(exc)
-    np.testing.assert_array_equal(dec[1].data.numpy(), frames[1].rgb)
+    np.testing.assert_array_equal(dec[1].numpy(), frames[1].rgb)
 
 
 def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
@@ -265,4 +265,4 @@ def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
     except MediaError:
         return
     assert len(dec) == 1
-    assert np.array_equal(dec[0].data.permute(1, 2, 0).numpy(), img)
+    assert np.array_equal(dec[0].permute(1, 2, 0).numpy(), img)

@@ -70,7 +70,7 @@ def test_nvdec_path_10bit_matches_nearest_chroma_reference(video):
     dithering, bit-exact with the CLI) is not the reference here, since the two differ on sharp chroma edges."""
     path = video("hevc10")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
-    batch = gpu[:]
+    batch = gpu.get_frames_in_range(0, len(gpu))
     assert_matches_nearest_chroma(str(path), batch.data.numpy(), batch.pts_seconds.tolist())
 
 
@@ -85,7 +85,7 @@ def test_odd_sizes_through_nvdec_path(video):
 
     path = video("odd_size")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
-    got = gpu[:].data.numpy().astype(np.float64)
+    got = gpu[:].numpy().astype(np.float64)
     assert got.shape == (40, 49, 65, 3)
     ref = np.stack([np.round(np.clip(r, 0, 255)) for _, r in yuv_frames_float_rgb(path)])
     assert np.abs(got - ref).max() <= 1
@@ -117,7 +117,7 @@ def test_without_parameter_sets_frames_are_lost(video, monkeypatch):
 def test_discarded_packets_are_fed_but_not_returned(video):
     path = video("editlist")
     gpu, nvc = nvdec_decoder(path)
-    batch = gpu[:]
+    batch = gpu.get_frames_in_range(0, len(gpu))
     assert len(batch) == 37
     assert len(nvc.created[0].received) == 40  # every packet fed, the three discarded ones included
 
@@ -127,7 +127,7 @@ def test_surfaces_are_converted_before_the_next_decode(video):
     path = video("hevc8")
     cpu = VideoDecoder(path, dimension_order="NHWC")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
-    assert ((cpu[:].data.int() - gpu[:].data.int()).abs().max() <= 3)
+    assert ((cpu[:].int() - gpu[:].int()).abs().max() <= 3)
 
 
 def test_samplers_on_the_nvdec_path(video):

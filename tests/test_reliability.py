@@ -128,7 +128,7 @@ def test_one_decoder_shared_by_threads_is_guarded(video):
         rng = np.random.default_rng(i)
         for _ in range(20):
             k = int(rng.integers(0, len(dec)))
-            assert torch.equal(dec[k].data, ref[k])
+            assert torch.equal(dec[k], ref[k])
 
     errors = _in_threads(work, 4)
     assert not errors, errors
@@ -190,7 +190,7 @@ def test_close_releases_file_and_workers(video):
 def test_decoder_crossing_a_fork_reopens_its_file(video):
     path = video("hevc8")
     dec = VideoDecoder(path)
-    ref = dec[:].data
+    ref = dec[:]
     dec[5]
     pid = os.fork()
     if pid == 0:  # child: same frames, through its own file offset and decoder
@@ -218,7 +218,7 @@ def test_dataloader_fork_workers_share_nothing(video):
             return len(dec)
 
         def __getitem__(self, i: int) -> torch.Tensor:
-            return dec[i].data
+            return dec[i]
 
     loader = torch.utils.data.DataLoader(Frames(), batch_size=5, num_workers=2,
                                          multiprocessing_context="fork", shuffle=False)
