@@ -531,8 +531,9 @@ class VideoDecoder:
 
     @property
     def cpu_fallback(self) -> CpuFallbackStatus:
-        """Whether and why frames for a CUDA device are decoded on the CPU: falsy when they are not (or the device
-        is the CPU); ``str()`` reads like torchcodec's status, with gpudecode's reason.
+        """Whether and why frames for a CUDA device are decoded on the CPU (torchcodec's status object).
+
+        Falsy when they are not (or the device is the CPU); ``str()`` reads like torchcodec's, with our reason.
         """
         if not self._opened and self._device.type == "cpu":
             return CpuFallbackStatus()  # known without opening a lazily opened (cached) CPU decoder
