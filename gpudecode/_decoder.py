@@ -18,6 +18,7 @@ import av
 import numpy as np
 import torch
 
+from gpudecode._args import as_fps, as_int, as_seconds, float_array, int_array
 from gpudecode._color import (
     COLORSPACE_NAMES,
     PRIMARIES_NAMES,
@@ -34,6 +35,7 @@ from gpudecode._errors import (
     FrameIndexError,
     InvalidArgumentError,
     MediaError,
+    TimeOutOfRangeError,
     invalid_choice,
 )
 from gpudecode._frame import Frame, FrameBatch
@@ -61,14 +63,6 @@ def _bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
-            return int(value.item())
-        raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: integers.")
-    return int(value)
-
-
 def _torchcodec_arguments(num_threads: int | None, num_ffmpeg_threads: int | None, transforms: Any,
                           output_dtype: Any, custom_frame_mappings: Any) -> int | None:
     """Accept torchcodec's constructor arguments where they mean something here; say clearly where they don't."""
@@ -86,58 +80,6 @@ def _torchcodec_arguments(num_threads: int | None, num_ffmpeg_threads: int | Non
         raise InvalidArgumentError("Invalid custom_frame_mappings. They are not supported; save an index with "
                                    "VideoDecoder.save_index() and pass it as index=.")
     return num_threads
-
-
-def _as_fps(value: Any) -> float:
-    numeric = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if not numeric or not (math.isfinite(float(value)) and float(value) > 0):
-        raise InvalidArgumentError(f"Invalid fps ({value!r}). Supported values are: finite numbers > 0.")
-    return float(value)
-
-
-def _as_seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        if isinstance(value, torch.Tensor) and value.dim() == 0:
-            value = value.item()
-        else:
-            raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: finite numbers "
-                                       "of seconds.")
-    t = float(value)
-    if not math.isfinite(t):
-        raise InvalidArgumentError(f"Invalid {name} ({t}). Supported values are: finite numbers of seconds.")
-    return t
-
-
-def _int_list(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        if values.is_floating_point() or values.dim() > 1:
-            raise InvalidArgumentError(f"Invalid {name} (tensor of {values.dtype}, {values.dim()}-D). "
-                                       "Supported values are: a 1-D sequence of integers.")
-        return values.reshape(-1).cpu().numpy().astype(np.int64)
-    if isinstance(values, np.ndarray):
-        if values.ndim > 1 or not np.issubdtype(values.dtype, np.integer):
-            raise InvalidArgumentError(f"Invalid {name} (array of {values.dtype}, {values.ndim}-D). "
-                                       "Supported values are: a 1-D sequence of integers.")
-        return values.astype(np.int64).reshape(-1)
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidArgumentError(f"Invalid {name} ({values!r}). Supported values are: a sequence of integers.")
-    return np.array([_as_int(v, name) for v in values], dtype=np.int64)
-
-
-def _float_list(values: Any, name: str) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        arr = values.reshape(-1).cpu().double().numpy()
-    elif isinstance(values, np.ndarray):
-        arr = values.astype(np.float64).reshape(-1)
-    elif isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidArgumentError(f"Invalid {name} ({values!r}). Supported values are: a sequence of seconds.")
-    else:
-        arr = np.array([_as_seconds(v, name) for v in values], dtype=np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        raise InvalidArgumentError(f"Invalid {name} ({arr[bad][0]}). Supported values are: finite numbers of "
-                                   "seconds.")
-    return arr
 
 
 class VideoDecoder:
@@ -634,8 +576,8 @@ class VideoDecoder:
         bad = (t < begin) | ((t >= end) if end is not None else False)
         if np.any(bad):
             x = float(t[np.asarray(bad)][0]) if t.ndim else float(t)
-            raise InvalidArgumentError(f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the "
-                                       "times the stream plays.")
+            raise TimeOutOfRangeError(f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the "
+                                      "times the stream plays.")
 
     def _approx_targets(self, frame_indices: np.ndarray) -> np.ndarray:
         fps = self._fps_header
@@ -813,10 +755,15 @@ class VideoDecoder:
 
         Raises:
             FrameIndexError: ``i`` is out of range.
-            InvalidArgumentError: ``key`` is not an int or a slice.
+            InvalidArgumentTypeError: ``key`` is not an integer or a slice of integers (a ``TypeError``, as in
+                torchcodec).
+            InvalidArgumentError: A slice step of 0.
         """
         if isinstance(key, slice):
-            return self._frames_at_indices(np.arange(*key.indices(len(self)), dtype=np.int64)).data
+            parts = [None if v is None else as_int(v, "slice bound") for v in (key.start, key.stop, key.step)]
+            if parts[2] == 0:
+                raise InvalidArgumentError("Invalid slice step (0). Supported values are: non-zero integers.")
+            return self._frames_at_indices(np.arange(*slice(*parts).indices(len(self)), dtype=np.int64)).data
         return self.get_frame_at(key).data
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -833,7 +780,7 @@ class VideoDecoder:
             InvalidArgumentError: ``index`` is not an integer.
             DecodeError: The frame lies in damaged data.
         """
-        i = _as_int(index, "frame index")
+        i = as_int(index, "frame index", range_error=FrameIndexError)
         return _single(self._frames_at_indices(np.array([i], dtype=np.int64)))
 
     def get_frames_at(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> FrameBatch:
@@ -845,29 +792,26 @@ class VideoDecoder:
             FrameIndexError: An index is out of range.
             InvalidArgumentError: ``indices`` is not a sequence of integers.
         """
-        return self._frames_at_indices(_int_list(indices, "frame index"))
+        return self._frames_at_indices(int_array(indices, "frame index", range_error=FrameIndexError))
 
     def get_frames_in_range(self, start: int, stop: int, step: int = 1) -> FrameBatch:
         """Return frames ``start, start + step, ...`` before ``stop`` (half-open, like ``range``).
 
+        ``start`` and ``stop`` follow slicing (and torchcodec): negative values count from the end, and values past
+        either end are clamped, so ``get_frames_in_range(0, 10**6)`` returns every frame and a start past the end
+        an empty batch.
+
         Raises:
-            FrameIndexError: ``start`` or ``stop`` is out of range.
-            InvalidArgumentError: A non-integer argument, ``step < 1`` or ``stop < start``.
+            InvalidArgumentTypeError: A non-integer argument.
+            InvalidArgumentError: ``step < 1``, or ``stop`` before ``start`` (after counting from the end).
         """
+        start_i, stop_i, step_i = as_int(start, "start"), as_int(stop, "stop"), as_int(step, "step", minimum=1)
         n = len(self)
-        start_i, stop_i, step_i = _as_int(start, "start"), _as_int(stop, "stop"), _as_int(step, "step")
-        if step_i < 1:
-            raise InvalidArgumentError(f"Invalid step ({step_i}). Supported values are: integers >= 1.")
-        if not -n <= start_i < n:
-            raise FrameIndexError(f"Invalid start ({start_i}). Supported values are -{n}..{n - 1}.")
-        if not -n <= stop_i <= n:
-            raise FrameIndexError(f"Invalid stop ({stop_i}). Supported values are -{n}..{n}.")
-        start_i = start_i + n if start_i < 0 else start_i
-        stop_i = stop_i + n if stop_i < 0 else stop_i
-        if stop_i < start_i:
-            raise InvalidArgumentError(f"Invalid range: stop ({stop_i}) is before start ({start_i}). "
-                                       "Supported ranges have start <= stop.")
-        return self._frames_at_indices(np.arange(start_i, stop_i, step_i, dtype=np.int64))
+        lo, hi, _ = slice(start_i, stop_i).indices(n)
+        if hi < lo:
+            raise InvalidArgumentError(f"Invalid range: stop ({stop_i}) is before start ({start_i}) in a video of "
+                                       f"{n} frames. Supported ranges have start <= stop.")
+        return self._frames_at_indices(np.arange(lo, hi, step_i, dtype=np.int64))
 
     def get_frame_played_at(self, seconds: float) -> Frame:
         """Return the frame shown at time ``seconds`` (its ``[pts, pts + duration)`` contains it).
@@ -875,7 +819,7 @@ class VideoDecoder:
         Raises:
             InvalidArgumentError: ``seconds`` is not finite or lies outside ``[begin, end)`` of the stream.
         """
-        t = _as_seconds(seconds, "seconds")
+        t = as_seconds(seconds, "seconds", TimeOutOfRangeError)
         return _single(self._frames_at_times(np.array([t]), "seconds"))
 
     def get_frames_played_at(self, seconds: Sequence[float] | np.ndarray | torch.Tensor) -> FrameBatch:
@@ -884,7 +828,7 @@ class VideoDecoder:
         Raises:
             InvalidArgumentError: A time is not finite or lies outside ``[begin, end)`` of the stream.
         """
-        return self._frames_at_times(_float_list(seconds, "seconds"), "seconds")
+        return self._frames_at_times(float_array(seconds, "seconds", TimeOutOfRangeError), "seconds")
 
     def get_frames_played_in_range(self, start_seconds: float, stop_seconds: float,
                                    fps: float | None = None) -> FrameBatch:
@@ -905,9 +849,9 @@ class VideoDecoder:
             InvalidArgumentError: Non-finite times, ``stop_seconds < start_seconds``, times outside the stream, or
                 an ``fps`` that is not a finite positive number.
         """
-        t0 = _as_seconds(start_seconds, "start_seconds")
-        t1 = _as_seconds(stop_seconds, "stop_seconds")
-        rate = _as_fps(fps) if fps is not None else None
+        t0 = as_seconds(start_seconds, "start_seconds")
+        t1 = as_seconds(stop_seconds, "stop_seconds")
+        rate = as_fps(fps) if fps is not None else None
         if t1 < t0:
             raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
                                        "Supported ranges have start_seconds <= stop_seconds.")

@@ -10,7 +10,7 @@ import torch
 
 from gpudecode._backends._cpu import CpuBackend
 from gpudecode._color import ColorSpec
-from gpudecode._errors import CudaUnavailableError, InvalidArgumentError
+from gpudecode._errors import CudaUnavailableError, InvalidDeviceError
 
 __all__ = ["CpuFallbackStatus", "FallbackReason", "parse_device", "select_backend"]
 
@@ -52,19 +52,19 @@ def parse_device(device: str | torch.device | None) -> torch.device:
     """Normalize ``device`` to a ``torch.device`` of type ``cpu`` or ``cuda``.
 
     Raises:
-        InvalidArgumentError: Any other value.
+        InvalidDeviceError: Any other value (also a ``RuntimeError``, as in torchcodec).
     """
     if device is None:
         return torch.device("cpu")
     try:
         dev = device if isinstance(device, torch.device) else torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise InvalidArgumentError(
+        raise InvalidDeviceError(
             f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of "
             "those types."
         ) from exc
     if dev.type not in ("cpu", "cuda"):
-        raise InvalidArgumentError(
+        raise InvalidDeviceError(
             f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of "
             "those types."
         )

@@ -1,7 +1,10 @@
 """gpudecode's exception classes.
 
 Every error raised by gpudecode derives from :class:`GpudecodeError` and also from the builtin exception a
-Python user would catch for that kind of mistake, so ``except ValueError`` keeps working.
+Python user would catch for that kind of mistake, so ``except ValueError`` keeps working. Where torchcodec raises a
+different builtin for the same call, the class inherits that one too, so code written for torchcodec catches it:
+``TypeError`` for a source or frame key of the wrong type, ``RuntimeError`` for a file that cannot be opened or an
+unknown device, ``IndexError`` for a time outside the stream.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from collections.abc import Iterable
 
 __all__ = [
     "DecodeError",
+    "InvalidArgumentTypeError",
+    "InvalidDeviceError",
+    "TimeOutOfRangeError",
     "FrameIndexError",
     "GpudecodeError",
     "InvalidArgumentError",
@@ -28,16 +34,39 @@ class InvalidArgumentError(GpudecodeError, ValueError):
     """An argument has a wrong type or value (also: a time outside the stream, a NaN time)."""
 
 
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has a type gpudecode cannot use.
+
+    For example a source that is not a path, buffer or file, or a frame key that is not an integer or slice. Also a
+    ``TypeError``, as torchcodec raises there.
+    """
+
+
+class InvalidDeviceError(InvalidArgumentError, RuntimeError):
+    """``device`` names no CPU or CUDA device. Also a ``RuntimeError``, as torchcodec raises there."""
+
+
+class TimeOutOfRangeError(InvalidArgumentError, IndexError, RuntimeError):
+    """A time is outside the stream (before its first frame, at or after its end) or not finite.
+
+    Also an ``IndexError`` (torchcodec's ``get_frame_played_at``) and a ``RuntimeError`` (torchcodec's
+    ``get_frames_played_at``).
+    """
+
+
 class FrameIndexError(GpudecodeError, IndexError):
     """A frame index is outside ``[-num_frames, num_frames)``."""
 
 
-class MediaError(GpudecodeError, ValueError):
-    """The source is not decodable media: not a media file, no video stream, damaged data."""
+class MediaError(GpudecodeError, ValueError, RuntimeError):
+    """The source is not decodable media: not a media file, no video stream, damaged data.
+
+    Also a ``RuntimeError``, as torchcodec raises for a source it cannot open.
+    """
 
 
-class SourceNotFoundError(GpudecodeError, FileNotFoundError):
-    """A source path does not exist."""
+class SourceNotFoundError(GpudecodeError, FileNotFoundError, RuntimeError):
+    """A source path does not exist. Also a ``RuntimeError``, as torchcodec raises there."""
 
 
 class DecodeError(GpudecodeError, RuntimeError):

@@ -9,6 +9,7 @@ instead of demuxing every packet. ``approximate`` indexes trust the header (fram
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -291,7 +292,7 @@ def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
     if mp4 is not None and not mp4.fragmented:
         h.update(b"moov:" + mp4.moov_digest(reader).encode())
         return h.hexdigest()
-    reader.seek(0)
+    reader.seek(0, io.SEEK_SET)
     while True:
         chunk = reader.read(1 << 20)
         if not chunk:

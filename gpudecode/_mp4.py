@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import math
 import struct
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class Mp4Info:
             if self._moov is not None:
                 data = self._moov
             else:
-                f.seek(self.moov_offset)
+                f.seek(self.moov_offset, io.SEEK_SET)
                 data = f.read(self.moov_size)
             self._digest = hashlib.blake2b(data, digest_size=20).hexdigest()
         return self._digest
@@ -157,7 +158,7 @@ def _file_boxes(f: BinaryIO, start: int, end: int):
     """Like :func:`_boxes`, reading only the 16-byte headers from the file."""
     pos = start
     while pos + 8 <= end:
-        f.seek(pos)
+        f.seek(pos, io.SEEK_SET)
         head = f.read(16)
         box = _box_header(head, 0, len(head), end - pos)
         if box is None or pos + box[2] > end:
@@ -228,12 +229,12 @@ def _light_tracks(f: BinaryIO, start: int, end: int) -> tuple[list[Mp4Track], bo
         small = bytearray()
         for k2, b2, e2 in headers(bs, be):
             if k2 == b"tkhd":
-                f.seek(b2 - 8)
+                f.seek(b2 - 8, io.SEEK_SET)
                 small += f.read(min(e2 - b2 + 8, 128))
             elif k2 == b"mdia":
                 for k3, b3, e3 in headers(b2, e2):
                     if k3 == b"hdlr":
-                        f.seek(b3 - 8)
+                        f.seek(b3 - 8, io.SEEK_SET)
                         small += f.read(min(e3 - b3 + 8, 64))
         track = _parse_track(memoryview(bytes(small)), 0, len(small))
         tracks.append(track)
@@ -247,13 +248,13 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None, tables: bool = True) -> M
     instead of the whole box, which holds every sample's tables: hundreds of kB for long videos).
     """
     try:
-        f.seek(0)
+        f.seek(0, io.SEEK_SET)
         pos = 0
         moov: bytes | None = None
         fragmented = False
         seen_ftyp_like = False
         while True:
-            f.seek(pos)
+            f.seek(pos, io.SEEK_SET)
             head = f.read(16)
             box = _box_header(head, 0, len(head), None if size_bytes is None else size_bytes - pos)
             if box is None:
@@ -268,7 +269,7 @@ def read_mp4_info(f: BinaryIO, size_bytes: int | None, tables: bool = True) -> M
                 if not tables:
                     tracks, frag = _light_tracks(f, pos + header, pos + size)
                     return Mp4Info(moov_offset=pos, moov_size=size, fragmented=frag, tracks=tracks)
-                f.seek(pos)
+                f.seek(pos, io.SEEK_SET)
                 moov = f.read(size)
                 if len(moov) < size:
                     return None

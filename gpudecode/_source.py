@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gpudecode._errors import InvalidArgumentError, SourceNotFoundError
+from gpudecode._errors import InvalidArgumentError, InvalidArgumentTypeError, SourceNotFoundError
 
 __all__ = ["Source", "make_source"]
 
@@ -96,7 +97,7 @@ class Source:
         if self.buffer is not None:
             return BufferReader(self.buffer)  # type: ignore[return-value]
         assert self.file is not None
-        self.file.seek(0)
+        self.file.seek(0, io.SEEK_SET)
         return self.file
 
     @contextlib.contextmanager
@@ -125,6 +126,9 @@ def _tensor_buffer(source: Any) -> memoryview:
     return memoryview(source.contiguous().numpy()).cast("B")
 
 
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")  # http://, https://, rtsp://, s3:// ...
+
+
 def make_source(source: Any) -> Source:
     """Normalize a user's ``source`` argument into a :class:`Source`.
 
@@ -134,6 +138,10 @@ def make_source(source: Any) -> Source:
     """
     if isinstance(source, (str, Path)):
         path = os.fspath(source)
+        if isinstance(source, str) and _URL.match(path):
+            raise InvalidArgumentError(
+                f"Invalid source ({path!r}): URLs are not supported. Download the file first and pass its path, "
+                "its bytes, or an open binary file object (gpudecode reads file objects on demand).")
         if not os.path.exists(path):
             raise SourceNotFoundError(f"No such file: {path!r}. Pass the path of an existing video file.")
         if os.path.isdir(path):
@@ -163,15 +171,16 @@ def make_source(source: Any) -> Source:
                 "or read the stream into bytes first."
             )
         try:
-            size = source.seek(0, io.SEEK_END)
-            source.seek(0)
+            size = source.seek(0, io.SEEK_END)  # torchcodec's calls: seek(offset, whence), read(size)
+            source.seek(0, io.SEEK_SET)
             probe = source.read(0)
         except (OSError, ValueError) as exc:
             raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") \
                 from exc
         if isinstance(probe, str):
-            raise InvalidArgumentError("Invalid source (text-mode file object). Open the file in binary mode 'rb'.")
+            raise InvalidArgumentTypeError("Invalid source (text-mode file object). Open the file in binary mode "
+                                       "'rb'.")
         return Source(description=f"<file object {getattr(source, 'name', type(source).__name__)!s}>",
                       file=source, size_bytes=size if isinstance(size, int) else None)
-    raise InvalidArgumentError(f"Invalid source type ({type(source).__name__}). Supported sources are: "
-                               f"{_SOURCE_TYPES}.")
+    raise InvalidArgumentTypeError(f"Invalid source type ({type(source).__name__}). Supported sources are: "
+                                   f"{_SOURCE_TYPES}.")

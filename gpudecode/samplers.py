@@ -9,14 +9,14 @@ Random draws use torch's global RNG (``torch.manual_seed`` reproduces them) unle
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from gpudecode._args import as_int, as_seconds
 from gpudecode._decoder import VideoDecoder
-from gpudecode._errors import InvalidArgumentError, invalid_choice
+from gpudecode._errors import InvalidArgumentError, InvalidArgumentTypeError, invalid_choice
 from gpudecode._frame import FrameBatch
 
 __all__ = [
@@ -27,20 +27,6 @@ __all__ = [
 ]
 
 POLICIES = ("repeat_last", "wrap", "error")
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: integers >= {minimum}.")
-    if value < minimum:
-        raise InvalidArgumentError(f"Invalid {name} ({value}). Supported values are: integers >= {minimum}.")
-    return value
-
-
-def _check_seconds(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
-        raise InvalidArgumentError(f"Invalid {name} ({value!r}). Supported values are: finite numbers of seconds.")
-    return float(value)
 
 
 def _pad(values: list[Any], wanted: int, policy: str, clip: int, describe: Callable[[], str]) -> list[Any]:
@@ -65,19 +51,20 @@ def _to_clips(batch: FrameBatch, num_clips: int, per_clip: int) -> FrameBatch:
     )
 
 
-def _common(decoder: Any, num_frames_per_clip: Any, policy: Any) -> None:
+def _common(decoder: Any, num_frames_per_clip: Any, policy: Any) -> int:
+    """Check the arguments every sampler has; return ``num_frames_per_clip`` as an ``int``."""
     if not isinstance(decoder, VideoDecoder):
-        raise InvalidArgumentError(f"Invalid decoder ({type(decoder).__name__}). Supported values are: a "
-                                   "gpudecode.VideoDecoder.")
-    _check_int(num_frames_per_clip, "num_frames_per_clip", 1)
+        raise InvalidArgumentTypeError(f"Invalid decoder ({type(decoder).__name__}). Supported values are: a "
+                                       "gpudecode.VideoDecoder.")
+    per_clip = as_int(num_frames_per_clip, "num_frames_per_clip", 1)
     if policy not in POLICIES:
         raise invalid_choice("policy", policy, POLICIES)
+    return per_clip
 
 
 # -- index based -------------------------------------------------------------------------------------------
 def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
-    if isinstance(start, bool) or not isinstance(start, int):
-        raise InvalidArgumentError(f"Invalid sampling_range_start ({start!r}). Supported values are: integers.")
+    start = as_int(start, "sampling_range_start")
     s = start + n if start < 0 else start
     if not 0 <= s < n:
         raise InvalidArgumentError(f"Invalid sampling_range_start ({start}). Supported values are "
@@ -92,11 +79,10 @@ def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
                 "sampling_range_end with a policy."
             )
         return s, e
-    if isinstance(end, bool) or not isinstance(end, int):
-        raise InvalidArgumentError(f"Invalid sampling_range_end ({end!r}). Supported values are: None or integers.")
-    e = end + n if end < 0 else end
-    if e > n or e < 0:
-        raise InvalidArgumentError(f"Invalid sampling_range_end ({end}). Supported values are -{n}..{n} for a "
+    end = as_int(end, "sampling_range_end")
+    e = min(end + n if end < 0 else end, n)  # past the end: clamped, as torchcodec does
+    if e < 0:
+        raise InvalidArgumentError(f"Invalid sampling_range_end ({end}). Supported values are >= -{n} for a "
                                    f"video of {n} frames.")
     if s >= e:
         raise InvalidArgumentError(f"Invalid sampling range [{s}, {e}): it is empty. Supported ranges have "
@@ -107,9 +93,9 @@ def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
 def _index_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, num_frames_per_clip: Any,
                    num_indices_between_frames: Any, sampling_range_start: Any, sampling_range_end: Any,
                    policy: Any, generator: torch.Generator | None) -> FrameBatch:
-    _common(decoder, num_frames_per_clip, policy)
-    _check_int(num_clips, "num_clips", 1)
-    _check_int(num_indices_between_frames, "num_indices_between_frames", 1)
+    num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)
+    num_clips = as_int(num_clips, "num_clips", 1)
+    num_indices_between_frames = as_int(num_indices_between_frames, "num_indices_between_frames", 1)
     n = len(decoder)
     span = num_indices_between_frames * (num_frames_per_clip - 1) + 1
     s, e = _index_range(n, span, sampling_range_start, sampling_range_end)
@@ -186,40 +172,40 @@ def clips_at_regular_indices(
 def _time_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, seconds_between_clip_starts: Any,
                   num_frames_per_clip: Any, seconds_between_frames: Any, sampling_range_start: Any,
                   sampling_range_end: Any, policy: Any, generator: torch.Generator | None) -> FrameBatch:
-    _common(decoder, num_frames_per_clip, policy)
+    num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)
     m = decoder.metadata
     begin, end = m.begin_stream_seconds, m.end_stream_seconds
     if end is None or not m.average_fps:
         raise InvalidArgumentError("Invalid decoder for time-based sampling: its metadata has no end time or "
                                    "frame rate. Use an index-based sampler.")
     if kind == "random":
-        _check_int(num_clips, "num_clips", 1)
+        num_clips = as_int(num_clips, "num_clips", 1)
     else:
-        gap = _check_seconds(seconds_between_clip_starts, "seconds_between_clip_starts")
+        gap = as_seconds(seconds_between_clip_starts, "seconds_between_clip_starts")
         if gap <= 0:
             raise InvalidArgumentError(f"Invalid seconds_between_clip_starts ({gap}). Supported values are: "
                                        "numbers > 0.")
     if seconds_between_frames is None:
         step = 1.0 / m.average_fps
     else:
-        step = _check_seconds(seconds_between_frames, "seconds_between_frames")
+        step = as_seconds(seconds_between_frames, "seconds_between_frames")
         if step <= 0:
             raise InvalidArgumentError(f"Invalid seconds_between_frames ({step}). Supported values are: numbers "
                                        "> 0, or None for one frame duration.")
     if sampling_range_start is None:
         s = begin
     else:
-        s = _check_seconds(sampling_range_start, "sampling_range_start")
+        s = as_seconds(sampling_range_start, "sampling_range_start")
         if not begin <= s < end:
             raise InvalidArgumentError(f"Invalid sampling_range_start ({s}). Supported values are in [{begin}, "
                                        f"{end}), the times the stream plays.")
     if sampling_range_end is None:
         e = end - (num_frames_per_clip - 1) * step
     else:
-        e = _check_seconds(sampling_range_end, "sampling_range_end")
-        if not begin < e <= end:
-            raise InvalidArgumentError(f"Invalid sampling_range_end ({e}). Supported values are in ({begin}, "
-                                       f"{end}].")
+        e = as_seconds(sampling_range_end, "sampling_range_end")
+        if not begin < e:
+            raise InvalidArgumentError(f"Invalid sampling_range_end ({e}). Supported values are > {begin}, the "
+                                       "stream's start (values past its end are clamped to it).")
     if s >= e:
         raise InvalidArgumentError(
             f"Invalid sampling range [{s}, {e}): it is empty. Clips of {num_frames_per_clip} frames "

@@ -179,7 +179,7 @@ def test_policy_error_names_the_clip(decoders):
     ({"sampling_range_start": 40}, r"Invalid sampling_range_start \(40\)"),
     ({"sampling_range_start": 10, "sampling_range_end": 10}, r"Invalid sampling range \[10, 10\): it is empty"),
     ({"sampling_range_start": 10, "sampling_range_end": 5}, r"it is empty"),
-    ({"sampling_range_end": 41}, r"Invalid sampling_range_end \(41\)"),
+    ({"sampling_range_end": -41}, r"Invalid sampling_range_end \(-41\)"),
     ({"policy": "clamp"}, r"Invalid policy \('clamp'\)\. Supported values are: repeat_last, wrap, error\."),
     ({"num_clips": 1.5}, r"Invalid num_clips"),
 ])
@@ -195,7 +195,7 @@ def test_index_sampler_validation(decoders, kwargs, pattern):
     ({"sampling_range_start": float("inf")}, r"finite numbers of seconds"),
     ({"sampling_range_start": -1.0}, r"Invalid sampling_range_start \(-1.0\)"),
     ({"sampling_range_start": 5.0}, r"Invalid sampling_range_start \(5.0\)"),
-    ({"sampling_range_end": 9.0}, r"Invalid sampling_range_end \(9.0\)"),
+    ({"sampling_range_end": -1.0}, r"Invalid sampling_range_end \(-1.0\)"),
     ({"sampling_range_start": 1.0, "sampling_range_end": 0.5}, r"it is empty"),
     ({"num_frames_per_clip": 100}, r"it is empty"),
 ])
@@ -204,6 +204,29 @@ def test_time_sampler_validation(decoders, kwargs, pattern):
         samplers.clips_at_random_timestamps(decoders("h264_bframes"), **kwargs)
     with pytest.raises(InvalidArgumentError, match="seconds_between_clip_starts"):
         samplers.clips_at_regular_timestamps(decoders("h264_bframes"), seconds_between_clip_starts=0)
+
+
+def test_sampling_range_end_past_the_end_is_clamped(decoders):
+    """As torchcodec: a range end past the video's end means the end (then the policy applies)."""
+    dec = decoders("h264_bframes")
+    for fn, extra in ((samplers.clips_at_random_indices, True), (samplers.clips_at_regular_indices, False)):
+        kw = [{"generator": torch.Generator().manual_seed(3)} if extra else {} for _ in range(2)]
+        a = fn(dec, num_clips=4, num_frames_per_clip=3, sampling_range_end=10**6, **kw[0])
+        b = fn(dec, num_clips=4, num_frames_per_clip=3, sampling_range_end=len(dec), **kw[1])
+        assert torch.equal(a.pts_seconds, b.pts_seconds) and torch.equal(a.data, b.data)
+    end = dec.metadata.end_stream_seconds
+    a = samplers.clips_at_random_timestamps(dec, num_clips=4, num_frames_per_clip=2, sampling_range_end=end + 100.0,
+                                            generator=torch.Generator().manual_seed(3))
+    b = samplers.clips_at_random_timestamps(dec, num_clips=4, num_frames_per_clip=2, sampling_range_end=end,
+                                            generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.pts_seconds, b.pts_seconds)
+
+
+def test_numpy_and_tensor_integers_are_accepted(decoders):
+    dec = decoders("h264_bframes")
+    a = samplers.clips_at_regular_indices(dec, num_clips=np.int64(3), num_frames_per_clip=torch.tensor(2))
+    b = samplers.clips_at_regular_indices(dec, num_clips=3, num_frames_per_clip=2)
+    assert torch.equal(a.pts_seconds, b.pts_seconds)
 
 
 def test_not_a_decoder():
