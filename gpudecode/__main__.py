@@ -2,6 +2,11 @@
 
 gpudecode demo [--device auto|cpu|cuda]      decode the bundled sample, print metadata and frames/s
 gpudecode info FILE [--json] [--approximate]  metadata and index facts
+gpudecode frames FILE (--at I,J | --times T,U) -o DIR   write frames as PNG or .pt
+gpudecode bench FILE [--device cpu,cuda]      frames/s per device, side by side
+gpudecode --version
+
+Exit codes: 0 success, 1 gpudecode error (message on stderr), 2 bad command line.
 """
 
 from __future__ import annotations
@@ -57,8 +62,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     dec = VideoDecoder(path, device=device, seek_mode="exact")
     t_open = time.perf_counter() - t0
+    m = dec.metadata
     print(f"sample video: {path}")
-    print(dec.metadata)
+    print(f"{m.width}x{m.height}, {m.average_fps:.3g} fps, {m.duration_seconds:.2f} s, {m.num_frames} frames, "
+          f"{m.codec} ({m.pixel_format})")
+    print(m)
     print(f"requested device: {dec.device}; decoding on: {dec.decoding_device}"
           + (f" (CPU fallback: {dec.cpu_fallback.reason})" if dec.cpu_fallback else ""))
     print(f"decoder created in {t_open * 1e3:.1f} ms (exact index: {dec.index.num_frames} frames, "
@@ -113,11 +121,18 @@ def _write_png(rgb_hwc: Any, path: Any) -> None:
         f.write(data)
 
 
-def _numbers(text: str, kind: type) -> list[Any]:
+def _numbers(text: str, kind: type, option: str) -> list[Any]:
+    """A comma-separated list; a malformed one is a usage error (exit code 2)."""
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise SystemExit(f"gpudecode: error: invalid list {text!r}: {exc}") from exc
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        what = "integers" if kind is int else "numbers"
+        print(f"gpudecode: error: argument {option}: invalid list {text!r}; expected comma-separated {what}, "
+              "e.g. 0,10,20", file=sys.stderr)
+        raise SystemExit(2)
+    return values
 
 
 def cmd_frames(args: argparse.Namespace) -> int:
@@ -128,14 +143,20 @@ def cmd_frames(args: argparse.Namespace) -> int:
 
     from gpudecode import VideoDecoder
 
+    if args.at is not None:
+        _numbers(args.at, int, "--at")  # a usage error before any decoding
+    else:
+        _numbers(args.times, float, "--times")
     dec = VideoDecoder(args.file, device=_pick_device(args.device), dimension_order="NHWC",
                        seek_mode="approximate" if args.approximate else "exact")
     if args.at is not None:
-        batch = dec.get_frames_at(_numbers(args.at, int))
-        labels = [f"frame{i:06d}" for i in _numbers(args.at, int)]
+        at = _numbers(args.at, int, "--at")
+        batch = dec.get_frames_at(at)
+        labels = [f"frame{i:06d}" for i in at]
     else:
-        batch = dec.get_frames_played_at(_numbers(args.times, float))
-        labels = [f"t{t:012.6f}" for t in _numbers(args.times, float)]
+        times = _numbers(args.times, float, "--times")
+        batch = dec.get_frames_played_at(times)
+        labels = [f"t{t:012.6f}" for t in times]
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -156,10 +177,32 @@ def cmd_frames(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoProgress:
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar where tqdm is installed (the ``cli`` extra) and wanted, else nothing."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, unit="frame", desc=desc, leave=False)
+        except ImportError:
+            pass
+    return _NoProgress()
+
+
 def _bench_device(path: str, device: str, rounds: int, progress: bool) -> dict[str, Any]:
     import numpy as np
     import torch
-    from tqdm import tqdm
 
     from gpudecode import VideoDecoder, samplers
 
@@ -176,7 +219,7 @@ def _bench_device(path: str, device: str, rounds: int, progress: bool) -> dict[s
     best = None
     for _ in range(rounds):
         t0 = time.perf_counter()
-        with tqdm(total=n, unit="frame", desc=f"sequential {device}", disable=not progress, leave=False) as bar:
+        with _progress(n, f"sequential {device}", progress) as bar:
             for start in range(0, n, chunk):
                 dec.get_frames_in_range(start, min(n, start + chunk))
                 bar.update(min(chunk, n - start))
@@ -200,15 +243,27 @@ def _bench_device(path: str, device: str, rounds: int, progress: bool) -> dict[s
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Frames/s on each requested device, side by side."""
+    """Frames/s on each requested device, side by side; a device that cannot decode gets one line, not a crash."""
+    from gpudecode import GpudecodeError
+
     devices = [d.strip() for d in args.device.split(",") if d.strip()]
-    results = [_bench_device(args.file, d, args.rounds, progress=not args.json and sys.stderr.isatty())
-               for d in devices]
+    results: list[dict[str, Any]] = []
+    for d in devices:
+        try:
+            results.append(_bench_device(args.file, d, args.rounds, progress=not args.json and sys.stderr.isatty()))
+        except GpudecodeError as exc:
+            results.append({"device": d, "error": str(exc)})
+    if all("error" in r for r in results):  # nothing measured: the first error is the answer
+        print(f"gpudecode: error: {results[0]['error']}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"file": args.file, "results": results}, indent=2))
         return 0
     print(f"{'device':10} {'decoder':8} {'sequential':>12} {'random':>10} {'clips':>10}   (frames/s)")
     for r in results:
+        if "error" in r:
+            print(f"{r['device']:10} not measured: {r['error']}")
+            continue
         print(f"{r['device']:10} {r['decoding_device']:8} {r['sequential_frames_per_s']:12.0f} "
               f"{r['random_frames_per_s']:10.0f} {r['clip_sampling_frames_per_s']:10.0f}"
               + (f"   CPU fallback: {r['cpu_fallback']}" if r["cpu_fallback"] else ""))
@@ -217,7 +272,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gpudecode`` command."""
+    from gpudecode import __version__
+
     p = argparse.ArgumentParser(prog="gpudecode", description="Video decoding for PyTorch on NVDEC or the CPU.")
+    p.add_argument("--version", action="version", version=f"gpudecode {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="decode the bundled sample video and report speed")
     d.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N")

@@ -70,8 +70,43 @@ def test_demo_runs():
     (["frames", str(sample_video_path()), "--at", "1000", "-o", "/tmp/x"], 1, "Invalid frame index"),
     (["frames", str(sample_video_path()), "--at", "1"], 2, "required"),
     (["bench"], 2, "required"),
+    (["frames", str(sample_video_path()), "--at", "1,x", "-o", "/tmp/x"], 2, "argument --at: invalid list '1,x'"),
+    (["frames", str(sample_video_path()), "--times", "abc", "-o", "/tmp/x"], 2, "argument --times: invalid list"),
+    (["frames", str(sample_video_path()), "--at", ",", "-o", "/tmp/x"], 2, "invalid list"),
 ])
 def test_exit_codes(args, code, message):
     res = run(*args)
     assert res.returncode == code
     assert message in res.stderr
+
+
+def test_version():
+    import gpudecode
+
+    res = run("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"gpudecode {gpudecode.__version__}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CUDA line on a machine without a GPU")
+def test_bench_without_a_gpu_prints_cpu_results_and_one_line_for_cuda():
+    res = run("bench", str(sample_video_path()), "--device", "cpu,cuda", "--rounds", "1")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    cpu = [ln for ln in lines if ln.startswith("cpu ")]
+    cuda = [ln for ln in lines if ln.startswith("cuda ")]
+    assert len(cpu) == 1 and float(cpu[0].split()[2]) > 0  # sequential frames/s measured
+    assert len(cuda) == 1 and "not measured: Cannot return frames on cuda" in cuda[0]
+
+
+def test_demo_prints_the_essentials_first():
+    res = run("demo", "--device", "cpu")
+    first = res.stdout.splitlines()[1]
+    m = VideoDecoder(sample_video_path()).metadata
+    assert first.startswith(f"{m.width}x{m.height}, ") and " fps, " in first and m.codec in first
+
+
+def test_cpu_fallback_never_prints_empty(video, capsys):
+    dec = VideoDecoder(video("h264_bframes"))
+    assert str(dec.cpu_fallback) == "[CPU] Fallback status: No fallback required" and not dec.cpu_fallback
+    assert main(["info", str(video("h264_bframes")), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cpu_fallback"] is None
