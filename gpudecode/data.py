@@ -35,12 +35,13 @@ from typing import Any
 import torch
 
 from gpudecode import samplers as _samplers
+from gpudecode._args import as_int
 from gpudecode._decoder import VideoDecoder
 from gpudecode._errors import FrameIndexError, InvalidArgumentError
 from gpudecode._frame import FrameBatch
 from gpudecode._resilient import LostItems, ResilientLoader
 
-__all__ = ["ClipDataset", "LostItems", "ResilientLoader", "VideoEntry", "read_manifest"]
+__all__ = ["ClipDataset", "LostItems", "ResilientLoader", "VideoEntry", "collate_clips", "read_manifest"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,37 @@ def read_manifest(manifest: str | os.PathLike[str]) -> list[VideoEntry]:
     return entries
 
 
+def _resized(batch: FrameBatch, size: tuple[int, int], channels_last: bool) -> FrameBatch:
+    """The batch with every frame resized to ``size`` (bilinear, antialiased; uint8 in, uint8 out)."""
+    data = batch.data
+    lead, frame = data.shape[:-3], data.shape[-3:]
+    x = data.reshape(-1, *frame)
+    x = x.permute(0, 3, 1, 2) if channels_last else x
+    if (x.shape[-2], x.shape[-1]) != size:
+        x = torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", antialias=True,
+                                            align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+    x = x.permute(0, 2, 3, 1) if channels_last else x
+    return FrameBatch(data=x.reshape(*lead, *x.shape[1:]), pts_seconds=batch.pts_seconds,
+                      duration_seconds=batch.duration_seconds)
+
+
+def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A DataLoader ``collate_fn`` for clips of different sizes: lists where torch's default would stack.
+
+    Args:
+        items: The :class:`ClipDataset` items of one batch.
+
+    Returns:
+        ``{"frames": [tensor, ...], "pts_seconds": [tensor, ...], "index": int64 tensor}``, plus ``"label"``
+        (collated by torch's ``default_collate``) when every item has one.
+    """
+    out: dict[str, Any] = {"frames": [it["frames"] for it in items], "pts_seconds": [it["pts_seconds"] for it in items],
+                           "index": torch.tensor([it["index"] for it in items], dtype=torch.int64)}
+    if items and all("label" in it for it in items):
+        out["label"] = torch.utils.data.default_collate([it["label"] for it in items])
+    return out
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Clips sampled from a list of videos: item ``i`` holds the clips of video ``i``.
 
@@ -101,9 +133,20 @@ class ClipDataset(torch.utils.data.Dataset):
         seek_mode: Passed to :class:`~gpudecode.VideoDecoder`; ``"approximate"`` opens large collections faster.
         decoder_kwargs: Other :class:`~gpudecode.VideoDecoder` arguments (``dimension_order``, ``num_threads``...).
         max_open_decoders: Decoders kept open per process (least recently used are closed).
+        frame_size: ``(height, width)`` to resize every clip to (bilinear with antialiasing, on the frames'
+            device, before ``transform``), so that videos of different sizes batch together; ``None`` keeps each
+            video's size.
+        mixed_sizes: ``True`` when a DataLoader batches items of different sizes itself, with
+            ``collate_fn=gpudecode.data.collate_clips`` (lists instead of stacked tensors).
 
     Items are dicts: ``frames`` (the batch's data, or the transform's result), ``pts_seconds``, ``index``, and
     ``label`` when the video has one.
+
+    Raises:
+        InvalidArgumentError: (when a DataLoader fetches a batch) the batch's clips differ in shape and neither
+            ``frame_size`` nor ``mixed_sizes`` says how to batch them; torch's own collate would fail there with
+            "stack expects each tensor to be equal size" or, in workers, "Trying to resize storage that is not
+            resizable".
     """
 
     def __init__(
@@ -117,6 +160,8 @@ class ClipDataset(torch.utils.data.Dataset):
         seek_mode: str = "exact",
         decoder_kwargs: dict[str, Any] | None = None,
         max_open_decoders: int = 4,
+        frame_size: tuple[int, int] | None = None,
+        mixed_sizes: bool = False,
     ) -> None:
         if isinstance(videos, (str, os.PathLike)):
             self.entries = read_manifest(videos)
@@ -126,8 +171,14 @@ class ClipDataset(torch.utils.data.Dataset):
             raise InvalidArgumentError("Invalid videos (empty). Pass at least one video path or a manifest.")
         if not callable(sampler):
             raise InvalidArgumentError(f"Invalid sampler ({sampler!r}). Pass a function from gpudecode.samplers.")
-        if max_open_decoders < 1:
-            raise InvalidArgumentError(f"Invalid max_open_decoders ({max_open_decoders}). Supported values: >= 1.")
+        max_open_decoders = as_int(max_open_decoders, "max_open_decoders", 1)
+        if frame_size is not None:
+            if not isinstance(frame_size, (tuple, list)) or len(frame_size) != 2:
+                raise InvalidArgumentError(f"Invalid frame_size ({frame_size!r}). Supported values are: None or "
+                                           "(height, width).")
+            frame_size = (as_int(frame_size[0], "frame_size height", 1), as_int(frame_size[1], "frame_size width", 1))
+        self.frame_size = frame_size
+        self.mixed_sizes = bool(mixed_sizes)
         self.sampler = sampler
         self.sampler_kwargs = dict(sampler_kwargs or {})
         self.transform = transform
@@ -161,15 +212,35 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Sample clips from video ``index``."""
+        index = as_int(index, "index")
         if not 0 <= index < len(self.entries):
             raise FrameIndexError(f"Invalid index ({index}). The dataset has {len(self.entries)} videos; supported "
                                   f"indices are 0..{len(self.entries) - 1}.")
         batch = self.sampler(self.decoder(index), **self.sampler_kwargs)
+        if self.frame_size is not None:
+            batch = _resized(batch, self.frame_size, self.decoder_kwargs.get("dimension_order") == "NHWC")
         frames = self.transform(batch) if self.transform is not None else batch.data
         item = {"frames": frames, "pts_seconds": batch.pts_seconds, "index": index}
         if self.entries[index].label is not None:  # default_collate cannot batch None
             item["label"] = self.entries[index].label
         return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """The items of one DataLoader batch; says clearly when their clips cannot be stacked.
+
+        Raises:
+            InvalidArgumentError: The clips differ in shape, and neither ``frame_size`` nor ``mixed_sizes`` is set.
+        """
+        items = [self[i] for i in indices]
+        if not self.mixed_sizes:
+            shapes = {tuple(it["frames"].shape) for it in items if isinstance(it["frames"], torch.Tensor)}
+            if len(shapes) > 1:
+                raise InvalidArgumentError(
+                    f"Invalid batch: videos {list(indices)} give clips of different shapes {sorted(shapes)}, which "
+                    "cannot be stacked into one batch. Pass frame_size=(height, width) to ClipDataset to resize "
+                    "every clip, or mixed_sizes=True to ClipDataset and collate_fn=gpudecode.data.collate_clips to "
+                    "the DataLoader to get lists.")
+        return items
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gpudecode import FrameIndexError, InvalidArgumentError, VideoDecoder, samplers
-from gpudecode.data import ClipDataset, VideoEntry, read_manifest
+from gpudecode.data import ClipDataset, VideoEntry, collate_clips, read_manifest
 
 NAMES = ["h264_bframes", "h264_mkv", "hevc8", "vp9", "bt709"]
 
@@ -92,3 +92,43 @@ def test_torchrun_distributed_sampler(paths, tmp_path):
     r1 = json.loads((tmp_path / "rank1.json").read_text())
     assert r0["world"] == 2 and r0["total"] == r1["total"] == 6  # 5 videos padded to 6 by the sampler
     assert set(r0["indices"]) | set(r1["indices"]) == set(range(5))
+
+
+@pytest.fixture
+def mixed(video):
+    return [video("h264_bframes"), video("av1"), video("odd_size")]  # 96x64, 128x72, 65x49
+
+
+def test_mixed_sizes_give_a_clear_error_in_a_dataloader(mixed):
+    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices,
+                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    loader = torch.utils.data.DataLoader(ds, batch_size=3)
+    with pytest.raises(InvalidArgumentError, match=r"different shapes .*frame_size=\(height, width\)"):
+        next(iter(loader))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mixed_sizes_as_lists(mixed, workers):
+    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices, mixed_sizes=True,
+                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_clips)
+    batch = next(iter(loader))
+    assert batch["index"].tolist() == [0, 1, 2]
+    for k, p in enumerate(mixed):
+        ref = samplers.clips_at_regular_indices(VideoDecoder(p), num_clips=1, num_frames_per_clip=2)
+        assert torch.equal(batch["frames"][k], ref.data) and torch.equal(batch["pts_seconds"][k], ref.pts_seconds)
+
+
+@pytest.mark.parametrize("order", ["NCHW", "NHWC"])
+def test_mixed_sizes_resized(mixed, order):
+    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices, frame_size=(40, 60),
+                     decoder_kwargs={"dimension_order": order},
+                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)))
+    assert batch["frames"].shape == ((3, 1, 2, 3, 40, 60) if order == "NCHW" else (3, 1, 2, 40, 60, 3))
+    ref = samplers.clips_at_regular_indices(VideoDecoder(mixed[1]), num_clips=1, num_frames_per_clip=2).data.float()
+    want = torch.nn.functional.interpolate(ref.reshape(-1, 3, 72, 128), size=(40, 60), mode="bilinear",
+                                           antialias=True).round().clamp(0, 255).to(torch.uint8)
+    got = batch["frames"][1].reshape(-1, 3, 40, 60) if order == "NCHW" else \
+        batch["frames"][1].reshape(-1, 40, 60, 3).permute(0, 3, 1, 2)
+    assert torch.equal(got, want)
