@@ -270,3 +270,9 @@ def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
         return
     assert len(dec) == 1
     assert np.array_equal(dec[0].permute(1, 2, 0).numpy(), img)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/clip.mp4", "https://example.invalid/v.mkv", "rtsp://cam/1"])
+def test_urls_get_a_clear_error(url):
+    with pytest.raises(InvalidArgumentError, match=r"URLs are not supported\. Download the file first"):
+        VideoDecoder(url)
