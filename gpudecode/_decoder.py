@@ -410,7 +410,9 @@ class VideoDecoder:
                 num_frames = round(duration_header * fps_header)
             else:
                 raise MediaError("The header gives neither a frame count nor a duration and frame rate, so "
-                                 "approximate mode cannot index it. Use seek_mode='exact'.")
+                                 "approximate mode cannot index it. Use seek_mode='exact' if the packets carry "
+                                 "timestamps. Raw H.264/HEVC elementary streams (.h264/.265 files) have neither and "
+                                 "are not supported yet: mux the stream into MP4 or MKV with timestamps first.")
             if not fps_header:
                 raise MediaError("The header gives no frame rate, so approximate mode cannot place frames. "
                                  "Use seek_mode='exact'.")

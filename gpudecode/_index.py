@@ -161,8 +161,10 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
         ts = pkt.pts if pkt.pts is not None else pkt.dts
         if ts is None:
             raise MediaError(
-                "The video stream's packets carry no timestamps, so an exact index cannot be built. "
-                "Use seek_mode='approximate'."
+                "The video stream's packets carry no timestamps, so an exact index cannot be built. Use "
+                "seek_mode='approximate' if the header gives a frame count or a duration. Raw H.264/HEVC "
+                "elementary streams (.h264/.265 files) have neither and are not supported yet: mux the stream "
+                "into MP4 or MKV with timestamps first."
             )
         pts_list.append(ts)
         dur_list.append(pkt.duration or 0)
