@@ -34,6 +34,19 @@ def _decode_every_way(path: str, mode: str) -> None:
         dec.get_frames_at(list(range(len(dec))))
 
 
+def _dataloader_workers(paths: list[str]) -> None:
+    """Forked DataLoader workers inherit the guarded allocator: clips decoded there end at guard pages too."""
+    import torch
+
+    from gpudecode.data import ClipDataset, collate_clips
+
+    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices, mixed_sizes=True,
+                     sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2})
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork",
+                                         collate_fn=collate_clips)
+    assert sum(len(b["frames"]) for b in loader) == len(paths)
+
+
 def main(paths: list[str]) -> None:
     for path in paths:
         print("start", Path(path).name, flush=True)
@@ -41,6 +54,8 @@ def main(paths: list[str]) -> None:
             _decode_every_way(path, mode)
             guard.check_sentinels()
         print("ok", Path(path).name, flush=True)
+    print("start dataloader workers", flush=True)
+    _dataloader_workers(paths[:6])
     assert guard.allocations > 0, "no output tensor went through the guard allocator"
     print("guarded allocations", guard.allocations, flush=True)
 

@@ -82,7 +82,8 @@ def test_nchw_output_is_the_same_pixels(size_clip):
 
 
 def test_no_write_outside_the_output_tensor(size_clip, video):
-    """Decode every clip by every access path with output tensors that end at a PROT_NONE page (child process).
+    """Decode every clip by every access path with output tensors that end at a PROT_NONE page (child process),
+    then a few of them in forked DataLoader workers (which inherit the guarded allocator).
 
     Before the fix (swscale writing FFmpeg-sized vector blocks into tightly packed tensors) the child died with
     SIGSEGV on the first clip whose width is not a multiple of 16 (``h264_200x112``, frame 0).
