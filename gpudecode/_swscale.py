@@ -139,7 +139,8 @@ class DirectConverter:
         into ``out``. Either way nothing outside ``out`` is written.
 
         Returns:
-            ``False`` when swscale cannot convert this frame (unknown pixel format); ``out`` is then untouched.
+            ``False`` when swscale cannot convert this frame (an unknown pixel format, or swscale failed); ``out``'s
+            contents are then unspecified and the caller converts another way.
 
         Raises:
             ValueError: ``out`` does not have the frame's shape or is not uint8.
