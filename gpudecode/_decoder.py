@@ -93,8 +93,9 @@ class VideoDecoder:
             ``torch.uint8`` CPU tensor), or a seekable binary file object (read on demand).
         stream_index: The video stream to decode; ``None`` picks the best video stream.
         dimension_order: ``"NCHW"`` (default) or ``"NHWC"`` for the returned frames.
-        num_threads: CPU decoding threads. ``None`` (default) lets FFmpeg choose (cores + 1 frame threads) and
-            decodes independent keyframe runs of one request on up to one thread per core; ``1`` uses a single
+        num_threads: CPU decoding threads. ``None`` (default) lets FFmpeg choose (the CPUs this process may use,
+            + 1 frame threads) and decodes independent keyframe runs of one request on up to one thread per such
+            CPU (the affinity mask, so a pinned DataLoader worker does not oversubscribe); ``1`` uses a single
             thread; ``N`` uses ``N`` frame threads and up to ``N`` parallel runs.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``; frames land there.
         seek_mode: ``"exact"`` scans the stream once (no decoding) into an exact frame index; ``"approximate"``
@@ -231,7 +232,7 @@ class VideoDecoder:
         if self._metadata.num_frames <= 0:
             raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
         self._num_threads_arg = num_threads
-        self._num_threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        self._num_threads = num_threads if num_threads is not None else usable_cpus()
         self._workers: list[Planner] = []
         self._pool: ThreadPoolExecutor | None = None
 
@@ -924,6 +925,14 @@ class VideoDecoder:
 
 # Objects inherited across a fork: kept referenced so their finalizers never run in the child.
 _FORK_ORPHANS: list[Any] = []
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a pinned DataLoader worker has), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 def _single(batch: FrameBatch) -> Frame:

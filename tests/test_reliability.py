@@ -224,3 +224,17 @@ def test_dataloader_fork_workers_share_nothing(video):
                                          multiprocessing_context="fork", shuffle=False)
     got = torch.cat(list(loader))
     assert torch.equal(got, ref)
+
+
+def test_default_threads_follow_the_affinity_mask(video):
+    """A process pinned to one CPU (a pinned DataLoader worker) decodes with one thread, not the machine's count."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+            "from gpudecode import VideoDecoder; from gpudecode._decoder import usable_cpus; "
+            f"d = VideoDecoder({str(video('h264_bframes'))!r}); "
+            "print(usable_cpus(), d._num_threads, len(d.get_frames_at([0, 39, 20])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "3"]
