@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import av
@@ -72,6 +73,24 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
     return _decodable(stream)
 
 
+# Raw elementary streams (.h264/.265 files): FFmpeg's demuxers give their packets no timestamps at all.
+RAW_FORMATS = frozenset({"h264", "hevc"})
+
+
+def is_raw_stream(container: Any) -> bool:
+    """Whether ``container`` is a raw H.264/HEVC elementary stream (packets without timestamps)."""
+    return getattr(container.format, "name", "") in RAW_FORMATS
+
+
+def raw_frame_duration(stream: Any) -> int:
+    """One frame's duration in the stream's time base for a raw elementary stream.
+
+    From the frame rate FFmpeg assumes: the stream's own timing information, else its raw demuxers' 25 fps.
+    """
+    rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+    return max(1, round(1 / (Fraction(rate) * Fraction(stream.time_base))))
+
+
 def codec_name(cc: Any) -> str:
     """FFmpeg's canonical codec name of a codec context (``av1``, not the decoder's ``libdav1d``)."""
     return getattr(cc.codec, "canonical_name", None) or cc.name
@@ -105,6 +124,7 @@ class PyAVDemuxer:
         self.container = container if container is not None else open_container(source)
         self.stream = self.container.streams[stream_index]
         discard_other_streams(self.container, stream_index)
+        self.raw = is_raw_stream(self.container)  # no timestamps to seek by: every seek restarts
 
     def _packets(self) -> Iterator[Any]:
         for pkt in self.container.demux(self.stream):
@@ -113,7 +133,12 @@ class PyAVDemuxer:
             yield pkt
 
     def seek(self, pts: int) -> Iterator[Any]:
-        """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there."""
+        """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there.
+
+        A raw elementary stream has no timestamps to seek by: it restarts from its first packet.
+        """
+        if self.raw:
+            return self.restart()
         try:
             self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
         except (av.error.FFmpegError, OSError) as exc:

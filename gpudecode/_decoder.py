@@ -29,7 +29,7 @@ from gpudecode._color import (
     tag_name,
 )
 from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
-from gpudecode._device import CpuFallbackStatus, parse_device, select_backend
+from gpudecode._device import CpuFallbackStatus, parse_device, select_backend, select_raw_stream_backend
 from gpudecode._errors import (
     DecodeError,
     FrameIndexError,
@@ -240,8 +240,13 @@ class VideoDecoder:
         """Create the demuxer, the backend and the planner over an open container."""
         demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
         self._demuxer = demuxer
-        self._backend, self._fallback = select_backend(self._device, demuxer.stream, self._num_threads_arg,
-                                                       self._bit_depth, self._color)
+        if demuxer.raw:
+            assert self._index is not None  # approximate mode refuses raw streams: their header counts nothing
+            self._backend, self._fallback = select_raw_stream_backend(
+                self._device, demuxer.stream, self._num_threads_arg, int(self._index.duration[0]))
+        else:
+            self._backend, self._fallback = select_backend(self._device, demuxer.stream, self._num_threads_arg,
+                                                           self._bit_depth, self._color)
         approx_key_of = approx_key_ts = None
         if self._index is None:
             approx_key_of, approx_key_ts = self._approx_key_locator(demuxer)
@@ -411,9 +416,8 @@ class VideoDecoder:
                 num_frames = round(duration_header * fps_header)
             else:
                 raise MediaError("The header gives neither a frame count nor a duration and frame rate, so "
-                                 "approximate mode cannot index it. Use seek_mode='exact' if the packets carry "
-                                 "timestamps. Raw H.264/HEVC elementary streams (.h264/.265 files) have neither and "
-                                 "are not supported yet: mux the stream into MP4 or MKV with timestamps first.")
+                                 "approximate mode cannot index it. Use seek_mode='exact' (one scan of the packets; "
+                                 "raw H.264/HEVC elementary streams such as .h264/.265 files open that way).")
             if not fps_header:
                 raise MediaError("The header gives no frame rate, so approximate mode cannot place frames. "
                                  "Use seek_mode='exact'.")
@@ -659,7 +663,8 @@ class VideoDecoder:
             self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
 
     def _parallel_ok(self) -> bool:
-        return (self.decoding_device == "cpu" and self._num_threads > 1 and self._source.file is None)
+        return (self.decoding_device == "cpu" and self._num_threads > 1 and self._source.file is None
+                and not self._demuxer.raw)
 
     def _worker_planners(self, count: int) -> list[Planner]:
         """Planners with their own container and single-threaded decoder, for decoding runs in parallel."""

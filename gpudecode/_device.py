@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from gpudecode._backends._cpu import CpuBackend
+from gpudecode._backends._sequenced import SequencedFrames
 from gpudecode._color import ColorSpec
 from gpudecode._errors import CudaUnavailableError, InvalidDeviceError
 
-__all__ = ["CpuFallbackStatus", "FallbackReason", "parse_device", "select_backend"]
+__all__ = ["CpuFallbackStatus", "FallbackReason", "parse_device", "select_backend", "select_raw_stream_backend"]
 
 logger = logging.getLogger("gpudecode")
 _warned: set[str] = set()
@@ -120,6 +121,15 @@ def select_backend(
         return backend, CpuFallbackStatus(backend="CUDA")
     except NvdecUnavailable as exc:
         reason = str(exc)
+    return _cpu_for_cuda(device, CpuBackend(stream, num_threads), reason)
+
+
+def _cpu_for_cuda(device: torch.device, backend: Any, reason: str) -> tuple[Any, CpuFallbackStatus]:
+    """Frames for ``device`` decoded by ``backend`` on the CPU (then moved), with the reason; said once.
+
+    Raises:
+        CudaUnavailableError: torch cannot put CPU frames on ``device`` either.
+    """
     if not _torch_cuda_ok() or device.index is None or device.index >= torch.cuda.device_count():
         raise CudaUnavailableError(
             f"Cannot return frames on {device}: NVDEC is unavailable ({reason}) and torch has no such CUDA "
@@ -127,4 +137,18 @@ def select_backend(
             "'gpu' extra on a machine with an NVIDIA GPU."
         )
     warn_once(reason)
-    return CpuBackend(stream, num_threads), CpuFallbackStatus(reason, backend="CUDA")
+    return backend, CpuFallbackStatus(reason, backend="CUDA")
+
+
+def select_raw_stream_backend(device: torch.device, stream: Any, num_threads: int | None,
+                              frame_duration: int) -> tuple[Any, CpuFallbackStatus]:
+    """The backend for a raw H.264/HEVC elementary stream: FFmpeg on the CPU, numbering the frames it outputs.
+
+    Raises:
+        CudaUnavailableError: A CUDA device was requested and torch cannot put frames there.
+    """
+    backend = SequencedFrames(CpuBackend(stream, num_threads), frame_duration)
+    if device.type == "cpu":
+        return backend, CpuFallbackStatus()
+    return _cpu_for_cuda(device, backend, "a raw H.264/HEVC elementary stream has no timestamps for NVDEC's "
+                                          "decoder to carry; FFmpeg decodes it on the CPU")

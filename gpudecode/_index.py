@@ -23,7 +23,7 @@ from typing import Any
 import av
 import numpy as np
 
-from gpudecode._container import discard_other_streams
+from gpudecode._container import discard_other_streams, is_raw_stream, raw_frame_duration
 from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
 
@@ -141,11 +141,19 @@ def _from_packets(
 
 
 def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
-    """Demux every packet of ``stream`` once (no decoding); return pts, duration, key, discard arrays."""
+    """Demux every packet of ``stream`` once (no decoding); return pts, duration, key, discard arrays.
+
+    A raw H.264/HEVC elementary stream has no timestamps: packet ``k`` (one picture each) gets ``k`` frame durations
+    (the duration FFmpeg's parser derives from the SPS timing), the timestamps FFmpeg's CLI gives its frames, and
+    only the first packet is a place to start decoding (the decoder numbers the pictures it outputs from there, see
+    ``_backends._sequenced``).
+    """
     pts_list: list[int] = []
     dur_list: list[int] = []
     key_list: list[bool] = []
     disc_list: list[bool] = []
+    raw = is_raw_stream(container)
+    raw_dur = 0
     discard_other_streams(container, stream.index)  # the container then serves this stream alone anyway
     demux = container.demux(stream)
     while True:
@@ -159,16 +167,17 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
         if pkt.size == 0 or pkt.stream_index != stream.index:
             continue
         ts = pkt.pts if pkt.pts is not None else pkt.dts
-        if ts is None:
+        if ts is None and raw:
+            raw_dur = raw_dur or pkt.duration or raw_frame_duration(stream)  # the parser's, from the SPS timing
+            ts = len(pts_list) * raw_dur
+        elif ts is None:
             raise MediaError(
                 "The video stream's packets carry no timestamps, so an exact index cannot be built. Use "
-                "seek_mode='approximate' if the header gives a frame count or a duration. Raw H.264/HEVC "
-                "elementary streams (.h264/.265 files) have neither and are not supported yet: mux the stream "
-                "into MP4 or MKV with timestamps first."
+                "seek_mode='approximate' if the header gives a frame count or a duration."
             )
         pts_list.append(ts)
-        dur_list.append(pkt.duration or 0)
-        key_list.append(pkt.is_keyframe)
+        dur_list.append(raw_dur if raw else (pkt.duration or 0))
+        key_list.append(len(pts_list) == 1 if raw else pkt.is_keyframe)
         disc_list.append(pkt.is_discard)
     return (
         np.array(pts_list, dtype=np.int64),

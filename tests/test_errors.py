@@ -276,25 +276,3 @@ def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
 def test_urls_get_a_clear_error(url):
     with pytest.raises(InvalidArgumentError, match=r"URLs are not supported\. Download the file first"):
         VideoDecoder(url)
-
-
-@pytest.mark.parametrize(("codec", "ext"), [("libx264", "h264"), ("libx265", "hevc")])
-def test_raw_elementary_streams_get_one_consistent_answer(tmp_path, codec, ext):
-    """Both modes refuse a raw .h264/.265 stream with the same advice (not each pointing at the other mode)."""
-    path = tmp_path / f"raw.{ext}"
-    c = av.open(str(path), "w", format=ext)
-    s = c.add_stream(codec, rate=25)
-    s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-    if codec == "libx265":
-        s.options = {"x265-params": "log-level=none"}
-    for i in range(5):
-        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 40, np.uint8), "rgb24").reformat(format="yuv420p")
-        f.pts = i
-        for pkt in s.encode(f):
-            c.mux(pkt)
-    for pkt in s.encode():
-        c.mux(pkt)
-    c.close()
-    for mode in ("exact", "approximate"):
-        with pytest.raises(MediaError, match=r"Raw H\.264/HEVC elementary streams .* not supported yet: mux"):
-            VideoDecoder(path, seek_mode=mode)
