@@ -40,6 +40,7 @@ from gpudecode._errors import (
 )
 from gpudecode._frame import Frame, FrameBatch
 from gpudecode._index import FrameIndex, build_exact_index, load_index_file, save_index_file, source_key
+from gpudecode._memory import new_frames
 from gpudecode._metadata import VideoStreamMetadata
 from gpudecode._mp4 import Mp4Info, read_mp4_info
 from gpudecode._planner import Planner, PlanStats
@@ -600,7 +601,7 @@ class VideoDecoder:
                 n_out: int, labels: np.ndarray) -> FrameBatch:
         """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
         m = self._metadata
-        out = torch.empty((n_out, m.coded_height, m.coded_width, 3), dtype=torch.uint8, device=self._device)
+        out = new_frames((n_out, m.coded_height, m.coded_width, 3), self._device)
         out_np = out.numpy() if out.device.type == "cpu" else None
         pts_out = np.zeros(n_out, dtype=np.int64)
         dur_out = np.zeros(n_out, dtype=np.int64)

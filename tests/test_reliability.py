@@ -238,3 +238,36 @@ def test_default_threads_follow_the_affinity_mask(video):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", "3"]
+
+
+def _anon_huge_kb(ptr: int) -> int:
+    """AnonHugePages of the mapping that holds ``ptr`` (/proc/self/smaps)."""
+    from pathlib import Path
+
+    lines = Path("/proc/self/smaps").read_text().splitlines()
+    inside = False
+    for line in lines:
+        head = line.split()[0]
+        if "-" in head and all(c in "0123456789abcdef-" for c in head):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= ptr < hi
+        elif inside and line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_large_cpu_outputs_are_backed_by_huge_pages():
+    """Where the kernel offers transparent huge pages on request, a large frame batch gets them (fewer faults)."""
+    from pathlib import Path
+
+    from gpudecode._memory import new_frames
+
+    mode = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not mode.exists() or "[never]" in mode.read_text():
+        pytest.skip("this kernel offers no transparent huge pages")
+    out = new_frames((4, 1080, 1920, 3), torch.device("cpu"))  # 25 MB, as a decode call allocates it
+    out.fill_(7)  # first touch
+    first_whole_huge_page = (out.data_ptr() + (2 << 20) - 1) & ~((2 << 20) - 1)
+    assert _anon_huge_kb(first_whole_huge_page) >= 16 * 1024  # madvise split the mapping there
+    small = new_frames((1, 64, 96, 3), torch.device("cpu"))
+    assert small.shape == (1, 64, 96, 3) and small.dtype == torch.uint8
