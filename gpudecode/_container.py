@@ -10,7 +10,7 @@ from typing import Any
 
 import av
 
-from gpudecode._errors import InvalidArgumentError, MediaError
+from gpudecode._errors import InvalidArgumentError, MediaError, ffmpeg_reason
 from gpudecode._source import Source
 
 __all__ = ["PyAVDemuxer", "codec_name", "discard_other_streams", "open_container", "pick_stream"]
@@ -31,7 +31,7 @@ def open_container(source: Source) -> Any:
         if hasattr(target, "close") and source.path is None and source.file is None:
             target.close()
         raise MediaError(
-            f"Could not open {source.description} as media: {exc}. Pass a video file FFmpeg can read "
+            f"Could not open {source.description} as media: {ffmpeg_reason(exc)}. Pass a video file FFmpeg can read "
             "(MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...)."
         ) from exc
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "DecodeError",
+    "ffmpeg_reason",
     "InvalidArgumentTypeError",
     "InvalidDeviceError",
     "TimeOutOfRangeError",
@@ -79,6 +80,16 @@ class CudaUnavailableError(GpudecodeError, RuntimeError):
 
 class WorkerCrashError(GpudecodeError, RuntimeError):
     """Data-loading workers kept crashing: more lost batches than allowed, or deaths without progress."""
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """What an FFmpeg (PyAV) error says, without its error number or the file name PyAV repeats.
+
+    ``[Errno 1094995529] Invalid data found when processing input: '<none>'`` becomes
+    ``Invalid data found when processing input``; other exceptions are returned as ``str(exc)``.
+    """
+    text = getattr(exc, "strerror", None)
+    return str(text) if text else str(exc)
 
 
 def invalid_choice(name: str, value: object, allowed: Iterable[object]) -> InvalidArgumentError:

@@ -114,9 +114,9 @@ def test_no_overflow_or_ffmpeg_errno_reaches_the_user(dec):
         dec.get_frame_at(2**70)
     with pytest.raises(FrameIndexError, match="Invalid frame index"):
         dec[-(2**70)]
-    with pytest.raises(MediaError) as info:
+    with pytest.raises(MediaError, match="Invalid data found when processing input") as info:
         VideoDecoder(b"not a video" * 50)
-    assert not isinstance(info.value, OverflowError)
+    assert "Errno" not in str(info.value)
 
 
 # -- 3. range semantics ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from gpudecode._container import codec_name
-from gpudecode._errors import DecodeError
+from gpudecode._errors import DecodeError, ffmpeg_reason
 from gpudecode._swscale import direct_converter
 
 __all__ = ["CpuBackend"]
@@ -66,7 +66,7 @@ class CpuBackend:
         except av.error.EOFError:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"FFmpeg could not decode a packet (pts {packet.pts}): {exc}") from exc
+            raise DecodeError(f"FFmpeg could not decode a packet (pts {packet.pts}): {ffmpeg_reason(exc)}") from exc
 
     def flush(self) -> Sequence[Any]:
         """Drain the decoder."""
@@ -78,7 +78,7 @@ class CpuBackend:
         except av.error.EOFError:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"FFmpeg failed while draining the decoder: {exc}") from exc
+            raise DecodeError(f"FFmpeg failed while draining the decoder: {ffmpeg_reason(exc)}") from exc
 
     def convert_into(self, frame: Any, out: np.ndarray) -> None:
         """Convert the frame into ``out`` (``(H, W, 3)`` uint8, any strides); nothing outside ``out`` is written.
@@ -112,4 +112,5 @@ class CpuBackend:
                                              interpolation=Interpolation.BICUBIC)
             return rgb.to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: {exc}") from exc
+            raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: "
+                              f"{ffmpeg_reason(exc)}") from exc
