@@ -177,3 +177,41 @@ def test_kernel_reads_and_writes_stay_inside_the_surface_and_output():
     code = _GUARDED_KERNEL_CHILD.format(tests=tests, sizes=sizes)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "ok", f"child exited {r.returncode}: {r.stderr[-2000:]}"
+
+
+# Coefficients written out from the standards (8-bit code values; RGB 0..255), not derived from gpudecode's code:
+# R = a*(Y-16) + b*(V-128); G = a*(Y-16) - c*(U-128) - d*(V-128); B = a*(Y-16) + e*(U-128) for limited range
+# (a = 255/219), and the JFIF/BT.601 full-range set with a = 1 and no Y offset.
+STANDARD_COEFFICIENTS = {
+    ("bt601", False): (1.164383, 1.596027, 0.391762, 0.812968, 2.017232),
+    ("bt709", False): (1.164383, 1.792741, 0.213249, 0.532909, 2.112402),
+    ("bt2020", False): (1.164383, 1.678674, 0.187326, 0.650424, 2.141772),
+    ("bt601", True): (1.0, 1.402, 0.344136, 0.714136, 1.772),
+}
+
+# 100% colour bars in 8-bit limited-range code values (ITU-R BT.601 and BT.709 tables): (Y, Cb, Cr) -> RGB
+BARS = {
+    "bt601": {(210, 16, 146): (255, 255, 0), (170, 166, 16): (0, 255, 255), (145, 54, 34): (0, 255, 0),
+              (106, 202, 222): (255, 0, 255), (81, 90, 240): (255, 0, 0), (41, 240, 110): (0, 0, 255)},
+    "bt709": {(219, 16, 138): (255, 255, 0), (188, 154, 16): (0, 255, 255), (173, 42, 26): (0, 255, 0),
+              (78, 214, 230): (255, 0, 255), (63, 102, 240): (255, 0, 0), (32, 240, 118): (0, 0, 255)},
+}
+
+
+@pytest.mark.parametrize(("matrix", "full"), sorted(STANDARD_COEFFICIENTS))
+def test_matrix_equals_the_standards_coefficients(matrix, full):
+    a, b, c, d, e = STANDARD_COEFFICIENTS[(matrix, full)]
+    y0 = 0.0 if full else 16.0
+    want = np.array([[a, 0.0, b, -(a * y0 + b * 128)],
+                     [a, -c, -d, -(a * y0 - (c + d) * 128)],
+                     [a, e, 0.0, -(a * y0 + e * 128)]])
+    got = yuv_to_rgb_matrix(ColorSpec(matrix, full, 8))
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+@pytest.mark.parametrize("matrix", sorted(BARS))
+def test_saturated_colour_bars(matrix):
+    m = yuv_to_rgb_matrix(ColorSpec(matrix, False, 8))
+    for (y, u, v), rgb in BARS[matrix].items():
+        got = np.clip(m @ [y, u, v, 1], 0, 255)
+        assert np.abs(got - rgb).max() <= 3, ((y, u, v), got, rgb)  # the tables' code values are rounded
