@@ -7,6 +7,7 @@ from gpudecode import samplers
 from gpudecode._decoder import VideoDecoder
 from gpudecode._device import CpuFallbackStatus, FallbackReason
 from gpudecode._errors import (
+    AllocationError,
     CudaUnavailableError,
     DecodeError,
     FrameIndexError,
@@ -24,6 +25,7 @@ from gpudecode._sample import sample_video_path
 __version__ = "0.1.0"
 
 __all__ = [
+    "AllocationError",
     "CudaUnavailableError",
     "DecodeError",
     "CpuFallbackStatus",

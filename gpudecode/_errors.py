@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "AllocationError",
     "DecodeError",
     "ffmpeg_reason",
     "InvalidArgumentTypeError",
@@ -68,6 +69,14 @@ class MediaError(GpudecodeError, ValueError, RuntimeError):
 
 class SourceNotFoundError(GpudecodeError, FileNotFoundError, RuntimeError):
     """A source path does not exist. Also a ``RuntimeError``, as torchcodec raises there."""
+
+
+class AllocationError(GpudecodeError, MemoryError, RuntimeError):
+    """The frames asked for do not fit in memory.
+
+    For example every frame of a stream whose header claims millions of frames. Also a ``RuntimeError``, as torch
+    raises when an allocation fails.
+    """
 
 
 class DecodeError(GpudecodeError, RuntimeError):

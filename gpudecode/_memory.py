@@ -9,9 +9,12 @@ default), asking for them on the batch's memory before it is written backs it wi
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 
 import torch
+
+from gpudecode._errors import AllocationError
 
 __all__ = ["new_frames"]
 
@@ -40,8 +43,19 @@ def new_frames(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
     ``madvise(MADV_HUGEPAGE)`` only changes how the kernel backs the untouched pages (the whole 2 MiB pages inside
     the tensor); it reads and writes nothing, and a refusal (no THP support) is ignored.
+
+    Raises:
+        AllocationError: The CPU cannot allocate that much memory.
     """
-    out = torch.empty(shape, dtype=torch.uint8, device=device)
+    try:
+        out = torch.empty(shape, dtype=torch.uint8, device=device)
+    except RuntimeError as exc:
+        if device.type != "cpu":
+            raise
+        n, h, w = shape[0], shape[1], shape[2]
+        raise AllocationError(
+            f"Cannot allocate {math.prod(shape) / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer frames at "
+            "a time (the stream may also claim more frames or a larger size than it has).") from exc
     nbytes = out.numel()
     if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _MIN_BYTES:
         start = out.data_ptr()

@@ -276,3 +276,16 @@ def test_image_files_are_one_frame_videos_or_clear_errors(tmp_path):
 def test_urls_get_a_clear_error(url):
     with pytest.raises(InvalidArgumentError, match=r"URLs are not supported\. Download the file first"):
         VideoDecoder(url)
+
+
+def test_an_allocation_that_cannot_succeed_is_a_clear_error():
+    """Found by the fuzzer (seed 32, ``flip@12450+4096,dup@12337+4096``): every frame of a damaged stream whose
+    header claims a huge frame count asked torch for 961 GB and leaked torch's RuntimeError."""
+    import torch
+
+    from gpudecode import AllocationError
+    from gpudecode._memory import new_frames
+
+    with pytest.raises(AllocationError, match=r"Cannot allocate 6220\.8 GB for 1000000 frames of 1920x1080") as info:
+        new_frames((1_000_000, 1080, 1920, 3), torch.device("cpu"))
+    assert isinstance(info.value, MemoryError) and isinstance(info.value, RuntimeError)
