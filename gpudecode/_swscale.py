@@ -121,14 +121,13 @@ class DirectConverter:
 
     def _scratch_rows(self, width: int, height: int) -> np.ndarray:
         """An ``(H, linesize)`` view of the scratch frame, laid out as ``av_frame_get_buffer`` lays out RGB24."""
+        linesize = ffmpeg_linesize(width)
         if self._scratch is None or self._scratch_shape != (width, height):
-            linesize = ffmpeg_linesize(width)
             rows = -(-height // _PAD_ROWS) * _PAD_ROWS
             raw = np.empty(linesize * rows + _PAD_BYTES + _ALIGN, dtype=np.uint8)
             skip = -raw.ctypes.data % _ALIGN
             self._scratch = raw[skip: skip + linesize * rows + _PAD_BYTES]
             self._scratch_shape = (width, height)
-        linesize = ffmpeg_linesize(width)
         return self._scratch[: linesize * height].reshape(height, linesize)
 
     def convert_into(self, frame: Any, out: np.ndarray) -> bool:

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from media import SPECS, make_audio_only, make_video
+from sizes import SIZE_SPECS
 
 
 def _cuda_ok() -> bool:
@@ -38,11 +39,11 @@ _made: dict[str, Path] = {}
 
 @pytest.fixture(scope="session")
 def video(media_dir):
-    """video(name) -> path of the fixture video, generated once per session."""
+    """video(name) -> path of the fixture video (media.SPECS or sizes.SIZE_SPECS), generated once per session."""
 
     def get(name: str) -> Path:
         if name not in _made:
-            spec = SPECS[name]
+            spec = SPECS[name] if name in SPECS else SIZE_SPECS[name]
             ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
             _made[name] = make_video(spec, media_dir / f"{name}.{ext}")
         return _made[name]

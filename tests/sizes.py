@@ -78,5 +78,3 @@ SIZE_SPECS = {s.name: s for s in [
     *[_mpeg4(s) for s in ("426x240", "854x480", "333x250", "200x112", "1x1")],
     *[_mpeg2(s) for s in ("121x80", "854x480", "333x250", "1x1")],
 ]}
-
-EXT = {"matroska": "mkv", "webm": "webm", "mp4": "mp4"}

@@ -14,26 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import make_video
 from oracle import cli_rgb_frames
-from sizes import EXT, SIZE_SPECS
+from sizes import SIZE_SPECS
 
 from gpudecode import VideoDecoder, samplers
 
 NAMES = sorted(SIZE_SPECS)
-
-
-@pytest.fixture(scope="session")
-def size_clip(media_dir):
-    made: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in made:
-            spec = SIZE_SPECS[name]
-            made[name] = make_video(spec, media_dir / f"size_{name}.{EXT[spec.container]}")
-        return made[name]
-
-    return get
 
 
 def _assert_same(name: str, got: np.ndarray, ref: np.ndarray, indices: list[int]) -> None:
@@ -48,8 +34,8 @@ def _assert_same(name: str, got: np.ndarray, ref: np.ndarray, indices: list[int]
 
 @pytest.mark.parametrize("mode", ["exact", "approximate"])
 @pytest.mark.parametrize("name", NAMES)
-def test_every_access_path_is_bit_exact_with_the_cli(size_clip, name, mode):
-    path = str(size_clip(name))
+def test_every_access_path_is_bit_exact_with_the_cli(video, name, mode):
+    path = str(video(name))
     ref = cli_rgb_frames(path)
     n = len(ref)
     spec = SIZE_SPECS[name]
@@ -74,21 +60,21 @@ def test_every_access_path_is_bit_exact_with_the_cli(size_clip, name, mode):
         _assert_same(name, dec.get_frames_at(list(range(n))).data.numpy(), ref, list(range(n)))
 
 
-def test_nchw_output_is_the_same_pixels(size_clip):
-    path = str(size_clip("h264_854x480"))
+def test_nchw_output_is_the_same_pixels(video):
+    path = str(video("h264_854x480"))
     ref = cli_rgb_frames(path)
     got = VideoDecoder(path).get_frames_in_range(0, len(ref)).data.permute(0, 2, 3, 1).numpy()
     _assert_same("h264_854x480", got, ref, list(range(len(ref))))
 
 
-def test_no_write_outside_the_output_tensor(size_clip, video):
+def test_no_write_outside_the_output_tensor(video):
     """Decode every clip by every access path with output tensors that end at a PROT_NONE page (child process),
     then a few of them in forked DataLoader workers (which inherit the guarded allocator).
 
     Before the fix (swscale writing FFmpeg-sized vector blocks into tightly packed tensors) the child died with
     SIGSEGV on the first clip whose width is not a multiple of 16 (``h264_200x112``, frame 0).
     """
-    paths = [str(size_clip(n)) for n in NAMES]
+    paths = [str(video(n)) for n in NAMES]
     paths += [str(video(n)) for n in ("rotated90", "editlist", "hevc10", "full_range", "odd_size", "mpeg4_avi")]
     child = Path(__file__).parent / "guarded_decode.py"
     r = subprocess.run([sys.executable, str(child), *paths], capture_output=True, text=True, timeout=600)
