@@ -12,6 +12,7 @@ import av
 
 from gpudecode._errors import InvalidArgumentError, MediaError, ffmpeg_reason
 from gpudecode._source import Source
+from gpudecode._timeline import PacketTimeline
 
 __all__ = ["PyAVDemuxer", "codec_name", "discard_other_streams", "open_container", "pick_stream"]
 
@@ -116,21 +117,26 @@ def _decodable(stream: Any) -> Any:
 
 
 class PyAVDemuxer:
-    """Reads packets of one stream of a PyAV container, with seeking by presentation timestamp."""
+    """Reads packets of one stream of a PyAV container, with seeking by presentation timestamp.
 
-    def __init__(self, source: Source, stream_index: int, container: Any | None = None) -> None:
+    With a ``timeline`` (streams whose timestamps repeat or step back, see ``_timeline``), packets come stamped
+    with their decode-timeline value as pts, and :meth:`seek` takes a keyframe's timeline value.
+    """
+
+    def __init__(self, source: Source, stream_index: int, container: Any | None = None,
+                 timeline: PacketTimeline | None = None) -> None:
         self._source = source
         self._stream_index = stream_index
+        self._timeline = timeline
         self.container = container if container is not None else open_container(source)
         self.stream = self.container.streams[stream_index]
         discard_other_streams(self.container, stream_index)
         self.raw = is_raw_stream(self.container)  # no timestamps to seek by: every seek restarts
 
     def _packets(self) -> Iterator[Any]:
-        for pkt in self.container.demux(self.stream):
-            if pkt.size == 0 or pkt.stream_index != self._stream_index:
-                continue
-            yield pkt
+        packets = (pkt for pkt in self.container.demux(self.stream)
+                   if pkt.size != 0 and pkt.stream_index == self._stream_index)
+        return packets if self._timeline is None else self._timeline.stamp(packets)
 
     def seek(self, pts: int) -> Iterator[Any]:
         """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there.
@@ -139,6 +145,8 @@ class PyAVDemuxer:
         """
         if self.raw:
             return self.restart()
+        if self._timeline is not None:
+            pts = self._timeline.seek_pts.get(pts, pts)
         try:
             self.container.seek(int(pts), stream=self.stream, backward=True, any_frame=False)
         except (av.error.FFmpegError, OSError) as exc:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import logging
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -39,7 +39,8 @@ from gpudecode._errors import (
     invalid_choice,
 )
 from gpudecode._frame import Frame, FrameBatch
-from gpudecode._index import FrameIndex, build_exact_index, load_index_file, save_index_file, source_key
+from gpudecode._index import FrameIndex, build_exact_index
+from gpudecode._index_file import load_index_file, save_index_file, source_key
 from gpudecode._memory import new_frames
 from gpudecode._metadata import VideoStreamMetadata
 from gpudecode._mp4 import Mp4Info, read_mp4_info
@@ -227,6 +228,7 @@ class VideoDecoder:
         self._bit_depth = _bit_depth(pix_fmt)
         self._color: ColorSpec = color_spec(facts["colorspace"], facts["color_range"], pix_fmt, self._bit_depth)
         self._index = index
+        self._timeline = index.packet_timeline() if index is not None else None
         if self._mp4 is not None:
             self._mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
         self._metadata = self._build_metadata(facts)
@@ -239,7 +241,7 @@ class VideoDecoder:
 
     def _open_with(self, container: Any) -> None:
         """Create the demuxer, the backend and the planner over an open container."""
-        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container)
+        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container, timeline=self._timeline)
         self._demuxer = demuxer
         if demuxer.raw:
             assert self._index is not None  # approximate mode refuses raw streams: their header counts nothing
@@ -255,7 +257,7 @@ class VideoDecoder:
         self._planner = Planner(
             demuxer=demuxer,
             backend=self._backend,
-            key_pts=self._index.key_pts if self._index is not None else None,
+            key_pts=self._index.decode_key_pts if self._index is not None else None,
             approx_key_of=approx_key_of,
             approx_key_ts=approx_key_ts,
             nominal_duration=nominal,
@@ -572,12 +574,6 @@ class VideoDecoder:
         tb = self._time_base
         return pts.astype(np.float64) * tb.numerator / tb.denominator
 
-    @functools.cached_property
-    def _index_pts_seconds(self) -> np.ndarray:
-        """Every frame's pts in seconds (exact mode), for the time-based calls; computed on first use."""
-        assert self._index is not None
-        return self._pts_seconds(self._index.pts)
-
     def _check_times(self, t: np.ndarray, name: str) -> None:
         m = self._metadata
         begin, end = m.begin_stream_seconds, m.end_stream_seconds
@@ -600,6 +596,16 @@ class VideoDecoder:
     def _decode(self, unique_targets: np.ndarray, start_keys: np.ndarray | None, positions: list[np.ndarray],
                 n_out: int, labels: np.ndarray) -> FrameBatch:
         """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
+        return self._assemble(lambda emit: self._run_planned(unique_targets, start_keys, emit), positions, n_out,
+                              labels)
+
+    def _assemble(self, run: Callable[[Callable[..., None]], list[int]], positions: list[np.ndarray], n_out: int,
+                  labels: np.ndarray) -> FrameBatch:
+        """Allocate the output batch, let ``run(emit)`` decode into it, then rotate and order its dimensions.
+
+        ``run`` calls ``emit(j, frame, pts, duration)`` for output ``j`` (written at each of ``positions[j]``) and
+        returns the outputs it could not produce.
+        """
         m = self._metadata
         out = new_frames((n_out, m.coded_height, m.coded_width, 3), self._device)
         out_np = out.numpy() if out.device.type == "cpu" else None
@@ -637,7 +643,7 @@ class VideoDecoder:
                 self._after_fork()
             self._ensure_open()
             self._planner.stats = PlanStats()
-            missing = self._run_planned(unique_targets, start_keys, emit)
+            missing = run(emit)
         if missing:
             lost = [int(labels[j]) for j in missing[:10]]
             raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
@@ -672,7 +678,7 @@ class VideoDecoder:
         from gpudecode._backends._cpu import CpuBackend
 
         while len(self._workers) < count:
-            demuxer = PyAVDemuxer(self._source, self._stream_index)
+            demuxer = PyAVDemuxer(self._source, self._stream_index, timeline=self._timeline)
             backend = CpuBackend(demuxer.stream, 1)
             p = self._planner
             key_of, key_ts = self._approx_key_locator(demuxer) if p.approx_key_of is not None else (None, None)
@@ -727,7 +733,7 @@ class VideoDecoder:
         uniq, inverse = np.unique(idx, return_inverse=True)
         positions = _positions(inverse, uniq.shape[0])
         if self._index is not None:
-            batch = self._decode(self._index.pts[uniq], self._index.start_key[uniq], positions, idx.shape[0],
+            batch = self._decode(self._index.decode_pts[uniq], self._index.start_key[uniq], positions, idx.shape[0],
                                  uniq)
             # Report the index's pts/durations (the decoder's match them; the index also covers durations
             # the decoder leaves unset).
@@ -741,9 +747,7 @@ class VideoDecoder:
         if t.shape[0] == 0:
             return self._empty_batch()
         if self._index is not None:
-            pts_s = self._index_pts_seconds
-            idx = np.searchsorted(pts_s, t, side="right") - 1
-            return self._frames_at_indices(np.maximum(idx, 0))
+            return self._frames_at_indices(self._index.frames_played_at(t))
         ts = self._seconds_to_ts(t)
         uniq, inverse = np.unique(ts, return_inverse=True)
         return self._decode(uniq, None, _positions(inverse, uniq.shape[0]), t.shape[0], uniq)
@@ -772,14 +776,16 @@ class VideoDecoder:
             parts = [None if v is None else as_int(v, "slice bound") for v in (key.start, key.stop, key.step)]
             if parts[2] == 0:
                 raise InvalidArgumentError("Invalid slice step (0). Supported values are: non-zero integers.")
-            return self._frames_at_indices(np.arange(*slice(*parts).indices(len(self)), dtype=np.int64)).data
+            lo, hi, step = slice(*parts).indices(len(self))
+            return self._frames_in_range(lo, hi, step).data
         return self.get_frame_at(key).data
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         """Iterate over every frame's data in presentation order, as ``decoder[i]`` gives it (decoded in chunks)."""
         n = len(self)
+        owner = object()
         for start in range(0, n, 32):
-            yield from self._frames_at_indices(np.arange(start, min(n, start + 32), dtype=np.int64)).data
+            yield from self._frames_in_range(start, min(n, start + 32), 1, owner).data
 
     def get_frame_at(self, index: int) -> Frame:
         """Return frame ``index`` (presentation order; negative counts from the end).
@@ -820,7 +826,26 @@ class VideoDecoder:
         if hi < lo:
             raise InvalidArgumentError(f"Invalid range: stop ({stop_i}) is before start ({start_i}) in a video of "
                                        f"{n} frames. Supported ranges have start <= stop.")
-        return self._frames_at_indices(np.arange(lo, hi, step_i, dtype=np.int64))
+        return self._frames_in_range(lo, hi, step_i)
+
+    def _frames_in_range(self, lo: int, hi: int, step: int, owner: object | None = None) -> FrameBatch:
+        """Frames ``lo, lo + step, ...`` before ``hi``.
+
+        Approximate mode with ``step > 0`` takes decoder outputs in a row from frame ``lo``'s nominal time, so each
+        frame comes once even where timestamps step back; ``owner`` (an iterator's token) continues its own
+        previous sequence when nothing else decoded in between.
+        """
+        if self._index is not None or step < 0 or hi <= lo:
+            return self._frames_at_indices(np.arange(lo, hi, step, dtype=np.int64))
+        count = len(range(lo, hi, step))
+        target = int(self._approx_targets(np.array([lo]))[0])
+        positions = [np.array([j]) for j in range(count)]
+
+        def run(emit: Callable[..., None]) -> list[int]:
+            done = self._planner.run_sequence(target, count, step, emit, owner)
+            return list(range(done, count))
+
+        return self._assemble(run, positions, count, np.arange(lo, hi, step))
 
     def get_frame_played_at(self, seconds: float) -> Frame:
         """Return the frame shown at time ``seconds`` (its ``[pts, pts + duration)`` contains it).
@@ -874,10 +899,7 @@ class VideoDecoder:
         if t0 == t1:
             return self._empty_batch()
         if self._index is not None:
-            pts_s = self._index_pts_seconds
-            i0 = int(np.searchsorted(pts_s, t0, side="right")) - 1
-            i1 = int(np.searchsorted(pts_s, t1, side="left"))
-            return self._frames_at_indices(np.arange(max(i0, 0), i1, dtype=np.int64))
+            return self._frames_at_indices(self._index.frames_played_in(t0, t1))
         fps = float(self._fps_header or 1)
         i0 = math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9)
         i1 = math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9)
@@ -955,9 +977,7 @@ def _cache_entry(cache_dir: str, key: str, stream_index: int | None) -> Path:
 def _with_key(idx: FrameIndex, key: str, facts: dict[str, Any] | None = None) -> FrameIndex:
     if idx.source_key == key and (facts is None or idx.facts == facts):
         return idx
-    return FrameIndex(time_base=idx.time_base, pts=idx.pts, duration=idx.duration, is_key=idx.is_key,
-                      key_pts=idx.key_pts, start_key=idx.start_key, source_key=key,
-                      stream_index=idx.stream_index, method=idx.method, facts=facts or idx.facts)
+    return dataclasses.replace(idx, source_key=key, facts=facts or idx.facts)
 
 
 def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:

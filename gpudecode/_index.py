@@ -8,16 +8,10 @@ instead of demuxing every packet. ``approximate`` indexes trust the header (fram
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import av
@@ -26,12 +20,11 @@ import numpy as np
 from gpudecode._container import discard_other_streams, is_raw_stream, raw_frame_duration
 from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
+from gpudecode._timeline import PacketTimeline, played_at, presentation_ranks, segments_of
 
-__all__ = ["FrameIndex", "build_exact_index", "load_index_file", "save_index_file", "INDEX_FORMAT_VERSION"]
+__all__ = ["FrameIndex", "build_exact_index"]
 
 logger = logging.getLogger("gpudecode")
-
-INDEX_FORMAT_VERSION = 2  # 2: a BLAKE2b digest of the whole file closes it
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +44,13 @@ class FrameIndex:
         method: How it was built: ``"mp4-tables"`` or ``"packet-scan"`` (``"file"`` when loaded).
         facts: The stream facts (codec parameters, header values) the decoder derived its metadata from, when
             known; a decoder served from the index cache uses them instead of opening the file up front.
+        plan_pts: ``None`` when ``pts`` identify the frames and ascend. Otherwise (timestamps that repeat or
+            step back, see ``_timeline``) each frame's value on the private decode timeline the planner uses.
+        plan_key_pts: With ``plan_pts``: the keyframes' decode-timeline values, decode order.
+        packet_pos: With ``plan_pts``: the byte position of every packet (discarded ones included) in
+            presentation order; packet ``packet_pos[r]`` has timeline value ``r * plan_step``.
+        plan_step: With ``plan_pts``: the timeline's step between consecutive packets.
+        segment_starts: With ``plan_pts``: the first frame of each segment (see ``_timeline``).
     """
 
     time_base: Fraction
@@ -63,6 +63,11 @@ class FrameIndex:
     stream_index: int
     method: str = "packet-scan"
     facts: dict[str, Any] | None = None
+    plan_pts: np.ndarray | None = None
+    plan_key_pts: np.ndarray | None = None
+    packet_pos: np.ndarray | None = None
+    plan_step: int = 1
+    segment_starts: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -82,49 +87,92 @@ class FrameIndex:
         """End of the last frame: the largest ``pts + duration``."""
         return int(np.max(self.pts + self.duration))
 
+    @property
+    def decode_pts(self) -> np.ndarray:
+        """What the planner targets for each frame: ``plan_pts`` where timestamps do not identify frames."""
+        return self.pts if self.plan_pts is None else self.plan_pts
+
+    @property
+    def decode_key_pts(self) -> np.ndarray:
+        """The planner's keyframe timestamps (ascending), on the same timeline as :attr:`decode_pts`."""
+        return self.key_pts if self.plan_key_pts is None else self.plan_key_pts
+
+    def packet_timeline(self) -> PacketTimeline | None:
+        """How the demuxer stamps packets for the planner; ``None`` when their own pts serve."""
+        if self.plan_key_pts is None or self.packet_pos is None:
+            return None
+        return PacketTimeline.build(self.packet_pos, self.plan_step, self.plan_key_pts, self.key_pts)
+
+    def frames_played_at(self, seconds: np.ndarray) -> np.ndarray:
+        """Index of the frame shown at each time (see ``_timeline.played_at``), ``seconds`` in seconds."""
+        num, den = self.time_base.numerator, self.time_base.denominator
+        pts = self.pts.astype(np.float64) * num / den
+        end = (self.pts + self.duration).astype(np.float64) * num / den
+        return played_at(pts, end, segments_of(self.segment_starts, self.num_frames), seconds)
+
+    def frames_played_in(self, start_seconds: float, stop_seconds: float) -> np.ndarray:
+        """Indices (ascending) of the frames shown during ``[start_seconds, stop_seconds)``, a non-empty range.
+
+        The frame shown at ``start_seconds``, then every frame starting after it and before ``stop_seconds``.
+        """
+        num, den = self.time_base.numerator, self.time_base.denominator
+        pts = self.pts.astype(np.float64) * num / den
+        first = int(self.frames_played_at(np.array([start_seconds]))[0])
+        if self.segment_starts is None:
+            return np.arange(first, int(np.searchsorted(pts, stop_seconds, side="left")), dtype=np.int64)
+        later = np.flatnonzero((pts > start_seconds) & (pts < stop_seconds))
+        return np.union1d(later, [first]).astype(np.int64)
+
 
 def _from_packets(
     pkt_pts: np.ndarray,
     pkt_dur: np.ndarray,
     pkt_key: np.ndarray,
     pkt_discard: np.ndarray,
+    pkt_pos: np.ndarray,
     time_base: Fraction,
     source_key: str,
     stream_index: int,
     method: str,
 ) -> FrameIndex:
-    """Assemble an index from per-packet arrays in decode order."""
+    """Assemble an index from per-packet arrays in decode order (see ``_timeline`` for the frame order)."""
     n = pkt_pts.shape[0]
     decode_pos = np.arange(n, dtype=np.int64)
     keep = ~pkt_discard
-    order = np.argsort(pkt_pts[keep], kind="stable")
+    if not keep.any():
+        raise MediaError("The video stream has no decodable frames (every packet is empty or discarded).")
+    rank, segment = presentation_ranks(pkt_pts, pkt_key)
+    order = np.argsort(rank[keep])
     pts = pkt_pts[keep][order]
     frame_pos = decode_pos[keep][order]
-    dur = pkt_dur[keep][order].copy()
-    if pts.shape[0] == 0:
-        raise MediaError("The video stream has no decodable frames (every packet is empty or discarded).")
-    gaps = np.diff(pts)
-    missing = dur <= 0
-    if missing.any():
-        nominal = int(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 1
-        fill = np.append(gaps, nominal)
-        fill = np.where(fill > 0, fill, nominal)
-        dur = np.where(missing, fill, dur)
+    dur = _filled_durations(pts, pkt_dur[keep][order])
+    plan = pkt_pts
+    timeline: dict[str, Any] = {}
+    by_pts = int(segment[-1]) == 0 and np.unique(pkt_pts).shape[0] == n
+    positions_known = (pkt_pos >= 0).all() and np.unique(pkt_pos).shape[0] == n
+    if not by_pts and not positions_known:
+        logger.warning("gpudecode: the stream's timestamps repeat or step back and its packets have no byte "
+                       "positions to tell them apart; frames with equal timestamps may be confused")
+    elif not by_pts:
+        step = max(1, int(np.median(dur)))
+        plan = rank * step
+        seg = segment[keep][order]
+        timeline = {
+            "plan_pts": plan[frame_pos],
+            "plan_key_pts": plan[pkt_key],
+            "packet_pos": pkt_pos[np.argsort(rank)],
+            "plan_step": step,
+            "segment_starts": np.flatnonzero(np.diff(seg, prepend=-1) != 0).astype(np.int64),
+        }
     key_positions = decode_pos[pkt_key]
-    key_pts = pkt_pts[pkt_key]
     if key_positions.shape[0] == 0 or key_positions[0] != 0:
         # Streams that do not start with a keyframe: decoding can only start at the first packet.
         key_positions = np.concatenate([[0], key_positions])
-        key_pts = np.concatenate([[pkt_pts[0]], key_pts])
-    # The last keyframe at or before the frame's packet in decode order ...
-    start = np.searchsorted(key_positions, frame_pos, side="right") - 1
-    # ... stepping back over keyframes shown after the frame (leading pictures of an open GOP).
-    for _ in range(8):
-        later = (start > 0) & (key_pts[np.maximum(start, 0)] > pts)
-        if not later.any():
-            break
-        start = np.where(later, start - 1, start)
-    start = np.maximum(start, 0)
+        pkt_key = pkt_key.copy()
+        pkt_key[0] = True
+        if timeline:
+            timeline["plan_key_pts"] = plan[pkt_key]
+    start = _start_keys(key_positions, plan[pkt_key], frame_pos, plan[frame_pos])
     is_key = np.zeros(pts.shape[0], dtype=bool)
     is_key[np.isin(frame_pos, key_positions)] = True
     return FrameIndex(
@@ -132,16 +180,44 @@ def _from_packets(
         pts=np.ascontiguousarray(pts, dtype=np.int64),
         duration=np.ascontiguousarray(dur, dtype=np.int64),
         is_key=is_key,
-        key_pts=np.ascontiguousarray(key_pts, dtype=np.int64),
+        key_pts=np.ascontiguousarray(pkt_pts[pkt_key], dtype=np.int64),
         start_key=np.ascontiguousarray(start, dtype=np.int64),
         source_key=source_key,
         stream_index=stream_index,
         method=method,
+        **timeline,
     )
 
 
+def _filled_durations(pts: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Frame durations, with missing (zero) ones taken from the gap to the next frame or the median gap."""
+    dur = dur.copy()
+    missing = dur <= 0
+    if missing.any():
+        gaps = np.diff(pts)
+        nominal = int(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 1
+        fill = np.append(gaps, nominal)
+        fill = np.where(fill > 0, fill, nominal)
+        dur = np.where(missing, fill, dur)
+    return dur
+
+
+def _start_keys(key_positions: np.ndarray, key_plan: np.ndarray, frame_pos: np.ndarray,
+                frame_plan: np.ndarray) -> np.ndarray:
+    """For each frame, the position in the keyframe list of the keyframe decoding must start from."""
+    # The last keyframe at or before the frame's packet in decode order ...
+    start = np.searchsorted(key_positions, frame_pos, side="right") - 1
+    # ... stepping back over keyframes shown after the frame (leading pictures of an open GOP).
+    for _ in range(8):
+        later = (start > 0) & (key_plan[np.maximum(start, 0)] > frame_plan)
+        if not later.any():
+            break
+        start = np.where(later, start - 1, start)
+    return np.maximum(start, 0)
+
+
 def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
-    """Demux every packet of ``stream`` once (no decoding); return pts, duration, key, discard arrays.
+    """Demux every packet of ``stream`` once (no decoding); return pts, duration, key, discard, position arrays.
 
     A raw H.264/HEVC elementary stream has no timestamps: packet ``k`` (one picture each) gets ``k`` frame durations
     (the duration FFmpeg's parser derives from the SPS timing), the timestamps FFmpeg's CLI gives its frames, and
@@ -152,6 +228,7 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     dur_list: list[int] = []
     key_list: list[bool] = []
     disc_list: list[bool] = []
+    pos_list: list[int] = []
     raw = is_raw_stream(container)
     raw_dur = 0
     discard_other_streams(container, stream.index)  # the container then serves this stream alone anyway
@@ -179,11 +256,13 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
         dur_list.append(raw_dur if raw else (pkt.duration or 0))
         key_list.append(len(pts_list) == 1 if raw else pkt.is_keyframe)
         disc_list.append(pkt.is_discard)
+        pos_list.append(-1 if pkt.pos is None else pkt.pos)
     return (
         np.array(pts_list, dtype=np.int64),
         np.array(dur_list, dtype=np.int64),
         np.array(key_list, dtype=bool),
         np.array(disc_list, dtype=bool),
+        np.array(pos_list, dtype=np.int64),
     )
 
 
@@ -215,10 +294,12 @@ def _from_mp4_tables(
         return None  # FFmpeg's edit-list handling added or removed entries: the tables no longer map 1:1.
     dts = np.empty(n, dtype=np.int64)
     flags = np.empty(n, dtype=np.int64)
+    start = np.empty(n, dtype=np.int64)
     end = np.empty(n, dtype=np.int64)
     for i, e in enumerate(entries):
         dts[i] = e.timestamp
         flags[i] = e.flags
+        start[i] = e.pos
         end[i] = e.pos + e.size
     deltas = _expand(track.stts, n)
     if deltas is None or (n > 1 and not np.array_equal(np.diff(dts), deltas[:-1])):
@@ -238,10 +319,10 @@ def _from_mp4_tables(
         intact = end <= size_bytes
         if not intact.all():
             cut = int(np.argmin(intact))
-            pts, deltas, key, discard = pts[:cut], deltas[:cut], key[:cut], discard[:cut]
+            pts, deltas, key, discard, start = pts[:cut], deltas[:cut], key[:cut], discard[:cut], start[:cut]
             if cut == 0:
                 return None
-    return pts, deltas.astype(np.int64), key, discard
+    return pts, deltas.astype(np.int64), key, discard, start
 
 
 def _check_against_demux(container: Any, stream: Any, pts: np.ndarray, count: int = 6) -> bool:
@@ -285,136 +366,3 @@ def build_exact_index(
     if arrays[0].shape[0] == 0:
         raise MediaError("The video stream has no packets: there is nothing to decode.")
     return _from_packets(*arrays, time_base, source_key, stream.index, "packet-scan")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Persistence
-
-
-def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
-    """Content key of a source for the index cache.
-
-    For non-fragmented MP4/MOV files the key digests the whole ``moov`` box (every timestamp, flag and size the
-    index is built from lives there) and the file size (truncation changes which samples exist). For any other
-    file it digests the whole content. A changed file therefore never maps to a stale index.
-    """
-    h = hashlib.blake2b(digest_size=20)
-    h.update(f"gpudecode-index-v{INDEX_FORMAT_VERSION};size={size_bytes};".encode())
-    if mp4 is not None and not mp4.fragmented:
-        h.update(b"moov:" + mp4.moov_digest(reader).encode())
-        return h.hexdigest()
-    reader.seek(0, io.SEEK_SET)
-    while True:
-        chunk = reader.read(1 << 20)
-        if not chunk:
-            break
-        h.update(chunk)
-    return h.hexdigest()
-
-
-_MAGIC = b"GPUDECODE-INDEX\n"
-_DIGEST_BYTES = 32
-_ARRAYS = (("pts", "<i8"), ("duration", "<i8"), ("is_key", "|b1"), ("key_pts", "<i8"), ("start_key", "<i8"))
-
-
-def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
-    """Write ``index`` to ``path`` atomically.
-
-    Format: a magic line, a little-endian uint32 header length, a JSON header (metadata and array lengths), the
-    raw little-endian arrays, then a 32-byte BLAKE2b digest of everything before it (a damaged file must not give
-    wrong frames). No pickles; loading is one ``read()`` and zero-copy views.
-    """
-    arrays = {name: np.ascontiguousarray(getattr(index, name), dtype=dt) for name, dt in _ARRAYS}
-    meta = {
-        "format_version": INDEX_FORMAT_VERSION,
-        "time_base": [index.time_base.numerator, index.time_base.denominator],
-        "source_key": index.source_key,
-        "stream_index": index.stream_index,
-        "method": index.method,
-        "facts": index.facts,
-        "lengths": {k: int(v.shape[0]) for k, v in arrays.items()},
-    }
-    header = json.dumps(meta).encode()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".gdidx")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
-            for part in (_MAGIC + len(header).to_bytes(4, "little") + header,
-                         *(arrays[name].tobytes() for name, _ in _ARRAYS)):
-                f.write(part)
-                digest.update(part)
-            f.write(digest.digest())
-        os.chmod(tmp, 0o644)  # cache folders are often shared between users and jobs
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
-    """Read an index written by :func:`save_index_file`.
-
-    Raises:
-        MediaError: The file is not a gpudecode index, has another format version, or is inconsistent.
-        FileNotFoundError: ``path`` does not exist.
-    """
-    where = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        if not data.startswith(_MAGIC):
-            raise ValueError("not a gpudecode index file")
-        pos = len(_MAGIC)
-        hlen = int.from_bytes(data[pos: pos + 4], "little")
-        meta = json.loads(data[pos + 4: pos + 4 + hlen].decode())
-        if not isinstance(meta, dict):
-            raise ValueError("no header")
-        if meta.get("format_version") != INDEX_FORMAT_VERSION:
-            raise MediaError(
-                f"Invalid index file {where!r} (format version {meta.get('format_version')}). "
-                f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
-            )
-        body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-        if len(data) < pos + 4 + hlen + _DIGEST_BYTES or \
-                hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest:
-            raise ValueError("damaged (its digest does not match its contents)")
-        pos += 4 + hlen
-        arrays = {}
-        for name, dt in _ARRAYS:
-            count = int(meta["lengths"][name])
-            size = count * np.dtype(dt).itemsize
-            if count < 0 or pos + size > len(body):
-                raise ValueError("truncated")
-            arrays[name] = np.frombuffer(body, dtype=dt, count=count, offset=pos)
-            pos += size
-        n = arrays["pts"].shape[0]
-        n_keys = arrays["key_pts"].shape[0]
-        tb_num, tb_den = (int(x) for x in meta["time_base"])
-        if not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0]) \
-                or n == 0 or n_keys == 0 or tb_num <= 0 or tb_den <= 0 \
-                or (arrays["start_key"] < 0).any() or (arrays["start_key"] >= n_keys).any():
-            raise ValueError("inconsistent arrays")
-        stream_index = int(meta["stream_index"])
-        source = str(meta["source_key"])
-        facts = meta.get("facts")
-        if facts is not None and not isinstance(facts, dict):
-            raise ValueError("bad stream facts")
-    except MediaError:
-        raise
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MediaError(f"Invalid index file {where!r}: {exc}. Pass a file written by save_index().") from exc
-    return FrameIndex(
-        time_base=Fraction(tb_num, tb_den),
-        pts=arrays["pts"].astype(np.int64, copy=False),
-        duration=arrays["duration"].astype(np.int64, copy=False),
-        is_key=arrays["is_key"].astype(bool, copy=False),
-        key_pts=arrays["key_pts"].astype(np.int64, copy=False),
-        start_key=arrays["start_key"].astype(np.int64, copy=False),
-        source_key=source,
-        stream_index=stream_index,
-        method="file",
-        facts=facts,
-    )

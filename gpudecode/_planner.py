@@ -94,6 +94,8 @@ class _Position:
     last_end: int | None = None
     at_start: bool = False
     skipped: set[int] = field(default_factory=set)  # pts of packets left undecoded since the last seek
+    outputs: Iterator[Any] | None = None  # a sequence's decoder outputs still to be taken (see run_sequence)
+    sequence_owner: object | None = None  # who may continue that sequence
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Planner:
 
     def invalidate(self) -> None:
         """Forget the decode position (the next request seeks); release the suspended packet iterator."""
+        _close(self._pos.outputs)
         _close(self._pos.packets)
         self._pos = _Position()
 
@@ -144,8 +147,9 @@ class Planner:
         """Common part of every seek: drop the packet iterator, the decoder state and what was skipped."""
         pos = self._pos
         self.stats.seeks += 1
+        _close(pos.outputs)
         _close(pos.packets)
-        pos.packets = None
+        pos.packets = pos.outputs = None
         self.backend.reset()
         pos.last_pts = pos.last_end = None
         pos.skipped = set()
@@ -223,6 +227,8 @@ class Planner:
         exact = start_keys is not None
         n = int(targets.shape[0])
         missing: list[int] = []
+        if self._pos.outputs is not None:  # a sequence holds frames taken from the decoder: start afresh
+            self.invalidate()
         wanted = self._wanted_fn(targets, exact)
         pos = self._pos
         j = 0
@@ -308,6 +314,87 @@ class Planner:
                 pos.packets = None
                 pos.last_pts = pos.last_end = None
         return missing
+
+    def run_sequence(self, target: int, count: int, step: int, emit: Callable[[int, Any, int, int], None],
+                     owner: object | None = None) -> int:
+        """Approximate mode: emit ``count`` decoder outputs in a row, every ``step``-th.
+
+        The first is the frame shown at ``target``; or, when ``owner`` ran the previous sequence and nothing
+        decoded since, the output right after that sequence's last (iteration in chunks). Frames are taken in
+        the order the decoder outputs them, so a stream whose timestamps step back (segments joined without
+        re-encoding) still gives each frame once. ``emit`` is called as in :meth:`run`.
+
+        Outputs past the end of the stream (a header that over-counts) repeat its last frame.
+
+        Returns:
+            How many were emitted: ``count``, or 0 when the decoder output nothing at all.
+        """
+        pos = self._pos
+        if owner is None or pos.outputs is None or pos.sequence_owner is not owner:
+            self._seek(self._need_key(target, None), target)
+            pos.outputs = self._outputs(target)
+        pos.sequence_owner = owner
+        outputs = pos.outputs
+        assert outputs is not None
+        j = k = 0
+        f = last = None
+        while j < count:
+            f = next(outputs, None)
+            if f is None:
+                break
+            last = f
+            if k % step == 0:
+                self.stats.frames_converted += 1
+                emit(j, f, int(f.pts), int(f.duration or self.nominal_duration))
+                j += 1
+            k += 1
+        while last is not None and j < count:
+            emit(j, last, int(last.pts), int(last.duration or self.nominal_duration))
+            j += 1
+        return j
+
+    def _outputs(self, target: int) -> Iterator[Any]:
+        """Decoder outputs from the frame shown at ``target`` on, to the end of the stream (seeking as needed)."""
+        pos = self._pos
+        for attempt in range(5):
+            first = not pos.at_start
+            for f in self._decoded(pos):
+                if first and f.pts > target and attempt < 4:
+                    break  # the seek landed after the target: seek again from further back
+                first = False
+                if f.pts + (f.duration or self.nominal_duration) > target:
+                    yield f
+                    target = -(1 << 62)  # found: take every later output
+            else:
+                return
+            running, pos.outputs = pos.outputs, None  # a seek closes pos.outputs: not this running generator
+            self._seek(self._need_key(target, None), target, 4 ** (attempt + 1))
+            pos.outputs = running
+
+    def _decoded(self, pos: _Position) -> Iterator[Any]:
+        """Every frame the backend returns for the packets from ``pos`` on, then the drained ones."""
+        assert pos.packets is not None
+        for pkt in _safe(pos.packets):
+            self.stats.packets_fed += 1
+            try:
+                frames = self.backend.decode(pkt, True)
+            except DecodeError as exc:
+                logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
+                frames = ()
+            for f in frames:
+                self.stats.frames_decoded += 1
+                if f.pts is not None:
+                    pos.last_pts = f.pts
+                    yield f
+        try:
+            frames = self.backend.flush()
+        except DecodeError as exc:
+            logger.warning("gpudecode: decoder failed while draining: %s", exc)
+            frames = ()
+        for f in frames:
+            self.stats.frames_decoded += 1
+            if f.pts is not None:
+                yield f
 
     def _wanted_fn(self, targets: np.ndarray, exact: bool) -> Callable[[Any], bool]:
         """Whether a packet may carry a frame this call or a later forward call wants.

@@ -260,7 +260,7 @@ def test_damaged_index_files_are_refused_never_misread(video, tmp_path):
 def test_consistent_but_impossible_index_is_refused(video, tmp_path):
     from dataclasses import replace
 
-    from gpudecode._index import save_index_file
+    from gpudecode._index_file import save_index_file
 
     dec = VideoDecoder(video("h264_bframes"))
     bad = replace(dec.index, start_key=np.full_like(dec.index.start_key, -3))
@@ -273,7 +273,7 @@ def test_cache_entry_with_unusable_facts_is_rebuilt(video, tmp_path, monkeypatch
     """A cache entry whose digest is fine but whose stream facts lack a field is ignored, not a KeyError."""
     from dataclasses import replace
 
-    from gpudecode._index import load_index_file, save_index_file
+    from gpudecode._index_file import load_index_file, save_index_file
 
     monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
     path = video("h264_bframes")
