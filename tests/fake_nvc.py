@@ -12,44 +12,58 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import json
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 
-
-class cudaVideoCodec(enum.Enum):
-    H264 = 4
-    HEVC = 8
-    VP9 = 10
-    AV1 = 11
-    MPEG4 = 3
-    MPEG2 = 1
-    MPEG1 = 0
-    VP8 = 9
-    VC1 = 2
+# The API surface comes from the real PyNvVideoCodec 2.2.4 (``nvc_api_2.2.4.json``, written by ``nvc_api.py`` from
+# the compiled module loaded against a stub libcuda; ``test_nvc_conformance`` checks it against the installed one).
+REAL_API = json.loads((Path(__file__).parent / "nvc_api_2.2.4.json").read_text())
+cudaVideoCodec = enum.Enum("cudaVideoCodec", REAL_API["enums"]["cudaVideoCodec"])
+cudaVideoChromaFormat = enum.Enum("cudaVideoChromaFormat", REAL_API["enums"]["cudaVideoChromaFormat"])
+OutputColorType = enum.Enum("OutputColorType", REAL_API["enums"]["OutputColorType"])
+Pixel_Format = enum.Enum("Pixel_Format", REAL_API["enums"]["Pixel_Format"])
+CAPS_KEYS = [k for k, n in REAL_API["binary_strings"].items() if n > 0]
 
 
-class cudaVideoChromaFormat(enum.Enum):
-    YUV420 = 1
+class PyNvVCException(Exception):
+    pass
 
 
-class OutputColorType(enum.Enum):
-    NATIVE = 0
-    RGB = 1
+class PyNvVCExceptionUnsupported(Exception):
+    pass
 
 
 FFMPEG_NAMES = {"H264": "h264", "HEVC": "hevc", "VP9": "vp9", "AV1": "libdav1d", "MPEG4": "mpeg4",
-                "MPEG2": "mpeg2video", "VP8": "vp8"}
+                "MPEG2": "mpeg2video", "VP8": "vp8", "MPEG1": "mpeg1video", "VC1": "vc1"}
 
 
 class PacketData:
+    """The real ``PacketData``: only its properties exist, and integer ones refuse non-integers (``TypeError``)."""
+
+    __slots__ = tuple(REAL_API["classes"]["PacketData"])
+
     def __init__(self) -> None:
-        self.bsl_data = 0
-        self.bsl = 0
-        self.pts = 0
+        for name in self.__slots__:
+            object.__setattr__(self, name, 0)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("pts", "dts", "bsl", "bsl_data", "duration", "pos") and (
+                not isinstance(value, int) or isinstance(value, bool) or not -(2 ** 63) <= value < 2 ** 63
+                or (name.startswith("bsl") and value < 0)):
+            raise TypeError(f"incompatible type for PacketData.{name}: {value!r}")
+        object.__setattr__(self, name, value)
+
+
+def check_call(function: str, kwargs: dict) -> None:
+    """Refuse keywords that no overload of the real ``function`` has (pybind11: ``TypeError``)."""
+    if not any(set(kwargs) <= set(overload) for overload in REAL_API["functions"][function]):
+        raise TypeError(f"{function}(): incompatible function arguments: {sorted(kwargs)}")
 
 
 @dataclass
@@ -108,6 +122,13 @@ class FakeDecoder:
     def __post_init__(self) -> None:
         self._fresh()
         self._live: list[Surface] = []
+        self.size: tuple[int, int] | None = None  # set by the first sequence, or by setReconfigParams
+        self.reconfigured = 0
+
+    def setReconfigParams(self, width: int = 0, height: int = 0) -> int:
+        self.size = (width, height)
+        self.reconfigured += 1
+        return 0
 
     def _fresh(self) -> None:
         self.cc = av.CodecContext.create(FFMPEG_NAMES[self.codec.name], "r")
@@ -116,6 +137,12 @@ class FakeDecoder:
     def _emit(self, frames) -> list[Surface]:
         for s in self._live:
             s.poison()
+        for f in frames:
+            if self.size is None:
+                self.size = (f.width, f.height)
+            # The real decoder, reused for a stream of another size without setReconfigParams, keeps the first
+            # stream's display area and output size (NvDecoder::ReconfigureDecoder): wrong frames.
+            assert self.size == (f.width, f.height), f"decoder set up for {self.size} fed {f.width}x{f.height}"
         self._live = [Surface(f.pts, f, self.pitch_pad) for f in frames]
         return list(self._live)
 
@@ -144,16 +171,29 @@ def make_module(caps: dict | None = None, fail_create: bool = False) -> types.Si
     created: list[FakeDecoder] = []
 
     def CreateDecoder(**kwargs):
+        check_call("CreateDecoder", kwargs)
         if fail_create:
-            raise RuntimeError("CUDA_ERROR_NO_DEVICE")
+            raise PyNvVCException("PyNvDecoder constructor failed: Failed to open dynamic library: cuvid")
         assert kwargs["usedevicememory"] is True and kwargs["outputColorType"] == OutputColorType.NATIVE
         d = FakeDecoder(kwargs["codec"], kwargs)
         created.append(d)
         return d
 
+    caps_calls: list[dict] = []
+
     def GetDecoderCaps(**kwargs):
-        return dict(caps if caps is not None else {"supported": True, "max_width": 8192, "max_height": 8192})
+        check_call("GetDecoderCaps", kwargs)
+        assert isinstance(kwargs.get("chromaformat", cudaVideoChromaFormat["420"]), cudaVideoChromaFormat)
+        caps_calls.append(kwargs)
+        full = {"supported": 1, "width_max": 8192, "height_max": 8192, "width_min": 48, "height_min": 16,
+                "mb_num_max": 1 << 20, "num_decoder_engines": 4}
+        full.update(caps or {})
+        unknown = set(full) - set(CAPS_KEYS)
+        assert not unknown, f"the real caps dict has no keys {unknown}"
+        return full
 
     return types.SimpleNamespace(cudaVideoCodec=cudaVideoCodec, cudaVideoChromaFormat=cudaVideoChromaFormat,
-                                 OutputColorType=OutputColorType, PacketData=PacketData, CreateDecoder=CreateDecoder,
-                                 GetDecoderCaps=GetDecoderCaps, created=created)
+                                 OutputColorType=OutputColorType, Pixel_Format=Pixel_Format, PacketData=PacketData,
+                                 PyNvVCException=PyNvVCException,
+                                 PyNvVCExceptionUnsupported=PyNvVCExceptionUnsupported, CreateDecoder=CreateDecoder,
+                                 GetDecoderCaps=GetDecoderCaps, created=created, caps_calls=caps_calls)

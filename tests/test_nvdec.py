@@ -204,14 +204,15 @@ def test_fallback_without_cuda_torch(video):
 def test_fallback_when_caps_say_no(video):
     mods = Modules(nvc=make_module(caps={"supported": False}), convert=host_convert, cuda_ok=False)
     assert "cannot decode h264" in _fallback_reason(video("h264_bframes"), modules=mods)
-    mods = Modules(nvc=make_module(caps={"supported": True, "max_width": 64, "max_height": 64}), convert=host_convert,
+    mods = Modules(nvc=make_module(caps={"supported": True, "width_max": 64, "height_max": 64}), convert=host_convert,
                    cuda_ok=False)
     assert "exceeds this GPU's NVDEC limit of 64x64" in _fallback_reason(video("h264_bframes"), modules=mods)
 
 
 def test_fallback_when_decoder_creation_fails(video):
     mods = Modules(nvc=make_module(fail_create=True), convert=host_convert, cuda_ok=False)
-    assert "decoder creation failed: CUDA_ERROR_NO_DEVICE" in _fallback_reason(video("h264_bframes"), modules=mods)
+    reason = _fallback_reason(video("h264_bframes"), modules=mods)
+    assert "decoder creation failed: PyNvDecoder constructor failed" in reason
 
 
 def test_fallback_for_unsupported_codec_and_chroma(media_dir):
@@ -286,3 +287,35 @@ def test_fallback_is_logged_once_and_reported(video, monkeypatch, caplog):
     assert not VideoDecoder(video("h264_bframes")).cpu_fallback  # device='cpu' never falls back
     frame = d1.get_frame_at(3)
     assert frame.data.shape == (3, 64, 96)
+
+
+def test_a_reused_decoder_is_reconfigured_for_another_size(video):
+    """NVIDIA's reconfigure sample: a cached decoder fed a stream of another size needs setReconfigParams, else it
+    keeps the first stream's output size (the fake, like the real decoder, refuses such reuse)."""
+    nvc = make_module()
+    for name in ("h264_426x240", "h264_640x360", "h264_426x240"):
+        path = video(name)
+        cpu = VideoDecoder(path, dimension_order="NHWC")
+        gpu, _ = nvdec_decoder(path, nvc=nvc, dimension_order="NHWC")
+        a, b = cpu.get_frames_in_range(0, 6), gpu.get_frames_in_range(0, 6)
+        assert (a.data.int() - b.data.int()).abs().max() <= 3, name
+        gpu.close()
+    assert len(nvc.created) == 1 and nvc.created[0].reconfigured == 2
+
+
+def test_caps_are_read_with_the_real_names_once_and_bound_the_size_bucket(video):
+    nvc = make_module(caps={"width_max": 1024, "height_max": 1024})
+    for _ in range(3):
+        dec, _ = nvdec_decoder(video("h264_bframes"), nvc=nvc)
+        dec.close()
+    assert len(nvc.caps_calls) == 1
+    assert nvc.caps_calls[0]["chromaformat"] is nvc.cudaVideoChromaFormat["420"]
+    kwargs = nvc.created[0].kwargs
+    assert (kwargs["maxwidth"], kwargs["maxheight"]) == (1024, 1024)  # the 1920x1088 bucket, clamped to caps
+    small = Modules(nvc=make_module(caps={"width_min": 128, "height_min": 128}), convert=host_convert, cuda_ok=False)
+    assert "below this GPU's NVDEC minimum of 128x128" in _fallback_reason(video("h264_bframes"), modules=small)
+
+
+def test_mpeg4_part2_is_left_to_the_cpu_with_a_reason(video):
+    mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
+    assert "no decoder for codec 'mpeg4'" in _fallback_reason(video("mpeg4_avi"), modules=mods)

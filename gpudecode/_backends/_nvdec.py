@@ -32,8 +32,14 @@ __all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_
 logger = logging.getLogger("gpudecode")
 
 # FFmpeg codec name -> PyNvVideoCodec cudaVideoCodec member.
-NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC", "vp9": "VP9", "av1": "AV1", "mpeg4": "MPEG4",
-                "mpeg2video": "MPEG2", "mpeg1video": "MPEG1", "vp8": "VP8", "vc1": "VC1"}
+# MPEG-4 Part 2 is left to the CPU: from MP4/MKV its VOL header lives only in extradata, which NVDEC's parser
+# never receives through the low-level decoder (PyNvVideoCodec's own demuxer prepends it), so nothing would decode.
+NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC", "vp9": "VP9", "av1": "AV1", "mpeg2video": "MPEG2",
+                "mpeg1video": "MPEG1", "vp8": "VP8", "vc1": "VC1"}
+# Names in the real PyNvVideoCodec 2.2.4 (checked by tests/test_nvc_conformance.py against the compiled module).
+CHROMA_420 = "420"  # cudaVideoChromaFormat member; there is no "YUV420"
+CAPS_SUPPORTED, CAPS_WIDTH_MAX, CAPS_HEIGHT_MAX = "supported", "width_max", "height_max"
+CAPS_WIDTH_MIN, CAPS_HEIGHT_MIN = "width_min", "height_min"
 ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 YUV420 = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "yuv420p12le", "p010le", "p016le"}
 # Decoders are created for a size bucket so that one can serve many videos (NVDEC reconfigures within it).
@@ -80,8 +86,9 @@ def _import_modules(device_index: int) -> Modules:
     except ImportError as exc:
         raise NvdecUnavailable(f"CuPy is not installed ({exc}); install gpudecode[gpu]") from exc
     nvc_logger = logging.getLogger("PyNvVideoCodec")
-    level = nvc_logger.level
-    nvc_logger.setLevel(logging.CRITICAL)  # its import logs pages of troubleshooting; we report one line
+    disabled = nvc_logger.disabled
+    # Its import sets its own level to INFO and logs pages of troubleshooting; we report one line.
+    nvc_logger.disabled = True
     try:
         import PyNvVideoCodec as nvc
     except ImportError as exc:
@@ -91,7 +98,7 @@ def _import_modules(device_index: int) -> Modules:
         raise NvdecUnavailable(f"PyNvVideoCodec could not load the NVIDIA video driver ({first}); in containers "
                                "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video") from exc
     finally:
-        nvc_logger.setLevel(level)
+        nvc_logger.disabled = disabled
     try:
         from gpudecode._kernels import Yuv420ToRgb
 
@@ -315,7 +322,7 @@ class NvdecBackend:
     def _wrap(self, surfaces: Sequence[Any]) -> list[NvFrame]:
         out = []
         for s in surfaces:
-            pts = int(s.getPTS()) if hasattr(s, "getPTS") else int(s.timestamp)
+            pts = int(s.getPTS())
             if pts in self._discarded:
                 self._discarded.discard(pts)
                 self._durations.pop(pts, None)
@@ -453,42 +460,75 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
     if codec_enum is None:
         raise NvdecUnavailable(f"this PyNvVideoCodec has no {NVDEC_CODECS[codec]} decoder")
     width, height = int(cc.width), int(cc.height)
-    _check_caps(nvc, index, codec, codec_enum, bit_depth, width, height)
-    max_w, max_h = _bucket(width, height)
-    stream_ptr = int(torch.cuda.current_stream(device).cuda_stream) if modules.cuda_ok else 0
+    limit_w, limit_h = _check_caps(nvc, codec, codec_enum, bit_depth, width, height)
+    bucket_w, bucket_h = _bucket(width, height)
+    max_w, max_h = min(bucket_w, limit_w), min(bucket_h, limit_h)  # a bucket above the GPU's limit fails to decode
+    # Decoder and kernels share one non-default stream per device: the legacy default stream would cost a host
+    # synchronization per frame inside PyNvVideoCodec, and would not be ordered against torch's side streams.
+    stream_ptr = int(_decode_stream(index).cuda_stream) if modules.cuda_ok else 0
     key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
 
     def create() -> Any:
         try:
-            return nvc.CreateDecoder(gpuid=index, codec=codec_enum, cudacontext=0, cudastream=stream_ptr,
-                                     usedevicememory=True, maxwidth=max_w, maxheight=max_h,
-                                     outputColorType=nvc.OutputColorType.NATIVE)
+            dec = nvc.CreateDecoder(gpuid=index, codec=codec_enum, cudacontext=0, cudastream=stream_ptr,
+                                    usedevicememory=True, maxwidth=max_w, maxheight=max_h,
+                                    outputColorType=nvc.OutputColorType.NATIVE)
         except Exception as exc:
             raise NvdecUnavailable(f"NVDEC decoder creation failed: {exc}") from exc
+        _DECODER_SIZES[id(dec)] = (width, height)
+        return dec
 
     decoder = decoder_cache.acquire(key, create)
+    if _DECODER_SIZES.get(id(decoder)) != (width, height):
+        # A reused decoder keeps its first video's display area and output size unless told (NVIDIA's
+        # decode_reconfigure sample does the same).
+        decoder.setReconfigParams(width, height)
+        _DECODER_SIZES[id(decoder)] = (width, height)
     return NvdecBackend(modules=modules, device=device, stream=stream, bit_depth=bit_depth, color=color,
                         decoder=decoder, cache_key=key, stream_ptr=stream_ptr)
 
 
-def _check_caps(nvc: Any, index: int, codec: str, codec_enum: Any, bit_depth: int, width: int, height: int) -> None:
-    get_caps = getattr(nvc, "GetDecoderCaps", None)
-    chroma_enum = getattr(getattr(nvc, "cudaVideoChromaFormat", None), "YUV420", None)
-    if get_caps is None or chroma_enum is None:
-        return
-    try:
-        caps = get_caps(gpuid=index, codec=codec_enum, chromaformat=chroma_enum, bitdepth=bit_depth)
-    except Exception as exc:
-        logger.debug("gpudecode: GetDecoderCaps failed (%s); trying to create the decoder anyway", exc)
-        return
-    if not isinstance(caps, dict):
-        return
-    supported = caps.get("supported", caps.get("is_supported", caps.get("bIsSupported")))
-    if supported is not None and not supported:
+# (module id, codec, bit depth) -> (module, caps): queried once per process and module (the module is kept so its
+# id stays unique)
+_CAPS: dict[tuple[int, str, int], tuple[Any, dict[str, Any] | None]] = {}
+_DECODER_SIZES: dict[int, tuple[int, int]] = {}  # id(decoder) -> the frame size it was last set up for
+
+
+def _caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int) -> dict[str, Any] | None:
+    """NVDEC's capabilities for 4:2:0 ``codec`` at ``bit_depth``, cached (``None`` when they cannot be read).
+
+    PyNvVideoCodec 2.2.4's ``GetDecoderCaps`` always queries device 0 and creates a CUDA context per call, so it
+    is asked once per process; machines mixing GPU models may therefore see another GPU's limits.
+    """
+    key = (id(nvc), codec, bit_depth)
+    if key not in _CAPS:
+        try:
+            caps = nvc.GetDecoderCaps(gpuid=0, codec=codec_enum,
+                                      chromaformat=getattr(nvc.cudaVideoChromaFormat, CHROMA_420),
+                                      bitdepth=bit_depth)
+        except Exception as exc:  # PyNvVCException, RuntimeError: no caps, try to create the decoder anyway
+            logger.debug("gpudecode: GetDecoderCaps failed (%s); trying to create the decoder anyway", exc)
+            caps = None
+        _CAPS[key] = (nvc, dict(caps) if isinstance(caps, dict) else None)
+    return _CAPS[key][1]
+
+
+def _check_caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int, width: int,
+                height: int) -> tuple[int, int]:
+    """Refuse what this GPU's NVDEC cannot decode; return its largest frame size (unbounded when unknown).
+
+    Raises:
+        NvdecUnavailable: The codec/bit depth is unsupported or the frame size is outside the limits.
+    """
+    caps = _caps(nvc, codec, codec_enum, bit_depth)
+    if caps is None:
+        return 1 << 30, 1 << 30
+    if not caps.get(CAPS_SUPPORTED, 1):
         raise NvdecUnavailable(f"this GPU's NVDEC cannot decode {codec} {bit_depth}-bit 4:2:0")
-    max_w = caps.get("max_width", caps.get("nMaxWidth"))
-    max_h = caps.get("max_height", caps.get("nMaxHeight"))
-    if max_w and max_h and (width > int(max_w) or height > int(max_h)):
+    max_w, max_h = int(caps.get(CAPS_WIDTH_MAX) or 1 << 30), int(caps.get(CAPS_HEIGHT_MAX) or 1 << 30)
+    min_w, min_h = int(caps.get(CAPS_WIDTH_MIN) or 0), int(caps.get(CAPS_HEIGHT_MIN) or 0)
+    if width > max_w or height > max_h:
         raise NvdecUnavailable(f"{width}x{height} exceeds this GPU's NVDEC limit of {max_w}x{max_h} for {codec}")
-
-
+    if width < min_w or height < min_h:
+        raise NvdecUnavailable(f"{width}x{height} is below this GPU's NVDEC minimum of {min_w}x{min_h} for {codec}")
+    return max_w, max_h
