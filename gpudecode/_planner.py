@@ -259,11 +259,7 @@ class Planner:
                 want = wanted(pkt)
                 if not want and pkt.pts is not None and getattr(self.backend, "skips_unwanted", False):
                     pos.skipped.add(int(pkt.pts))
-                try:
-                    frames = self.backend.decode(pkt, want)
-                except DecodeError as exc:
-                    logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
-                    frames = ()
+                frames = self._feed(pkt, want)
                 for f in frames:
                     if first_after_seek and not exact and f.pts is not None and f.pts > int(targets[j]):
                         overshoot = True
@@ -291,11 +287,7 @@ class Planner:
                     # Convert before draining: a hardware decoder may reuse the surface.
                     held = (self.backend.convert(last_frame), last_frame.pts,
                             last_frame.duration or self.nominal_duration)
-                try:
-                    frames = self.backend.flush()
-                except DecodeError as exc:
-                    logger.warning("gpudecode: decoder failed while draining: %s", exc)
-                    frames = ()
+                frames = self._drain()
                 last_flushed = None
                 for f in frames:
                     j = self._match(f, targets, j, exact, emit, missing)
@@ -376,25 +368,31 @@ class Planner:
         assert pos.packets is not None
         for pkt in _safe(pos.packets):
             self.stats.packets_fed += 1
-            try:
-                frames = self.backend.decode(pkt, True)
-            except DecodeError as exc:
-                logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
-                frames = ()
-            for f in frames:
+            for f in self._feed(pkt, True):
                 self.stats.frames_decoded += 1
                 if f.pts is not None:
                     pos.last_pts = f.pts
                     yield f
-        try:
-            frames = self.backend.flush()
-        except DecodeError as exc:
-            logger.warning("gpudecode: decoder failed while draining: %s", exc)
-            frames = ()
-        for f in frames:
+        for f in self._drain():
             self.stats.frames_decoded += 1
             if f.pts is not None:
                 yield f
+
+    def _feed(self, pkt: Any, want: bool) -> Sequence[Any]:
+        """Give the backend one packet; a packet it rejects (damaged data) yields no frames."""
+        try:
+            return self.backend.decode(pkt, want)
+        except DecodeError as exc:
+            logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
+            return ()
+
+    def _drain(self) -> Sequence[Any]:
+        """Drain the backend at the end of the stream; a decoder failing there yields no more frames."""
+        try:
+            return self.backend.flush()
+        except DecodeError as exc:
+            logger.warning("gpudecode: decoder failed while draining: %s", exc)
+            return ()
 
     def _wanted_fn(self, targets: np.ndarray, exact: bool) -> Callable[[Any], bool]:
         """Whether a packet may carry a frame this call or a later forward call wants.
