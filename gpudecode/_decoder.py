@@ -29,7 +29,13 @@ from gpudecode._color import (
     tag_name,
 )
 from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
-from gpudecode._device import CpuFallbackStatus, parse_device, select_backend, select_raw_stream_backend
+from gpudecode._device import (
+    CpuFallbackStatus,
+    cpu_backend_instead,
+    parse_device,
+    select_backend,
+    select_raw_stream_backend,
+)
 from gpudecode._errors import (
     DecodeError,
     FrameIndexError,
@@ -44,7 +50,7 @@ from gpudecode._index_file import load_index_file, save_index_file, source_key
 from gpudecode._memory import new_frames
 from gpudecode._metadata import VideoStreamMetadata
 from gpudecode._mp4 import Mp4Info, read_mp4_info
-from gpudecode._planner import Planner, PlanStats
+from gpudecode._planner import BackendUnsupported, Planner, PlanStats
 from gpudecode._source import Source, make_source
 
 __all__ = ["VideoDecoder"]
@@ -643,7 +649,12 @@ class VideoDecoder:
                 self._after_fork()
             self._ensure_open()
             self._planner.stats = PlanStats()
-            missing = run(emit)
+            try:
+                missing = run(emit)
+            except BackendUnsupported as exc:  # NVDEC refused the stream at its first Decode: the CPU takes over
+                self._switch_to_cpu(str(exc))
+                last["frame"], last["slot"] = None, -1
+                missing = run(emit)
         if missing:
             lost = [int(labels[j]) for j in missing[:10]]
             raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
@@ -655,6 +666,14 @@ class VideoDecoder:
             data = data.permute(0, 3, 1, 2)
         return FrameBatch(data=data, pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
                           duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)))
+
+    def _switch_to_cpu(self, reason: str) -> None:
+        """Replace the NVDEC backend by the CPU one for the rest of this decoder's life, saying why."""
+        self._backend.close()
+        self._backend, self._fallback = cpu_backend_instead(self._device, self._demuxer.stream,
+                                                             self._num_threads_arg, reason)
+        self._planner.backend = self._backend
+        self._planner.invalidate()
 
     def _after_fork(self) -> None:
         """In a forked child: re-open the file and rebuild the decoder; never reuse the parent's state.

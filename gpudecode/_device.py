@@ -13,7 +13,8 @@ from gpudecode._backends._sequenced import SequencedFrames
 from gpudecode._color import ColorSpec
 from gpudecode._errors import CudaUnavailableError, InvalidDeviceError
 
-__all__ = ["CpuFallbackStatus", "FallbackReason", "parse_device", "select_backend", "select_raw_stream_backend"]
+__all__ = ["CpuFallbackStatus", "FallbackReason", "cpu_backend_instead", "parse_device", "select_backend",
+           "select_raw_stream_backend"]
 
 logger = logging.getLogger("gpudecode")
 _warned: set[str] = set()
@@ -138,6 +139,20 @@ def _cpu_for_cuda(device: torch.device, backend: Any, reason: str) -> tuple[Any,
         )
     warn_once(reason)
     return backend, CpuFallbackStatus(reason, backend="CUDA")
+
+
+def cpu_backend_instead(device: torch.device, stream: Any, num_threads: int | None,
+                        reason: str) -> tuple[Any, CpuFallbackStatus]:
+    """The CPU backend that takes over when NVDEC refuses a stream mid-decode, with the reason (said once).
+
+    Raises:
+        CudaUnavailableError: torch cannot put CPU frames on ``device``.
+    """
+    backend = CpuBackend(stream, num_threads)
+    if device.type == "cpu":  # NVDEC on a CPU device only happens with injected test modules
+        warn_once(reason)
+        return backend, CpuFallbackStatus(reason, backend="CUDA")
+    return _cpu_for_cuda(device, backend, reason)
 
 
 def select_raw_stream_backend(device: torch.device, stream: Any, num_threads: int | None,

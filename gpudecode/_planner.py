@@ -20,9 +20,17 @@ import numpy as np
 
 from gpudecode._errors import DecodeError
 
-__all__ = ["Backend", "DecodedFrame", "Demuxer", "Planner", "PlanStats"]
+__all__ = ["Backend", "BackendUnsupported", "DecodedFrame", "Demuxer", "Planner", "PlanStats"]
 
 logger = logging.getLogger("gpudecode")
+
+
+class BackendUnsupported(Exception):
+    """A backend found, while decoding, that it cannot decode this stream at all (the message says why).
+
+    NVDEC reports an unsupported codec, profile, size or bit depth only at the first ``Decode`` carrying a sequence
+    header. The planner lets this through (unlike a damaged packet) so the decoder can switch to the CPU backend.
+    """
 
 
 class DecodedFrame(Protocol):

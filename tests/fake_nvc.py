@@ -72,15 +72,22 @@ class _View:
 
 
 class Surface:
-    def __init__(self, pts: int, frame: Any, pitch_pad: int) -> None:
+    """A NATIVE ``DecodedFrame`` as PyNvVideoCodec 2.2.4 lays it out (``GetCAIMemoryViewAndDLPack``,
+    ``GenerateNativeOutput``): tightly packed, pitch = even width x bytes per sample, chroma right after the luma
+    rows, one view per plane, 16-bit strides reported in elements, ``format`` NV12 or P016."""
+
+    def __init__(self, pts: int, frame: Any, pitch_pad: int = 0) -> None:
         self.timestamp = pts
         fmt = frame.format.name
         bits = frame.format.components[0].bits
         w, h = frame.width, frame.height
         bps = 1 if bits == 8 else 2
-        self.pitch = w * bps + pitch_pad
+        self._even_w = (w + 1) & ~1
+        self.pitch = self._even_w * bps + pitch_pad
         cw, ch = (w + 1) // 2, (h + 1) // 2
         self.buf = np.zeros(self.pitch * (h + ch) + 64, np.uint8)
+        self.format = Pixel_Format["NV12" if bps == 1 else "P016"]
+        self._bps = bps
         dt = np.uint8 if bps == 1 else np.uint16
         shift = 0 if bps == 1 else 16 - bits
 
@@ -104,8 +111,13 @@ class Surface:
         return self.buf.ctypes.data + (0 if i == 0 else self.pitch * self.h)
 
     def cuda(self) -> list[_View]:
-        return [_View({"shape": (self.h, self.pitch), "strides": (self.pitch, 1), "data": (self.GetPtrToPlane(0),
-                                                                                          False)})]
+        w, h, typestr = self._even_w, self.h, "|u1" if self._bps == 1 else "|u2"
+        row = self.pitch // self._bps  # in elements, as the real views report it (w with no padding)
+        luma = {"shape": (h, w, 1), "strides": (row, 1, 1), "typestr": typestr, "version": 3, "stream": 0,
+                "data": (self.GetPtrToPlane(0), False)}
+        chroma = {"shape": (h // 2, w // 2, 2), "strides": (row, 2, 1), "typestr": typestr, "version": 3,
+                  "stream": 0, "data": (self.GetPtrToPlane(1), False)}
+        return [_View(luma), _View(chroma)]
 
     def poison(self) -> None:
         self.buf[:] = 0xA5
@@ -115,7 +127,8 @@ class Surface:
 class FakeDecoder:
     codec: cudaVideoCodec
     kwargs: dict
-    pitch_pad: int = 40
+    pitch_pad: int = 0  # the real surfaces have none; tests set one to check the backend reads the pitch
+    unsupported: str | None = None  # raise PyNvVCExceptionUnsupported at the first Decode, as HandleVideoSequence
     received: list[bytes] = field(default_factory=list)
     drains: int = 0
 
@@ -133,10 +146,15 @@ class FakeDecoder:
     def _fresh(self) -> None:
         self.cc = av.CodecContext.create(FFMPEG_NAMES[self.codec.name], "r")
         self.cc.thread_count = 1
+        self._last: Any = None  # the last frame output since the sequence started (None: no sequence yet)
 
-    def _emit(self, frames) -> list[Surface]:
+    def _emit(self, frames, concealed_pts: int | None = None) -> list[Surface]:
         for s in self._live:
             s.poison()
+        if concealed_pts is not None:
+            self._live = [Surface(concealed_pts, frames[0], self.pitch_pad)]
+            self._live[0].poison()
+            return list(self._live)
         for f in frames:
             if self.size is None:
                 self.size = (f.width, f.height)
@@ -156,6 +174,8 @@ class FakeDecoder:
             out = self._emit(frames)
             self._fresh()
             return out
+        if self.unsupported is not None:
+            raise PyNvVCExceptionUnsupported(self.unsupported)
         data = ctypes.string_at(pd.bsl_data, pd.bsl)
         self.received.append(data)
         pkt = av.Packet(data)
@@ -163,11 +183,18 @@ class FakeDecoder:
         try:
             frames = self.cc.decode(pkt)
         except av.error.FFmpegError:
-            frames = []
+            if self._last is None:
+                return self._emit([])  # no sequence header yet: the parser outputs nothing
+            # NVDEC conceals a damaged picture and returns it like any other (printing "Decode Error occurred"):
+            # a frame of garbage carrying the packet's pts.
+            return self._emit([self._last], concealed_pts=pd.pts)
+        if frames:
+            self._last = frames[-1]
         return self._emit(frames)
 
 
-def make_module(caps: dict | None = None, fail_create: bool = False) -> types.SimpleNamespace:
+def make_module(caps: dict | None = None, fail_create: bool = False,
+                unsupported_at_decode: str | None = None, pitch_pad: int = 0) -> types.SimpleNamespace:
     created: list[FakeDecoder] = []
 
     def CreateDecoder(**kwargs):
@@ -175,7 +202,7 @@ def make_module(caps: dict | None = None, fail_create: bool = False) -> types.Si
         if fail_create:
             raise PyNvVCException("PyNvDecoder constructor failed: Failed to open dynamic library: cuvid")
         assert kwargs["usedevicememory"] is True and kwargs["outputColorType"] == OutputColorType.NATIVE
-        d = FakeDecoder(kwargs["codec"], kwargs)
+        d = FakeDecoder(kwargs["codec"], kwargs, pitch_pad=pitch_pad, unsupported=unsupported_at_decode)
         created.append(d)
         return d
 

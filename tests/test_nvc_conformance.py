@@ -8,6 +8,7 @@ installed module, so neither the fake nor the backend can drift from the real AP
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -87,3 +88,23 @@ def test_fake_refuses_what_the_real_module_refuses():
         nvc.CreateDecoder(gpuid=0, maxWidth=1920)
     assert not hasattr(nvc.cudaVideoChromaFormat, "YUV420")
     assert set(CAPS_KEYS) >= {"supported", "width_max", "height_max"} and "max_width" not in CAPS_KEYS
+
+
+def test_a_driver_exit_inside_create_decoder_is_contained_by_the_probe(tmp_path):
+    """The real CreateDecoder, its driver calls failing, prints [FATAL] and calls exit(1): in the probe process
+    that becomes NvdecUnavailable with the reason, and this process lives on."""
+    module = compiled_module()
+    if module is None or shutil.which("nm") is None or (shutil.which("cc") or shutil.which("gcc")) is None:
+        pytest.skip("needs the installed PyNvVideoCodec, nm and a C compiler")
+    from nvc_api import build_stub_libcuda
+
+    build_stub_libcuda(module, tmp_path)
+    code = (f"import importlib.util as u; s = u.spec_from_file_location('_PyNvVideoCodec', {module!r}); "
+            "n = u.module_from_spec(s); s.loader.exec_module(n); "
+            "n.CreateDecoder(gpuid=0, codec=n.cudaVideoCodec.H264, usedevicememory=True, maxwidth=64, maxheight=64); "
+            "print('gpudecode-probe-ok')")
+    env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))
+    with pytest.raises(_nvdec.NvdecUnavailable, match=r"probe process \(exit status 1\): .*CUDA_ERROR_NO_DEVICE"):
+        _nvdec.probe_decoder_creation(0, code=code, env=env)
+    ok = "print('gpudecode-probe-ok')"
+    _nvdec.probe_decoder_creation(0, code=ok)  # a child that succeeds passes

@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import pytest
 import torch
-from fake_nvc import make_module
+from fake_nvc import FakeDecoder, make_module
 from kernel_host import run as run_kernel
 from oracle import assert_matches_nearest_chroma
 
-from gpudecode import VideoDecoder, samplers
+from gpudecode import DecodeError, VideoDecoder, samplers
 from gpudecode._backends import _nvdec
 from gpudecode._backends._nvdec import Modules, NvdecUnavailable, annexb_parameter_sets, create_nvdec_backend
 from gpudecode._kernels import matrix_arg
@@ -319,3 +319,55 @@ def test_caps_are_read_with_the_real_names_once_and_bound_the_size_bucket(video)
 def test_mpeg4_part2_is_left_to_the_cpu_with_a_reason(video):
     mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
     assert "no decoder for codec 'mpeg4'" in _fallback_reason(video("mpeg4_avi"), modules=mods)
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_unsupported_at_first_decode_falls_back_to_the_cpu_losing_no_frame(video, mode):
+    """NVDEC reports an unsupported profile/size/depth only at the first Decode (PyNvVCExceptionUnsupported from
+    HandleVideoSequence): the decoder switches to the CPU, says why, and never caches the refused decoder."""
+    path = video("h264_bframes")
+    nvc = make_module(unsupported_at_decode="Resolution not supported on this GPU")
+    gpu, _ = nvdec_decoder(path, nvc=nvc, seek_mode=mode, dimension_order="NHWC")
+    cpu = VideoDecoder(path, seek_mode=mode, dimension_order="NHWC")
+    idx = [5, 0, 17, len(cpu) - 1]
+    got = gpu.get_frames_at(idx)
+    assert torch.equal(got.data, cpu.get_frames_at(idx).data)
+    assert gpu.cpu_fallback and "NVDEC cannot decode this stream (Resolution not supported" in str(gpu.cpu_fallback)
+    assert gpu.decoding_device == "cpu"
+    assert torch.equal(gpu.get_frames_in_range(0, len(cpu)).data, cpu.get_frames_in_range(0, len(cpu)).data)
+    gpu.close()
+    assert _nvdec.decoder_cache.idle_count() == 0
+
+
+def test_odd_frame_sizes_match_the_nearest_chroma_reference(video):
+    """65x49: NVDEC's surfaces round the width up to even; the kernel reads the real width. The CPU path (bicubic
+    chroma) is not the reference at odd sizes, nearest-chroma conversion is."""
+    path = video("odd_size")
+    gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
+    batch = gpu.get_frames_in_range(0, len(gpu))
+    assert batch.data.shape[1:3] == (49, 65)
+    assert_matches_nearest_chroma(str(path), batch.data.numpy(), batch.pts_seconds.tolist())
+
+
+def test_the_pitch_is_read_from_the_surface_not_assumed(video):
+    """Real 2.2.4 surfaces are tightly packed; a padded pitch (other releases, other output modes) still works."""
+    path = video("h264_bframes")
+    cpu = VideoDecoder(path, dimension_order="NHWC")
+    gpu, _ = nvdec_decoder(path, nvc=make_module(pitch_pad=40), dimension_order="NHWC")
+    assert (cpu[:].int() - gpu[:].int()).abs().max() <= 3
+
+
+def test_a_surface_of_the_wrong_pixel_format_is_refused(video, monkeypatch):
+    """A P016 surface read as NV12 (or the reverse) would convert garbage silently: the format is checked."""
+    gpu, nvc = nvdec_decoder(video("h264_bframes"))
+    real_decode = FakeDecoder.Decode
+
+    def as_p016(self, pd):
+        out = real_decode(self, pd)
+        for s in out:
+            s.format = nvc.Pixel_Format["P016"]
+        return out
+
+    monkeypatch.setattr(FakeDecoder, "Decode", as_p016)
+    with pytest.raises(DecodeError, match="NVDEC returned a P016 surface for an 8-bit stream"):
+        gpu[0]

@@ -14,6 +14,8 @@ import atexit
 import logging
 import os
 import struct
+import subprocess
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,6 +28,7 @@ import torch
 from gpudecode._color import ColorSpec
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
+from gpudecode._planner import BackendUnsupported
 
 __all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_nvdec_backend", "decoder_cache"]
 
@@ -99,6 +102,7 @@ def _import_modules(device_index: int) -> Modules:
                                "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video") from exc
     finally:
         nvc_logger.disabled = disabled
+    probe_decoder_creation(device_index)
     try:
         from gpudecode._kernels import Yuv420ToRgb
 
@@ -106,6 +110,44 @@ def _import_modules(device_index: int) -> Modules:
     except Exception as exc:
         raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
     return Modules(nvc=nvc, convert=convert)
+
+
+_PROBE_CODE = ("import PyNvVideoCodec as n; n.CreateDecoder(gpuid={index}, codec=n.cudaVideoCodec.H264, "
+               "usedevicememory=True, maxwidth=64, maxheight=64); print('gpudecode-probe-ok')")
+
+
+def probe_decoder_creation(device_index: int, code: str | None = None, env: dict[str, str] | None = None) -> None:
+    """Create one NVDEC decoder in a child process first (once per process and device).
+
+    PyNvVideoCodec wraps the CUDA driver calls of ``CreateDecoder`` in a check that prints ``[FATAL]`` and calls
+    ``exit(1)`` on failure; in the user's process that would end it without an exception. The child takes that
+    fall instead, and its last line becomes the fallback reason.
+
+    Args:
+        device_index: The CUDA device.
+        code: Python source the child runs (tests); it must print ``gpudecode-probe-ok`` on success.
+        env: Environment of the child (tests); ``None`` inherits this process's.
+
+    Raises:
+        NvdecUnavailable: The child failed, with its exit status and last output line.
+    """
+    if code is None and device_index in _PROBED:
+        return
+    try:
+        done = subprocess.run([sys.executable, "-c", code or _PROBE_CODE.format(index=int(device_index))],
+                              capture_output=True, text=True, timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NvdecUnavailable(f"the NVDEC probe process could not run ({exc})") from exc
+    if "gpudecode-probe-ok" not in done.stdout:
+        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
+        last = lines[-1] if lines else "no output"
+        raise NvdecUnavailable(f"creating an NVDEC decoder failed in a probe process (exit status "
+                               f"{done.returncode}): {last[:300]}")
+    if code is None:
+        _PROBED.add(device_index)
+
+
+_PROBED: set[int] = set()  # devices where a probe process created a decoder
 
 
 # -- Annex B -------------------------------------------------------------------------------------------------
@@ -295,6 +337,8 @@ class NvdecBackend:
         self._durations: dict[int, int] = {}
         self._discarded: set[int] = set()
         self._keep: list[Any] = []  # host buffers that must outlive the Decode call
+        self._broken = False  # the decoder refused the stream (BackendUnsupported): never cached again
+        self._expected_format = getattr(self._nvc.Pixel_Format, "P016" if self._bytes == 2 else "NV12")
         self.packets_fed = 0
 
     # -- feeding ------------------------------------------------------------------------------------------------
@@ -349,6 +393,11 @@ class NvdecBackend:
         try:
             surfaces = self._dec.Decode(self._packet_data(span[0], span[1], pts))
         except Exception as exc:
+            unsupported = getattr(self._nvc, "PyNvVCExceptionUnsupported", None)
+            if unsupported is not None and isinstance(exc, unsupported):
+                self._broken = True
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BackendUnsupported(f"NVDEC cannot decode this stream ({first})") from exc
             raise DecodeError(f"NVDEC rejected a packet (pts {pts}): {exc}") from exc
         return self._wrap(surfaces)
 
@@ -378,6 +427,12 @@ class NvdecBackend:
     # -- conversion ---------------------------------------------------------------------------------------------
     def _planes(self, surface: Any) -> tuple[int, int, int]:
         """Luma pointer, chroma pointer and pitch (bytes) of a NATIVE surface, checked for consistency."""
+        fmt = getattr(surface, "format", None)
+        if fmt is not None and fmt != self._expected_format:
+            name = getattr(fmt, "name", fmt)
+            depth = "an 8" if self._bytes == 1 else "a 10/12"
+            raise DecodeError(f"NVDEC returned a {name} surface for {depth}-bit stream (expected "
+                              f"{self._expected_format.name}); please report this with your GPU and driver.")
         luma = int(surface.GetPtrToPlane(0))
         pitch = self._width * self._bytes
         try:
@@ -419,12 +474,13 @@ class NvdecBackend:
         return out
 
     def close(self) -> None:
-        """Drain the decoder and give it back to the cache."""
+        """Drain the decoder and give it back to the cache (a decoder that refused the stream is dropped)."""
         if self._dec is None:
             return
         try:
-            self.reset()
-            decoder_cache.release(self._key, self._dec)
+            if not self._broken:
+                self.reset()
+                decoder_cache.release(self._key, self._dec)
         finally:
             self._dec = None
 
