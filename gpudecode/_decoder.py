@@ -626,7 +626,9 @@ class VideoDecoder:
             backend = backend or self._backend
             if last["frame"] is frame and last["slot"] >= 0:
                 out[first].copy_(out[last["slot"]])  # approximate mode: same frame for another target
-            elif isinstance(frame, torch.Tensor) or out_np is None or not hasattr(backend, "convert_into"):
+            elif not isinstance(frame, torch.Tensor) and out_np is None and backend.output_device_type == "cuda":
+                backend.convert_into(frame, out[first])  # straight into the batch, on the device
+            elif isinstance(frame, torch.Tensor) or out_np is None or backend.output_device_type != "cpu":
                 rgb = frame if isinstance(frame, torch.Tensor) else backend.convert(frame)
                 if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
                     raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "

@@ -51,8 +51,11 @@ class Yuv420ToRgb:
         self._cp = cupy
         self._device_index = device_index
         self._module = self._compile(cupy, device_index)
-        self._k8 = self._module.get_function("yuv420_8_to_rgb")
-        self._k16 = self._module.get_function("yuv420_16_to_rgb")
+        with cupy.cuda.Device(device_index):  # load the module's functions on the device it was compiled for
+            self._k8 = self._module.get_function("yuv420_8_to_rgb")
+            self._k16 = self._module.get_function("yuv420_16_to_rgb")
+        self._streams: dict[int, Any] = {}  # CUstream handle -> CuPy ExternalStream, made once
+        self._matrices: dict[ColorSpec, tuple[np.float32, ...]] = {}  # per colour spec, computed once
 
     @staticmethod
     def _compile(cupy: Any, device_index: int) -> Any:
@@ -67,12 +70,17 @@ class Yuv420ToRgb:
                  dst_frame_stride: int = 0) -> None:
         """Convert ``frames`` surfaces into ``dst`` on the given CUDA stream (asynchronously)."""
         cp = self._cp
-        mat = [np.float32(v) for v in matrix_arg(spec)]
+        mat = self._matrices.get(spec)
+        if mat is None:
+            mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
+        stream = self._streams.get(stream_ptr)
+        if stream is None:
+            stream = self._streams[stream_ptr] = cp.cuda.ExternalStream(stream_ptr, self._device_index)
         grid = ((width + BLOCK[0] - 1) // BLOCK[0], (height + BLOCK[1] - 1) // BLOCK[1], frames)
         args = [np.uint64(luma_ptr), np.uint64(chroma_ptr), np.int64(src_frame_stride), np.int32(pitch),
                 np.int32(width), np.int32(height), np.uint64(dst_ptr), np.int64(dst_frame_stride),
                 np.int32(1 if planar else 0), *mat]
-        with cp.cuda.Device(self._device_index), cp.cuda.ExternalStream(stream_ptr):
+        with cp.cuda.Device(self._device_index), stream:
             if spec.bit_depth > 8:
                 self._k16(grid, BLOCK, (*args, np.int32(16 - spec.bit_depth)))
             else:

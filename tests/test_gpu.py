@@ -150,6 +150,36 @@ def test_decoder_cache_serves_many_short_videos(video):
     assert _nvdec.decoder_cache.created - before <= 1
 
 
+def test_a_cached_decoder_serves_videos_of_other_sizes(video):
+    """Issue 13 / audit A10: one cached NVDEC decoder per size bucket, reconfigured for each frame size."""
+    from gpudecode._backends import _nvdec
+
+    for name in ("h264_426x240", "h264_640x360", "h264_426x240", "h264_854x480", "h264_bframes"):
+        path = video(name)
+        cpu = VideoDecoder(path, dimension_order="NHWC")
+        with VideoDecoder(path, device="cuda", dimension_order="NHWC") as gpu:
+            assert gpu.decoding_device.startswith("nvdec"), gpu.cpu_fallback
+            a, b = cpu.get_frames_in_range(0, 5), gpu.get_frames_in_range(0, 5)
+        assert b.data.shape == a.data.shape, name
+        even = a.data.shape[1] % 2 == 0 and a.data.shape[2] % 2 == 0
+        assert not even or (a.data.int() - b.data.cpu().int()).abs().max() <= 3, name
+    assert _nvdec.decoder_cache.reused >= 3
+
+
+def test_frames_are_valid_on_the_callers_stream(video):
+    """Issue 13 / audit S1: decoding under another current stream; the caller's stream waits for the kernel."""
+    path = video("h264_bframes")
+    cpu = VideoDecoder(path, dimension_order="NHWC")[:]
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        gpu = VideoDecoder(path, device="cuda", dimension_order="NHWC")
+        frames = gpu[:]
+        total = frames.double().sum()  # consumed on the side stream, no synchronization in between
+    torch.cuda.synchronize()
+    assert total.item() == pytest.approx(frames.cpu().double().sum().item())
+    assert (cpu.int() - frames.cpu().int()).abs().max() <= 3
+
+
 # -- worker processes (issue 5) -----------------------------------------------------------------------------------
 def test_forked_child_never_reuses_cuda_state(video):
     """A CUDA decoder that crosses a fork (after CUDA was initialized) raises a clear error in the child."""

@@ -371,3 +371,47 @@ def test_a_surface_of_the_wrong_pixel_format_is_refused(video, monkeypatch):
     monkeypatch.setattr(FakeDecoder, "Decode", as_p016)
     with pytest.raises(DecodeError, match="NVDEC returned a P016 surface for an 8-bit stream"):
         gpu[0]
+
+
+class RecordingStreams:
+    """Stands in for torch's streams: records the ordering operations the backend asks for."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+
+    def decode(self, index):
+        return "decode"
+
+    def current(self, device):
+        return "current"
+
+    def handle(self, stream):
+        return 0xD0 if stream == "decode" else 0
+
+    def wait(self, waiter, producer):
+        self.log.append(("wait", waiter, producer))
+
+    def record(self, tensor, stream):
+        self.log.append(("record", stream))
+
+
+def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(video):
+    """One non-default stream per device for CreateDecoder and the kernel; per frame, the decode stream waits for
+    the caller's (the output was allocated there), the output is recorded on it, and the caller waits for the
+    kernel: events, no host synchronization."""
+    streams = RecordingStreams()
+
+    def convert(**kw):
+        streams.log.append(("kernel", kw["stream_ptr"]))
+        host_convert(**kw)
+
+    nvc = make_module()
+    mods = Modules(nvc=nvc, convert=convert, cuda_ok=False, streams=streams)
+    dec = VideoDecoder(video("h264_bframes"))
+    backend = create_nvdec_backend(torch.device("cpu"), dec._demuxer.stream, 8, dec._color, modules=mods)
+    dec._backend = dec._planner.backend = backend
+    dec._planner.invalidate()
+    dec.get_frames_at([0, 7, 3])
+    assert nvc.created[0].kwargs["cudastream"] == 0xD0
+    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode"), ("wait", "current", "decode")]
+    assert streams.log == per_frame * 3

@@ -31,6 +31,7 @@ class CpuBackend:
     """
 
     name = "cpu"
+    output_device_type = "cpu"  # convert_into writes into host arrays
 
     def __init__(self, stream: Any, num_threads: int | None) -> None:
         self._stream = stream

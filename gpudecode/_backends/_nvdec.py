@@ -66,6 +66,31 @@ class Modules:
     nvc: Any
     convert: Callable[..., None]
     cuda_ok: bool = True
+    streams: Any = None  # stream operations (TorchStreams when None and cuda_ok; tests inject a recorder)
+
+
+class TorchStreams:
+    """The CUDA stream operations the backend needs, over torch (one shared decode stream per device)."""
+
+    def decode(self, index: int) -> Any:
+        """The non-default stream NVDEC and the kernels of device ``index`` work on."""
+        return _decode_stream(index)
+
+    def current(self, device: torch.device) -> Any:
+        """The caller's current stream on ``device``."""
+        return torch.cuda.current_stream(device)
+
+    def handle(self, stream: Any) -> int:
+        """The raw ``CUstream`` handle of ``stream``."""
+        return int(stream.cuda_stream)
+
+    def wait(self, waiter: Any, producer: Any) -> None:
+        """Make ``waiter`` wait for the work queued on ``producer`` so far (an event; no host synchronization)."""
+        waiter.wait_stream(producer)
+
+    def record(self, tensor: torch.Tensor, stream: Any) -> None:
+        """Tell the caching allocator that ``stream`` uses ``tensor``'s memory."""
+        tensor.record_stream(stream)
 
 
 _LOAD_FAILURES: dict[int, str] = {}  # per device: why the GPU dependencies cannot load (not retried)
@@ -305,8 +330,11 @@ def _bucket(width: int, height: int) -> tuple[int, int]:
 class NvdecBackend:
     """Decodes with NVDEC through PyNvVideoCodec; converts kept surfaces with gpudecode's kernel."""
 
+    output_device_type = "cuda"  # convert_into writes into CUDA tensors
+
     def __init__(self, *, modules: Modules, device: torch.device, stream: Any, bit_depth: int,
-                 color: ColorSpec, decoder: Any, cache_key: tuple[Any, ...], stream_ptr: int) -> None:
+                 color: ColorSpec, decoder: Any, cache_key: tuple[Any, ...], streams: Any,
+                 decode_stream: Any) -> None:
         self._m = modules
         self._nvc = modules.nvc
         self._device = device
@@ -318,9 +346,10 @@ class NvdecBackend:
         self._color = color
         self._dec = decoder
         self._key = cache_key
-        self._stream_ptr = stream_ptr
-        self._torch_stream = _DECODE_STREAMS.get(device.index if device.index is not None else 0) \
-            if modules.cuda_ok else None
+        self._streams = streams
+        self._decode_stream = decode_stream
+        self._stream_ptr = streams.handle(decode_stream) if streams is not None else 0
+        self._pitch: int | None = None  # bytes per surface row: fixed for a decoder's configuration
         self._bsf = None
         extradata = bytes(cc.extradata or b"")
         self._param_sets = b""
@@ -434,44 +463,60 @@ class NvdecBackend:
             raise DecodeError(f"NVDEC returned a {name} surface for {depth}-bit stream (expected "
                               f"{self._expected_format.name}); please report this with your GPU and driver.")
         luma = int(surface.GetPtrToPlane(0))
-        pitch = self._width * self._bytes
-        try:
-            views = surface.cuda()
-            cai = views[0].__cuda_array_interface__
-            if cai.get("strides"):
-                pitch = int(cai["strides"][0])
-        except Exception:
-            pass
+        pitch = self._pitch if self._pitch is not None else self._surface_pitch(surface)
         try:
             chroma = int(surface.GetPtrToPlane(1))
         except Exception:
             chroma = 0
-        if pitch < self._width * self._bytes <= pitch * self._bytes:
-            pitch *= self._bytes  # some releases report 16-bit strides in elements, not bytes
         if not chroma:
             chroma = luma + pitch * self._height
         if pitch < self._width * self._bytes or chroma - luma < pitch * self._height:
             raise DecodeError(f"NVDEC surface layout is inconsistent (pitch {pitch}, planes {luma:#x}/{chroma:#x} "
                               f"for {self._width}x{self._height}); please report this with your GPU and driver.")
+        self._pitch = pitch
         return luma, chroma, pitch
 
-    def convert(self, frame: NvFrame) -> torch.Tensor:
-        """Convert a surface to an ``(H, W, 3)`` uint8 tensor on the device.
+    def _surface_pitch(self, surface: Any) -> int:
+        """Row pitch in bytes from the surface's luma view (its strides; 16-bit ones are in elements in 2.2.4)."""
+        pitch = self._width * self._bytes
+        try:
+            cai = surface.cuda()[0].__cuda_array_interface__
+            if cai.get("strides"):
+                pitch = int(cai["strides"][0])
+        except Exception:
+            pass
+        if pitch < self._width * self._bytes <= pitch * self._bytes:
+            pitch *= self._bytes  # strides in elements, not bytes
+        return pitch
 
-        The kernel runs on the decoder's own stream, ordered before the next ``Decode`` can overwrite the surface;
-        the caller's current stream then waits on it (an event, no host synchronization).
-        """
-        luma, chroma, pitch = self._planes(frame.surface)
+    def convert(self, frame: NvFrame) -> torch.Tensor:
+        """Convert a surface to a new ``(H, W, 3)`` uint8 tensor on the device (see :meth:`convert_into`)."""
         out = torch.empty((self._height, self._width, 3), dtype=torch.uint8, device=self._device)
-        decode_stream = self._torch_stream
-        if decode_stream is not None:
-            decode_stream.wait_stream(torch.cuda.current_stream(self._device))  # `out` was allocated there
+        self.convert_into(frame, out)
+        return out
+
+    def convert_into(self, frame: NvFrame, out: torch.Tensor) -> None:
+        """Convert a surface into ``out``, a C-contiguous ``(H, W, 3)`` uint8 slot (of a batch) on the device.
+
+        The kernel runs on the decode stream, after the work the caller's current stream had queued (``out`` was
+        allocated there) and before the next ``Decode`` can overwrite the surface; the caller's stream then waits
+        on it. Both waits are events: no host synchronization.
+
+        Raises:
+            DecodeError: The slot's shape is not the stream's frame size, or the surface is not as expected.
+        """
+        if tuple(out.shape) != (self._height, self._width, 3) or not out.is_contiguous():
+            raise DecodeError(f"A decoded frame is {self._width}x{self._height}, but the output slot is "
+                              f"{tuple(out.shape)}; resolution changes are not supported.")
+        luma, chroma, pitch = self._planes(frame.surface)
+        streams, decode_stream = self._streams, self._decode_stream
+        if streams is not None:
+            streams.wait(decode_stream, streams.current(self._device))
         self._m.convert(luma_ptr=luma, chroma_ptr=chroma, pitch=pitch, width=self._width, height=self._height,
                         dst_ptr=out.data_ptr(), planar=False, spec=self._color, stream_ptr=self._stream_ptr)
-        if decode_stream is not None:
-            out.record_stream(decode_stream)
-            torch.cuda.current_stream(self._device).wait_stream(decode_stream)
-        return out
+        if streams is not None:
+            streams.record(out, decode_stream)
+            streams.wait(streams.current(self._device), decode_stream)
 
     def close(self) -> None:
         """Drain the decoder and give it back to the cache (a decoder that refused the stream is dropped)."""
@@ -521,7 +566,9 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
     max_w, max_h = min(bucket_w, limit_w), min(bucket_h, limit_h)  # a bucket above the GPU's limit fails to decode
     # Decoder and kernels share one non-default stream per device: the legacy default stream would cost a host
     # synchronization per frame inside PyNvVideoCodec, and would not be ordered against torch's side streams.
-    stream_ptr = int(_decode_stream(index).cuda_stream) if modules.cuda_ok else 0
+    streams = modules.streams if modules.streams is not None else (TorchStreams() if modules.cuda_ok else None)
+    decode_stream = streams.decode(index) if streams is not None else None
+    stream_ptr = streams.handle(decode_stream) if streams is not None else 0
     key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
 
     def create() -> Any:
@@ -541,7 +588,7 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
         decoder.setReconfigParams(width, height)
         _DECODER_SIZES[id(decoder)] = (width, height)
     return NvdecBackend(modules=modules, device=device, stream=stream, bit_depth=bit_depth, color=color,
-                        decoder=decoder, cache_key=key, stream_ptr=stream_ptr)
+                        decoder=decoder, cache_key=key, streams=streams, decode_stream=decode_stream)
 
 
 # (module id, codec, bit depth) -> (module, caps): queried once per process and module (the module is kept so its

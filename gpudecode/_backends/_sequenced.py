@@ -25,6 +25,7 @@ class SequencedFrames:
         self._duration = int(frame_duration)
         self._next = 0
         self.name = inner.name
+        self.output_device_type = inner.output_device_type
         self.skips_unwanted = False
 
     def _stamp(self, frames: Sequence[Any]) -> Sequence[Any]:
