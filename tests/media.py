@@ -40,7 +40,9 @@ X264_B = {"bf": "3", "g": "12", "preset": "veryfast"}
 SPECS = {s.name: s for s in [
     Spec("h264_bframes", options=X264_B),
     Spec("h264_mkv", container="matroska", options=X264_B),
-    Spec("h264_open_gop", container="matroska", options={**X264_B, "x264-params": "open-gop=1:keyint=10"}),
+    # open GOP with leading pictures: B-frames coded after each I-frame but shown before it (b-adapt=0 keeps them)
+    Spec("h264_open_gop", container="matroska",
+         options={**X264_B, "x264-params": "open-gop=1:keyint=10:min-keyint=10:scenecut=0:b-adapt=0"}),
     Spec("hevc8", codec="libx265", options={"x265-params": "keyint=10:bframes=3:log-level=none"}),
     Spec("hevc10", codec="libx265", container="matroska", pix_fmt="yuv420p10le",
          options={"x265-params": "keyint=10:bframes=2:log-level=none"}),

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from oracle import ALL, oracle
+from oracle import ALL, assert_frame_matches, oracle
 
 from gpudecode import MediaError, VideoDecoder
 from gpudecode._index import _from_packets, _scan_packets
@@ -49,11 +49,25 @@ def test_index_matches_decoded_frames(video, name):
 
 
 def test_open_gop_leading_frames_start_from_previous_keyframe(video):
-    idx = VideoDecoder(video("h264_open_gop")).index
-    # Some frame must need the keyframe *before* the latest keyframe preceding it in decode order,
-    # otherwise the fixture is not open-GOP.
-    later_key = np.searchsorted(idx.key_pts, idx.pts, side="right") - 1
-    assert (idx.start_key <= later_key).all()
+    """Leading pictures of an open GOP (after keyframe K in decode order, shown before it) reference the previous
+    GOP: decoding must start at the keyframe before K. Oracle for the packet order: a plain PyAV demux."""
+    path = video("h264_open_gop")
+    with av.open(str(path)) as c:
+        packets = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    leading, last_key = [], None
+    for pts, key in packets:
+        if key:
+            last_key = pts
+        elif last_key is not None and pts < last_key:
+            leading.append((pts, last_key))
+    assert leading, "the fixture has no leading pictures: it is not open-GOP"
+    dec = VideoDecoder(path, dimension_order="NHWC")
+    idx = dec.index
+    for pts, key_after in leading:
+        i = int(np.flatnonzero(idx.pts == pts)[0])
+        assert idx.key_pts[idx.start_key[i]] < key_after, f"frame {i} (pts {pts}) starts at its own GOP's keyframe"
+        fresh = VideoDecoder(path, dimension_order="NHWC")  # random access: nothing decoded before
+        assert_frame_matches("h264_open_gop", str(path), fresh[i].numpy(), i)
 
 
 def test_edit_list_discarded_packets_are_not_frames(video):

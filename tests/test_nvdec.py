@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -115,11 +116,28 @@ def test_without_parameter_sets_frames_are_lost(video, monkeypatch):
 
 
 def test_discarded_packets_are_fed_but_not_returned(video):
+    """Edit list: the three packets cut by it are fed (later frames reference them) but their frames are not
+    returned. Oracles: a plain PyAV decode for the frames' pts (FFmpeg drops the discarded ones) and the CPU path's
+    pixels; the fake's own outputs show the backend, not the planner, dropped them."""
     path = video("editlist")
-    gpu, nvc = nvdec_decoder(path)
+    gpu, nvc = nvdec_decoder(path, dimension_order="NHWC")
+    outputs = []
+    real_wrap = gpu._backend._wrap
+
+    def counting_wrap(surfaces):
+        outputs.extend(int(s.getPTS()) for s in surfaces)
+        return real_wrap(surfaces)
+
+    gpu._backend._wrap = counting_wrap
     batch = gpu.get_frames_in_range(0, len(gpu))
-    assert len(batch) == 37
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        want = [float(f.pts * s.time_base) for f in c.decode(s)]
+    assert batch.pts_seconds.tolist() == pytest.approx(want) and len(want) == 37
+    cpu = VideoDecoder(path, dimension_order="NHWC").get_frames_in_range(0, 37)
+    assert (cpu.data.int() - batch.data.int()).abs().max() <= 3
     assert len(nvc.created[0].received) == 40  # every packet fed, the three discarded ones included
+    assert len(outputs) == 40 and min(outputs) < 0  # NVDEC output them all; the backend dropped the cut ones
 
 
 def test_surfaces_are_converted_before_the_next_decode(video):
