@@ -8,6 +8,7 @@ instead of demuxing every packet. ``approximate`` indexes trust the header (fram
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -358,6 +359,7 @@ def build_exact_index(
     if mp4 is not None:
         arrays = _from_mp4_tables(container, stream, mp4, size_bytes)
         if arrays is not None and _check_against_demux(container, stream, arrays[0]):
+            arrays = _without_undecodable_lead(open_stream, *arrays)
             return _from_packets(*arrays, time_base, source_key, stream.index, "mp4-tables")
         if arrays is not None:
             logger.debug("gpudecode: MP4 tables disagree with the demuxer; scanning packets instead")
@@ -365,4 +367,38 @@ def build_exact_index(
     arrays = _scan_packets(container, stream)
     if arrays[0].shape[0] == 0:
         raise MediaError("The video stream has no packets: there is nothing to decode.")
+    arrays = _without_undecodable_lead(open_stream, *arrays)
     return _from_packets(*arrays, time_base, source_key, stream.index, "packet-scan")
+
+
+def _without_undecodable_lead(open_stream: Callable[[], tuple[Any, Any]], pts: np.ndarray, dur: np.ndarray,
+                              key: np.ndarray, discard: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Mark packets before the first keyframe that FFmpeg's decoder outputs no frame for as not frames.
+
+    A stream cut without re-encoding may start mid-GOP: FFmpeg drops those pictures (their references are
+    missing), so they are not frames of the stream; they are still fed, as discarded packets are. Which ones
+    FFmpeg drops depends on the codec, so a short decode of that lead (no further than the first keyframe and a
+    few packets) tells.
+    """
+    if key.shape[0] == 0 or key[0] or not key.any():
+        return pts, dur, key, discard, pos
+    first_key = int(np.argmax(key))
+    container, stream = open_stream()
+    shown: set[int] = set()
+    fed = 0
+    try:
+        for pkt in container.demux(stream):
+            if pkt.size == 0:
+                continue
+            fed += 1
+            with contextlib.suppress(av.error.FFmpegError):
+                shown.update(f.pts for f in stream.codec_context.decode(pkt) if f.pts is not None)
+            if fed > first_key + 16:
+                break
+    except (av.error.FFmpegError, OSError):
+        pass
+    lead = np.arange(pts.shape[0]) < first_key
+    dropped = lead & ~np.isin(pts, np.fromiter(shown, dtype=np.int64, count=len(shown)))
+    if dropped.any():
+        logger.debug("gpudecode: %d packets before the first keyframe decode to nothing", int(dropped.sum()))
+    return pts, dur, key, discard | dropped, pos

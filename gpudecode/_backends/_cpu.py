@@ -38,10 +38,15 @@ class CpuBackend:
         cc = stream.codec_context
         # None: let FFmpeg choose (cores + 1 frame threads), which keeps the cores busy while this thread converts
         # (measured on 640x360 H.264, 2 cores: ~1,330 frames/s vs ~1,150 with 2 threads).
-        threads = 0 if num_threads is None else int(num_threads)
-        cc.thread_count = max(0, threads)
-        cc.thread_type = "AUTO" if threads != 1 else "SLICE"
+        self._threads = 0 if num_threads is None else int(num_threads)
+        self._configure(cc)
         self._cc = cc
+        # H.264/HEVC parameter sets sent in-band (say, a joined segment's, with another range) replace the header's
+        # for good: flushing does not restore them, so a seek back would decode earlier pictures with the later
+        # segment's. Frames whose format tags change mark the decoder for a fresh context at the next reset.
+        self._watch_params = codec_name(cc) in ("h264", "hevc")
+        self._header_tags = (cc.pix_fmt, int(cc.color_range), int(cc.colorspace))
+        self._params_changed = False
         self._drained = False
         self._reformatter = VideoReformatter()  # caches its swscale context across frames
         self._direct = direct_converter()  # the same swscale, writing into the output (or via scratch)
@@ -50,11 +55,27 @@ class CpuBackend:
         # carry hidden frames that later packets only display).
         self.skips_unwanted = codec_name(cc) in ("h264", "hevc")
 
+    def _configure(self, cc: Any) -> None:
+        cc.thread_count = max(0, self._threads)
+        cc.thread_type = "AUTO" if self._threads != 1 else "SLICE"
+
     def reset(self) -> None:
-        """Drop all decoder state."""
-        if self._cc.is_open:
+        """Drop all decoder state (a fresh decoder when in-band parameter sets changed the stream's format)."""
+        if self._params_changed:
+            cc = av.CodecContext.create(self._cc.codec.name, "r")
+            cc.extradata = self._stream.codec_context.extradata
+            self._configure(cc)
+            self._cc, self._skip = cc, "DEFAULT"
+            self._params_changed = False
+        elif self._cc.is_open:
             self._cc.flush_buffers()
         self._drained = False
+
+    def _check_tags(self, frames: Sequence[Any]) -> None:
+        header = self._header_tags
+        for f in frames:
+            if (f.format.name, int(f.color_range), int(f.colorspace)) != header:
+                self._params_changed = True
 
     def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
         """Decode one packet; packets nobody asked for are decoded only if other frames reference them."""
@@ -63,11 +84,14 @@ class CpuBackend:
             self._cc.skip_frame = skip
             self._skip = skip
         try:
-            return self._cc.decode(packet)
+            frames = self._cc.decode(packet)
         except av.error.EOFError:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"FFmpeg could not decode a packet (pts {packet.pts}): {ffmpeg_reason(exc)}") from exc
+        if self._watch_params and not self._params_changed:
+            self._check_tags(frames)
+        return frames
 
     def flush(self) -> Sequence[Any]:
         """Drain the decoder."""
@@ -75,11 +99,14 @@ class CpuBackend:
             return ()
         self._drained = True
         try:
-            return self._cc.decode(None)
+            frames = self._cc.decode(None)
         except av.error.EOFError:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"FFmpeg failed while draining the decoder: {ffmpeg_reason(exc)}") from exc
+        if self._watch_params and not self._params_changed:
+            self._check_tags(frames)
+        return frames
 
     def convert_into(self, frame: Any, out: np.ndarray) -> None:
         """Convert the frame into ``out`` (``(H, W, 3)`` uint8, any strides); nothing outside ``out`` is written.
