@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -300,3 +301,17 @@ def test_cache_entry_with_unusable_facts_is_rebuilt(video, tmp_path, monkeypatch
         save_index_file(replace(idx, facts=facts), entry)
     dec = VideoDecoder(path)
     assert len(dec) == len(ref) and torch.equal(dec[:], ref[:])
+
+
+def test_zero_durations_are_filled_from_the_next_frame_in_presentation_order():
+    """Packets without durations (zero): each frame lasts until the next frame shown, the last one the median gap.
+    Written out by hand for a B-frame decode order (FFmpeg's demuxers fill durations for every container we can
+    produce, MKV/MP4/MOV/NUT/FLV/TS, so this case is built from packet arrays)."""
+    pts = np.array([0, 300, 100, 200, 600, 400, 500, 700])  # decode order; shown 0,100,...,700 with a gap
+    dur = np.array([0, 0, 0, 0, 0, 0, 50, 0])  # one packet knows its duration
+    key = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=bool)
+    idx = _from_packets(pts, dur, key, np.zeros(8, dtype=bool), np.arange(8) * 100, Fraction(1, 1000), "", 0, "x")
+    assert idx.pts.tolist() == [0, 100, 200, 300, 400, 500, 600, 700]
+    assert idx.duration.tolist() == [100, 100, 100, 100, 100, 50, 100, 100]
+    # 400 and 500 follow keyframe 600 in decode order but are shown before it: they start from keyframe 0
+    assert idx.start_key.tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
