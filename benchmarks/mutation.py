@@ -1,0 +1,131 @@
+"""Mutation testing of the modules that decide which frame, which time and which colour (issue 11), with mutmut.
+
+For each module: a scratch copy of the repository (``git archive HEAD``), mutmut configured to mutate that module
+only and to run the test files that exercise it, then mutmut's verdict per mutant. Run by hand, not in CI (minutes
+to hours on 2 cores):
+
+    python benchmarks/mutation.py                       # every module below
+    python benchmarks/mutation.py _timeline _color      # some of them
+    # writes benchmarks/results/mutation.{json,md}; merges with modules measured before
+
+Setup notes, learnt the hard way: the scratch ``mutants/`` folder must exist before mutmut starts and be first on
+``PYTHONPATH`` (else the editable install of this checkout is imported and no test reaches a mutant), and workers
+are forked from a fork server that has not imported torch or FFmpeg (``process_isolation = "forkserver"``, warmup
+``none``): forking mutmut's own process after the tests ran crashes the children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, save
+
+ROOT = Path(__file__).resolve().parent.parent
+# module -> the tests that exercise it
+MODULES = {
+    "_timeline": ["tests/test_timeline.py", "tests/test_index.py", "tests/test_edge_streams.py"],
+    "_index": ["tests/test_index.py", "tests/test_timeline.py", "tests/test_edge_streams.py",
+               "tests/test_raw_streams.py"],
+    "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py"],
+    "samplers": ["tests/test_samplers.py"],
+    "_source": ["tests/test_metadata_sources.py", "tests/test_errors.py"],
+    "_swscale": ["tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
+    "_planner": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
+    "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
+    "_backends/_cpu": ["tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
+}
+VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
+
+
+def _config(module: str, tests: list[str]) -> str:
+    return f"""
+[tool.mutmut]
+source_paths = ["gpudecode"]
+only_mutate = ["gpudecode/{module}.py"]
+pytest_add_cli_args_test_selection = {json.dumps(tests)}
+also_copy = ["kernels"]
+pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
+process_isolation = "forkserver"
+forkserver_warmup = "none"
+"""
+
+
+def run_module(module: str, jobs: int) -> dict[str, object]:
+    """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants."""
+    work = Path(tempfile.mkdtemp(prefix=f"gpudecode-mutation-{module.replace('/', '-')}-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    with open(work / "pyproject.toml", "a") as f:
+        f.write(_config(module, MODULES[module]))
+    (work / "mutants").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(work / "mutants"))
+    mutmut = [sys.executable, "-m", "mutmut"]
+    t0 = time.monotonic()
+    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, capture_output=True,
+                         text=True)
+    seconds = time.monotonic() - t0
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
+                             text=True).stdout
+    verdicts: dict[str, str] = {}
+    for line in listing.splitlines():
+        m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
+        if m:
+            verdicts[m.group(1)] = m.group(2).strip()
+    counts = {v: sum(1 for x in verdicts.values() if x == v) for v in VERDICTS}
+    survivors = {}
+    for name, verdict in verdicts.items():
+        if verdict == "survived":
+            diff = subprocess.run([*mutmut, "show", name], cwd=work, env=env, capture_output=True, text=True).stdout
+            survivors[name] = "\n".join(ln for ln in diff.splitlines() if ln.startswith(("+", "-"))
+                                        and not ln.startswith(("+++", "---")))
+    return {"module": module, "tests": MODULES[module], "seconds": round(seconds, 1), "counts": counts,
+            "total": len(verdicts), "survivors": survivors, "returncode": run.returncode,
+            "stderr_tail": run.stderr[-500:] if run.returncode else ""}
+
+
+def _score(r: dict) -> str:
+    c = r["counts"]
+    decided = c["killed"] + c["survived"] + c["timeout"] + c["segfault"] + c["suspicious"]
+    return f"{100 * (decided - c['survived']) / decided:.1f}%" if decided else "—"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("modules", nargs="*", default=list(MODULES))
+    ap.add_argument("--jobs", type=int, default=2)
+    a = ap.parse_args()
+    old = RESULTS / "mutation.json"
+    results = json.loads(old.read_text())["modules"] if old.exists() else {}
+    for module in a.modules:
+        print(f"mutating {module} ...", flush=True)
+        results[module] = run_module(module, a.jobs)
+        print(f"  {results[module]['counts']} in {results[module]['seconds']} s", flush=True)
+    m = machine()
+    lines = [f"# Mutation testing (mutmut) — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}", "",
+             "Score = killed (timeouts and crashes count as killed) / mutants with a verdict. `no tests`: no selected "
+             "test reaches the mutated function. Command: `python benchmarks/mutation.py [module ...]`.", "",
+             "| module | mutants | killed | survived | timeout | crashed | no tests | score | tests run | time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for name, r in results.items():
+        c = r["counts"]
+        lines.append(f"| `{name}` | {r['total']} | {c['killed']} | {c['survived']} | {c['timeout']} | "
+                     f"{c['segfault'] + c['suspicious']} | {c['no tests']} | {_score(r)} | "
+                     f"{', '.join(Path(t).name for t in r['tests'])} | {r['seconds']:.0f} s |")
+    lines += ["", "## Surviving mutants", ""]
+    for r in results.values():
+        for mutant, diff in r["survivors"].items():
+            lines += [f"* `{mutant}`", "", "```diff", diff, "```", ""]
+    save("mutation", {"machine": m, "modules": results}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
