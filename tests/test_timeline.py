@@ -157,3 +157,48 @@ def test_ordinary_streams_get_no_decode_timeline(video):
     for name in ("h264_bframes", "vfr", "editlist", "hevc8"):
         idx = VideoDecoder(video(name)).index
         assert idx is not None and idx.plan_pts is None and idx.segment_starts is None, name
+
+
+def test_played_at_rules_written_out():
+    """The rule of ``played_at`` on hand-made segments: [0, 10, 20] then [5, 15] (overlapping the first), then
+    [40, 50] after a gap; each frame lasts 10."""
+    from gpudecode._timeline import played_at, segments_of
+
+    pts = np.array([0, 10, 20, 5, 15, 40, 50], dtype=np.float64)
+    end = pts + 10
+    segments = segments_of(np.array([0, 3, 5]), 7)
+    assert segments == [(0, 3), (3, 5), (5, 7)]
+    t = np.array([-3, 0, 4.9, 5, 12, 29.9, 30, 35, 39.9, 40, 45, 60, 75])
+    # before everything: the first frame; in the first segment's span (0..30): its frames, even where the second
+    # overlaps it; 30..40 is a gap the second segment does not fill (it ends at 25): the last frame starting
+    # before (pts 20, frame 2); the third segment from 40; past the end: the last frame
+    assert played_at(pts, end, segments, t).tolist() == [0, 0, 0, 0, 1, 2, 2, 2, 2, 5, 5, 6, 6]
+    # a time only the second segment plays: [5, 25) minus the first's [0, 30) is empty, so move the first away
+    shifted = pts.copy()
+    shifted[:3] += 100
+    got = played_at(shifted, shifted + 10, segments, np.array([5, 14.9, 15, 24.9]))
+    assert got.tolist() == [3, 3, 4, 4]
+    # equal timestamps: within a segment the later frame (it replaced the earlier on screen); in a gap, the last of
+    # the frames starting at or before t, in frame order
+    tie = np.array([0, 10, 10, 0, 10], dtype=np.float64)
+    assert played_at(tie, tie + 1, segments_of(np.array([0, 3]), 5), np.array([10.5, 12])).tolist() == [2, 4]
+    # one segment: plain "last frame starting at or before t"
+    one = segments_of(None, 3)
+    assert one == [(0, 3)] and segments_of(np.array([], dtype=np.int64), 3) == [(0, 3)]
+    assert played_at(np.array([0.0, 1, 2]), np.array([1.0, 2, 3]), one, np.array([-1, 0, 1.5, 9])).tolist() == \
+        [0, 0, 1, 2]
+    assert segments_of(np.array([0, 2, 2]), 4) == [(0, 2), (2, 4)]  # an empty segment is dropped
+
+
+def test_presentation_ranks_edge_cases():
+    # two packets, the second a keyframe shown first: two segments (n == 2 takes the general path)
+    rank, segment = presentation_ranks(np.array([5, 3]), np.array([True, True]))
+    assert segment.tolist() == [0, 1] and rank.tolist() == [0, 1]
+    # a keyframe whose pts equals the largest seen so far is not a junction
+    rank, segment = presentation_ranks(np.array([0, 4, 4, 8]), np.array([True, False, True, False]))
+    assert segment.tolist() == [0, 0, 0, 0] and rank.tolist() == [0, 1, 2, 3]
+    # a non-keyframe shown early is a B-frame, not a junction
+    rank, segment = presentation_ranks(np.array([0, 8, 2]), np.array([True, False, False]))
+    assert segment.tolist() == [0, 0, 0] and rank.tolist() == [0, 2, 1]
+    rank, segment = presentation_ranks(np.array([7]), np.array([True]))
+    assert rank.tolist() == [0] and segment.tolist() == [0] and rank.dtype == np.int64
