@@ -202,3 +202,15 @@ def test_presentation_ranks_edge_cases():
     assert segment.tolist() == [0, 0, 0] and rank.tolist() == [0, 2, 1]
     rank, segment = presentation_ranks(np.array([7]), np.array([True]))
     assert rank.tolist() == [0] and segment.tolist() == [0] and rank.dtype == np.int64
+
+
+def test_played_at_boundaries_between_overlapping_segments():
+    from gpudecode._timeline import played_at, segments_of
+
+    # the first segment ends at 30 exactly where the second (25, 35) still plays: at 30 the second answers
+    pts = np.array([0, 10, 20, 25, 35], dtype=np.float64)
+    segments = segments_of(np.array([0, 3]), 5)
+    assert played_at(pts, pts + 10, segments, np.array([29.9, 30, 34.9])).tolist() == [2, 3, 3]
+    # equal timestamps after the end: the last of them in frame order (a stable order, not any of them)
+    ties = ((np.arange(26) * 7) % 3).astype(np.float64)  # the last 2.0 is frame 23
+    assert played_at(ties, ties + 1, segments_of(np.array([0, 13]), 26), np.array([100.0])).tolist() == [23]
