@@ -35,7 +35,8 @@ MODULES = {
     "_timeline": ["tests/test_timeline.py", "tests/test_index.py", "tests/test_edge_streams.py"],
     "_index": ["tests/test_index.py", "tests/test_timeline.py", "tests/test_edge_streams.py",
                "tests/test_raw_streams.py"],
-    "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py"],
+    # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
+    "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers.py"],
     "_source": ["tests/test_metadata_sources.py", "tests/test_errors.py"],
     "_swscale": ["tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
