@@ -70,3 +70,15 @@ def save(name: str, payload: dict[str, Any], table: str) -> tuple[Path, Path]:
     print(table)
     print(f"\nwrote {j} and {m}")
     return j, m
+
+
+def tree_at(rev: str, *paths: str, prefix: str = "gpudecode-before-") -> Path:
+    """A scratch folder holding ``paths`` of the repository (everything when none) as of git revision ``rev``."""
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, *paths], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
+    return d

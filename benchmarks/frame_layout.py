@@ -21,12 +21,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save
+from _common import machine, save, tree_at
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = Path(__file__).resolve().parent / "media"
@@ -75,13 +74,6 @@ def worker(variant: str, paths: dict[str, str]) -> dict[str, float]:
     return out
 
 
-def _tree_at(rev: str) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="gpudecode-before-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "gpudecode", "kernels"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
-    return d
-
 
 def _run(variant: str, code_dir: Path | None, paths: dict[str, Path]) -> dict[str, float] | str:
     env_path = [str(code_dir)] if code_dir else []
@@ -104,7 +96,7 @@ def main() -> None:
         print(json.dumps(worker(a.worker, json.loads(a.paths))))
         return
     paths = make_clips()
-    variants: dict[str, Path | None] = {"after": ROOT, "before": _tree_at(a.before)}
+    variants: dict[str, Path | None] = {"after": ROOT, "before": tree_at(a.before, "gpudecode", "kernels")}
     try:
         import torchcodec  # noqa: F401
 

@@ -22,12 +22,11 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, machine, save
+from _common import RESULTS, machine, save, tree_at
 
 ROOT = Path(__file__).resolve().parent.parent
 # module -> the tests that exercise it
@@ -85,9 +84,7 @@ forkserver_warmup = "none"
 
 def run_module(module: str, jobs: int) -> dict[str, object]:
     """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants."""
-    work = Path(tempfile.mkdtemp(prefix=f"gpudecode-mutation-{module.replace('/', '-')}-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    work = tree_at("HEAD", prefix=f"gpudecode-mutation-{module.replace('/', '-')}-")
     with open(work / "pyproject.toml", "a") as f:
         f.write(_config(module, MODULES[module]))
     (work / "mutants").mkdir()

@@ -18,12 +18,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save
+from _common import machine, save, tree_at
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = Path(__file__).resolve().parent / "media"
@@ -87,13 +86,6 @@ def worker(path: str, repeats: int) -> float:
     return best / n
 
 
-def _tree_at(rev: str) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="gpudecode-before-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "gpudecode", "kernels"], check=True,
-                             capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
-    return d
-
 
 def _run(code_dir: Path, path: Path) -> float | str:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code_dir), os.environ.get("PYTHONPATH", "")]))
@@ -113,7 +105,7 @@ def main() -> None:
         print(worker(a.worker, repeats=3))
         return
     clip = make_clip()
-    variants = {"before": _tree_at(a.before), "after": ROOT}
+    variants = {"before": tree_at(a.before, "gpudecode", "kernels"), "after": ROOT}
     per_frame: dict[str, list[float]] = {v: [] for v in variants}
     failures: dict[str, list[str]] = {v: [] for v in variants}
     for _ in range(a.rounds):
