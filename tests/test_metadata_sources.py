@@ -224,3 +224,29 @@ def test_unsupported_source_type():
         VideoDecoder(12345)
     with pytest.raises(InvalidArgumentError, match="Invalid source type"):
         VideoDecoder(np.zeros(3))
+
+
+def test_tag_names_follow_ffmpegs_names_and_say_none_for_unspecified():
+    from gpudecode._color import COLORSPACE_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES, tag_name
+
+    assert tag_name(COLORSPACE_NAMES, 1) == "bt709" and tag_name(COLORSPACE_NAMES, 10) == "bt2020c"
+    assert tag_name(RANGE_NAMES, 2) == "pc" and tag_name(RANGE_NAMES, 1) == "tv"
+    assert tag_name(PRIMARIES_NAMES, 9) == "bt2020" and tag_name(TRANSFER_NAMES, 16) == "smpte2084"
+    for table in (COLORSPACE_NAMES, PRIMARIES_NAMES, TRANSFER_NAMES):
+        assert tag_name(table, 2) is None  # AVCOL_*_UNSPECIFIED
+    assert tag_name(RANGE_NAMES, 0) is None and tag_name(RANGE_NAMES, None) is None
+    assert tag_name(COLORSPACE_NAMES, 3) == "3" and tag_name(TRANSFER_NAMES, 99) == "99"  # no FFmpeg name: the number
+
+
+@pytest.mark.parametrize(("colorspace", "color_range", "pix_fmt", "want"), [
+    (1, 1, "yuv420p", ("bt709", False)), (9, 2, "yuv420p10le", ("bt2020", True)), (10, 1, "yuv420p", ("bt2020", False)),
+    (5, 0, "yuvj420p", ("bt601", True)), (6, 1, "yuv420p", ("bt601", False)), (2, 0, None, ("bt601", False)),
+    (0, 1, "yuv420p", ("bt601", False)), (8, 1, "yuv420p", ("bt601", False)),
+])
+def test_color_spec_picks_swscale_s_matrix_and_range(colorspace, color_range, pix_fmt, want):
+    """The GPU kernel's choice, as swscale makes it: BT.709 for 1, BT.2020 for 9 and 10 (CL approximated), BT.601
+    for every other tag (unspecified included); full range for 'pc' and for every yuvj format."""
+    from gpudecode._color import color_spec
+
+    spec = color_spec(colorspace, color_range, pix_fmt, 10 if pix_fmt and "10" in pix_fmt else 8)
+    assert (spec.matrix, spec.full_range) == want
