@@ -45,7 +45,7 @@ from gpudecode._errors import (
     invalid_choice,
 )
 from gpudecode._frame import Frame, FrameBatch
-from gpudecode._index import FrameIndex, build_exact_index
+from gpudecode._index import FrameIndex, build_exact_index, to_seconds
 from gpudecode._index_file import load_index_file, save_index_file, source_key
 from gpudecode._memory import new_frames
 from gpudecode._metadata import VideoStreamMetadata
@@ -577,8 +577,7 @@ class VideoDecoder:
         return np.floor(t * tb.denominator / tb.numerator + 1e-6).astype(np.int64)
 
     def _pts_seconds(self, pts: np.ndarray) -> np.ndarray:
-        tb = self._time_base
-        return pts.astype(np.float64) * tb.numerator / tb.denominator
+        return to_seconds(pts, self._time_base)
 
     def _check_times(self, t: np.ndarray, name: str) -> None:
         m = self._metadata

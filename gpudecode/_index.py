@@ -9,6 +9,7 @@ instead of demuxing every packet. ``approximate`` indexes trust the header (fram
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
 from gpudecode._timeline import PacketTimeline, played_at, presentation_ranks, segments_of
 
-__all__ = ["FrameIndex", "build_exact_index"]
+__all__ = ["FrameIndex", "build_exact_index", "to_seconds"]
 
 logger = logging.getLogger("gpudecode")
 
@@ -104,25 +105,38 @@ class FrameIndex:
             return None
         return PacketTimeline.build(self.packet_pos, self.plan_step, self.plan_key_pts, self.key_pts)
 
+    @functools.cached_property
+    def _pts_seconds(self) -> np.ndarray:
+        return to_seconds(self.pts, self.time_base)
+
+    @functools.cached_property
+    def _end_seconds(self) -> np.ndarray:
+        return to_seconds(self.pts + self.duration, self.time_base)
+
+    @functools.cached_property
+    def _segments(self) -> list[tuple[int, int]]:
+        return segments_of(self.segment_starts, self.num_frames)
+
     def frames_played_at(self, seconds: np.ndarray) -> np.ndarray:
         """Index of the frame shown at each time (see ``_timeline.played_at``), ``seconds`` in seconds."""
-        num, den = self.time_base.numerator, self.time_base.denominator
-        pts = self.pts.astype(np.float64) * num / den
-        end = (self.pts + self.duration).astype(np.float64) * num / den
-        return played_at(pts, end, segments_of(self.segment_starts, self.num_frames), seconds)
+        return played_at(self._pts_seconds, self._end_seconds, self._segments, seconds)
 
     def frames_played_in(self, start_seconds: float, stop_seconds: float) -> np.ndarray:
         """Indices (ascending) of the frames shown during ``[start_seconds, stop_seconds)``, a non-empty range.
 
         The frame shown at ``start_seconds``, then every frame starting after it and before ``stop_seconds``.
         """
-        num, den = self.time_base.numerator, self.time_base.denominator
-        pts = self.pts.astype(np.float64) * num / den
+        pts = self._pts_seconds
         first = int(self.frames_played_at(np.array([start_seconds]))[0])
         if self.segment_starts is None:
             return np.arange(first, int(np.searchsorted(pts, stop_seconds, side="left")), dtype=np.int64)
         later = np.flatnonzero((pts > start_seconds) & (pts < stop_seconds))
         return np.union1d(later, [first]).astype(np.int64)
+
+
+def to_seconds(ts: np.ndarray, time_base: Fraction) -> np.ndarray:
+    """Timestamps in ``time_base`` units as float64 seconds (the one conversion every reported time goes through)."""
+    return ts.astype(np.float64) * time_base.numerator / time_base.denominator
 
 
 def _from_packets(

@@ -72,6 +72,9 @@ class CpuBackend:
         self._drained = False
 
     def _check_tags(self, frames: Sequence[Any]) -> None:
+        """Note a decoded frame whose format tags differ from the header's (H.264/HEVC; once is enough)."""
+        if not self._watch_params or self._params_changed:
+            return
         header = self._header_tags
         for f in frames:
             if (f.format.name, int(f.color_range), int(f.colorspace)) != header:
@@ -89,8 +92,7 @@ class CpuBackend:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"FFmpeg could not decode a packet (pts {packet.pts}): {ffmpeg_reason(exc)}") from exc
-        if self._watch_params and not self._params_changed:
-            self._check_tags(frames)
+        self._check_tags(frames)
         return frames
 
     def flush(self) -> Sequence[Any]:
@@ -104,8 +106,7 @@ class CpuBackend:
             return ()
         except (av.error.FFmpegError, ValueError) as exc:
             raise DecodeError(f"FFmpeg failed while draining the decoder: {ffmpeg_reason(exc)}") from exc
-        if self._watch_params and not self._params_changed:
-            self._check_tags(frames)
+        self._check_tags(frames)
         return frames
 
     def convert_into(self, frame: Any, out: np.ndarray) -> None:
