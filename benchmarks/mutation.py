@@ -17,6 +17,7 @@ are forked from a fork server that has not imported torch or FFmpeg (``process_i
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -37,11 +38,20 @@ MODULES = {
     # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers.py"],
-    "_source": ["tests/test_metadata_sources.py", "tests/test_errors.py"],
+    "_source": ["tests/test_source.py", "tests/test_metadata_sources.py", "tests/test_errors.py"],
     "_swscale": ["tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
     "_planner": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_cpu": ["tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
+    # the decoder's index/time mapping: only these VideoDecoder methods are mutated (see FUNCTIONS)
+    "_decoder": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_metadata_sources.py",
+                 "tests/test_edge_streams.py"],
+}
+# Modules mutated only in some functions (the rest of the module is not decision-making): method names.
+FUNCTIONS = {
+    "_decoder": ["_normalize_indices", "_seconds_to_ts", "_check_times", "_approx_targets", "_nominal_duration",
+                 "_build_metadata", "_frames_at_indices", "_frames_at_times", "_frames_in_range",
+                 "get_frames_played_in_range", "_resampled", "get_all_frames"],
 }
 # Survivors judged equivalent (no input can tell them from the original), with the reason; checked by hand.
 EQUIVALENT = {
@@ -90,16 +100,18 @@ def run_module(module: str, jobs: int) -> dict[str, object]:
     (work / "mutants").mkdir()
     env = dict(os.environ, PYTHONPATH=str(work / "mutants"))
     mutmut = [sys.executable, "-m", "mutmut"]
+    dotted = "gpudecode." + module.replace("/", ".")
+    patterns = [f"{dotted}.x*ǁ{fn}__mutmut_*" for fn in FUNCTIONS.get(module, [])]
     t0 = time.monotonic()
-    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, capture_output=True,
-                         text=True)
+    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env,
+                         capture_output=True, text=True)
     seconds = time.monotonic() - t0
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
                              text=True).stdout
     verdicts: dict[str, str] = {}
     for line in listing.splitlines():
         m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
-        if m:
+        if m and (not patterns or any(fnmatch.fnmatch(m.group(1), p) for p in patterns)):
             verdicts[m.group(1)] = m.group(2).strip()
     counts = {v: sum(1 for x in verdicts.values() if x == v) for v in VERDICTS}
     survivors = {}
@@ -108,7 +120,8 @@ def run_module(module: str, jobs: int) -> dict[str, object]:
             diff = subprocess.run([*mutmut, "show", name], cwd=work, env=env, capture_output=True, text=True).stdout
             survivors[name] = "\n".join(ln for ln in diff.splitlines() if ln.startswith(("+", "-"))
                                         and not ln.startswith(("+++", "---")))
-    return {"module": module, "tests": MODULES[module], "seconds": round(seconds, 1), "counts": counts,
+    return {"module": module, "tests": MODULES[module], "functions": FUNCTIONS.get(module, []),
+            "seconds": round(seconds, 1), "counts": counts,
             "total": len(verdicts), "survivors": survivors, "returncode": run.returncode,
             "stderr_tail": run.stderr[-500:] if run.returncode else ""}
 
@@ -147,7 +160,8 @@ def main() -> None:
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for name, r in results.items():
         c = r["counts"]
-        lines.append(f"| `{name}` | {r['total']} | {c['killed']} | {c['survived']} | {len(_equivalent(r))} | "
+        scope = f" ({len(r['functions'])} methods: index/time mapping)" if r.get("functions") else ""
+        lines.append(f"| `{name}`{scope} | {r['total']} | {c['killed']} | {c['survived']} | {len(_equivalent(r))} | "
                      f"{c['timeout']} | "
                      f"{c['segfault'] + c['suspicious']} | {c['no tests']} | {_score(r)} | "
                      f"{', '.join(Path(t).name for t in r['tests'])} | {r['seconds']:.0f} s |")

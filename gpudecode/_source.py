@@ -37,7 +37,7 @@ class BufferReader(io.RawIOBase):
         n = len(self._buf)
         end = n if size is None or size < 0 else min(n, self._pos + size)
         start = min(self._pos, n)
-        self._pos = max(end, start)
+        self._pos = max(end, self._pos)  # past the end, a read returns b"" and leaves the position (as files do)
         return self._buf[start:end].tobytes()
 
     def readinto(self, b: Any) -> int:
