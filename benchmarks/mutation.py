@@ -38,7 +38,7 @@ MODULES = {
     # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers.py"],
-    "_source": ["tests/test_source.py", "tests/test_metadata_sources.py", "tests/test_errors.py"],
+    "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
     "_swscale": ["tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
     "_planner": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
