@@ -284,6 +284,8 @@ class Planner:
                 if self._must_seek(self._need_key(nxt, int(start_keys[j]) if exact else None), nxt):
                     eof = False
                     break
+            if eof and first_after_seek and not exact and overshoots <= 3:
+                overshoot = True  # nothing at all after the seek: it landed past the stream's last keyframe
             if overshoot:
                 overshoots += 1
                 _close(pos.packets)
@@ -366,7 +368,9 @@ class Planner:
                     yield f
                     target = -(1 << 62)  # found: take every later output
             else:
-                return
+                if not first or attempt == 4:
+                    return
+                # nothing at all after the seek: it landed past the last keyframe; seek from further back
             running, pos.outputs = pos.outputs, None  # a seek closes pos.outputs: not this running generator
             self._seek(self._need_key(target, None), target, 4 ** (attempt + 1))
             pos.outputs = running

@@ -1,0 +1,168 @@
+"""The planner's decisions, with faults injected into the real demuxer.
+
+Demuxers do not always land where asked: FFmpeg's mov demuxer compares a seek time with decode timestamps and can
+land one keyframe late; some land early. ``Wayward`` wraps the decoder's own PyAVDemuxer and, after each seek,
+lands ``late`` keyframes after where FFmpeg put it (or restarts from the first packet, ``early``). Whatever the
+demuxer does, the frames must be the oracle's (the ffmpeg CLI's pixels, a plain PyAV decode's pts), and the seek
+and packet counters must say the planner did only the work needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from oracle import assert_frame_matches, oracle, to_hwc
+
+from gpudecode import VideoDecoder
+
+FIXTURES = ["h264_bframes", "h264_mkv", "hevc8", "vp9", "h264_open_gop"]
+
+
+class Wayward:
+    """The real demuxer, landing ``late`` keyframes after FFmpeg's landing place (``early``: at the first packet)."""
+
+    def __init__(self, inner: Any, late: int = 0, early: bool = False) -> None:
+        self.inner = inner
+        self.late = late
+        self.early = early
+        self.seeks: list[int] = []
+        self.first_key_pts = next(p.pts for p in inner.restart() if p.is_keyframe)
+
+    def seek(self, pts: int) -> Iterator[Any]:
+        self.seeks.append(pts)
+        if self.early or pts <= self.first_key_pts:  # at or before the first keyframe: every demuxer starts there
+            return self.inner.restart()
+        return self._skip_keys(self.inner.seek(pts), self.late)
+
+    @staticmethod
+    def _skip_keys(packets: Iterator[Any], late: int) -> Iterator[Any]:
+        keys = 0
+        for p in packets:
+            if p.is_keyframe:
+                keys += 1
+                if keys > late:
+                    yield p
+                    break
+        yield from packets
+
+    def restart(self) -> Iterator[Any]:
+        return self.inner.restart()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _decoder(path, mode: str, **wayward: Any) -> tuple[VideoDecoder, Wayward]:
+    dec = VideoDecoder(path, seek_mode=mode, num_threads=1)
+    len(dec)
+    dec._ensure_open()
+    w = Wayward(dec._planner.demuxer, **wayward)
+    dec._planner.demuxer = w
+    return dec, w
+
+
+def _check(name: str, path, batch, indices) -> None:
+    _frames, pts, _dur = oracle(str(path))
+    data = to_hwc(batch.data, "NCHW")
+    for k, i in enumerate(indices):
+        assert_frame_matches(name, str(path), data[k], int(i))
+    np.testing.assert_allclose(batch.pts_seconds.numpy(), pts[list(indices)], atol=1e-9)
+
+
+def _key_frames(path) -> list[int]:
+    """Frame numbers (presentation order) of the keyframes, from a plain PyAV decode."""
+    with av.open(str(path)) as c:
+        return [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+
+
+# Backwards, then forwards over several GOPs, with repeats: every request needs a seek.
+ORDER = [39, 2, 30, 11, 25, 0, 17, 33, 5, 39, 22]
+
+
+@pytest.mark.parametrize("late", [1, 2])
+@pytest.mark.parametrize("name", FIXTURES)
+def test_exact_mode_steps_back_when_the_demuxer_lands_late(video, name, late):
+    path = video(name)
+    dec, w = _decoder(path, "exact", late=late)
+    for i in ORDER:
+        _check(name, path, dec.get_frames_at([i]), [i])
+    assert len(w.seeks) > len(ORDER)  # it did land late, and the planner seeked again from further back
+    _check(name, path, dec.get_frames_at(ORDER), ORDER)
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc8", "vp9", "h264_open_gop"])
+def test_exact_mode_with_a_demuxer_landing_early(video, name):
+    path = video(name)
+    dec, _ = _decoder(path, "exact", early=True)
+    _check(name, path, dec.get_frames_at(ORDER), ORDER)
+    for i in ORDER[:4]:
+        _check(name, path, dec.get_frames_at([i]), [i])
+
+
+@pytest.mark.parametrize("late", [1, 3])
+@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "hevc8", "vp9"])
+def test_approximate_mode_detects_overshoot_after_a_seek(video, name, late):
+    path = video(name)
+    dec, w = _decoder(path, "approximate", late=late)
+    for i in ORDER:
+        _check(name, path, dec.get_frames_at([i]), [i])
+    assert len(w.seeks) > len(ORDER)  # it did overshoot, and the planner seeked again from further back
+    times = [float(x) for x in oracle(str(path))[1][ORDER]]
+    batch = dec.get_frames_played_at(times)
+    _check(name, path, batch, ORDER)
+    _check(name, path, dec.get_frames_in_range(13, 29), list(range(13, 29)))
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc8", "vp9", "h264_mkv"])
+def test_exact_mode_seeks_only_where_a_keyframe_is_needed(video, name):
+    """Forward requests in the same GOP continue decoding; a GOP further on, or any step back, seeks once.
+
+    (``stats`` counts the last call's work.)
+    """
+    path = video(name)
+    keys = _key_frames(path)
+    assert len(keys) >= 4
+    dec, _ = _decoder(path, "exact")
+    k1, k2, k3 = keys[1:4]
+
+    def seeks(indices: list[int]) -> int:
+        _check(name, path, dec.get_frames_at(indices), indices)
+        return dec.stats.seeks
+
+    assert seeks([k1]) == 1
+    assert seeks([k1 + 1]) == 0, "forward inside one GOP must not seek"
+    assert seeks([k2 - 1]) == 0, "forward inside one GOP must not seek"
+    assert seeks([k3 + 1]) == 1, "a GOP further on starts at its keyframe"
+    assert seeks([k3 + 2]) == 0
+    assert seeks([k2]) == 1, "a step back seeks"
+    assert seeks([k1, k1 + 1, k2 - 1]) == 1
+    assert seeks([k2 - 1, k1]) == 1, "one batch, sorted: one seek"
+    assert seeks([0, k3 + 1]) == 2
+    assert 1 <= seeks(list(range(len(dec)))) <= len(keys)
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "vp9", "h264_mkv"])
+def test_approximate_mode_continues_forward_and_seeks_back(video, name):
+    """Approximate mode seeks a margin before each target (so how far ahead it continues depends on the margin)."""
+    path = video(name)
+    dec, _ = _decoder(path, "approximate")
+    k1 = _key_frames(path)[1]
+    for indices, want in (([k1], 1), ([k1 + 1], 0), ([k1 + 2, k1 + 3], 0), ([k1], 1), ([0], 1), ([1, 2], 0)):
+        _check(name, path, dec.get_frames_at(indices), indices)
+        assert dec.stats.seeks == want, indices
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "vp9"])
+def test_one_pass_over_the_stream_feeds_each_packet_once(video, name):
+    path = video(name)
+    with av.open(str(path)) as c:
+        n_packets = sum(1 for p in c.demux(video=0) if p.size)
+    dec, _ = _decoder(path, "exact")
+    before = dec.stats.packets_fed
+    _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
+    assert dec.stats.packets_fed - before == n_packets
+    assert dec.stats.frames_converted == len(dec)
