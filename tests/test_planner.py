@@ -103,14 +103,18 @@ def test_exact_mode_with_a_demuxer_landing_early(video, name):
         _check(name, path, dec.get_frames_at([i]), [i])
 
 
-@pytest.mark.parametrize("late", [1, 3])
-@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "hevc8", "vp9"])
+@pytest.mark.parametrize(("name", "late"), [
+    ("h264_bframes", 1), ("h264_bframes", 3), ("h264_mkv", 1), ("h264_mkv", 3), ("hevc8", 1), ("hevc8", 3),
+    ("vp9", 3),  # (its WebM cues name few keyframes: landing one late never passes these targets)
+])
 def test_approximate_mode_detects_overshoot_after_a_seek(video, name, late):
     path = video(name)
     dec, w = _decoder(path, "approximate", late=late)
+    plain, honest = _decoder(path, "approximate")
     for i in ORDER:
         _check(name, path, dec.get_frames_at([i]), [i])
-    assert len(w.seeks) > len(ORDER)  # it did overshoot, and the planner seeked again from further back
+        plain.get_frames_at([i])
+    assert len(w.seeks) > len(honest.seeks)  # it did overshoot, and the planner seeked again from further back
     times = [float(x) for x in oracle(str(path))[1][ORDER]]
     batch = dec.get_frames_played_at(times)
     _check(name, path, batch, ORDER)
