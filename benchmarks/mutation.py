@@ -75,6 +75,16 @@ EQUIVALENT = {
         "xǁPacketTimelineǁbuild__mutmut_15": "the same",
         "xǁPacketTimelineǁbuild__mutmut_16": "the same",
     },
+    "_source": {
+        "xǁSourceǁopen_reader__mutmut_13": "seek(io.SEEK_SET) is seek(0): SEEK_SET is 0 and the default whence",
+        "xǁSourceǁopen_reader__mutmut_14": "seek(0, ) is seek(0, SEEK_SET): the default whence",
+        "x_make_source__mutmut_108": "the same call, in make_source",
+        "x_make_source__mutmut_109": "the same call, in make_source",
+        "x__tensor_buffer__mutmut_16": "cast('b'): a signed-byte view of the same memory: len, nbytes and tobytes() "
+                                       "are those of cast('B'), and nothing else reads it",
+        "x_make_source__mutmut_27": "the same, for memoryview sources",
+        "x_make_source__mutmut_23": "casting bytes/bytearray views too: they already are 1-D unsigned-byte views",
+    },
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 

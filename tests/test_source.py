@@ -73,6 +73,7 @@ def test_buffer_reader_edges():
     assert r.read(1) == b"" and r.tell() == len(DATA)
     assert r.seek(len(DATA) + 10) == len(DATA) + 10 and r.read(5) == b""
     assert r.tell() == len(DATA) + 10  # reading past the end does not move the position back
+    assert r.seek(0) == 0 and r.read(2) == DATA[:2]
     assert r.seek(5, io.SEEK_SET) == 5 and r.seek(3, io.SEEK_CUR) == 8 and r.read(1) == DATA[8:9]
     with pytest.raises(ValueError, match="negative seek"):
         r.seek(-1)
@@ -94,12 +95,14 @@ def test_make_source_kinds(tmp_path):
     with s.reader() as f:
         assert f.read() == DATA
     assert f.closed  # a file it opened itself is closed
-    for kind in (DATA, bytearray(DATA), memoryview(DATA), memoryview(np.frombuffer(DATA, np.uint8).reshape(4, -1))):
+    words = np.frombuffer(DATA, np.uint8).view(np.int32)  # a memoryview of 4-byte items: read as its bytes
+    for kind in (DATA, bytearray(DATA), memoryview(DATA), memoryview(np.frombuffer(DATA, np.uint8).reshape(4, -1)),
+                 memoryview(words)):
         s = make_source(kind)
-        assert s.buffer is not None and s.size_bytes == len(DATA) and s.path is None
-        assert f"of {len(DATA)} bytes" in s.description
+        assert s.buffer is not None and s.size_bytes == len(DATA) and s.path is None and s.file is None
+        assert s.description == f"<{type(kind).__name__} of {len(DATA)} bytes>"
         with s.reader() as f:
-            assert f.read() == DATA
+            assert f.read(10) == DATA[:10] and f.read(1000) == DATA[10:]
         assert s.open_for_av().read() == DATA
     t = torch.frombuffer(bytearray(DATA), dtype=torch.uint8)
     s = make_source(t)
@@ -129,15 +132,24 @@ def test_make_source_errors(tmp_path):
     with pytest.raises(InvalidArgumentError, match="is a directory"):
         make_source(tmp_path)
     for url in ("http://x/v.mp4", "s3://bucket/v.mp4", "rtsp+tcp://cam/1"):
-        with pytest.raises(InvalidArgumentError, match="URLs are not supported"):
+        with pytest.raises(InvalidArgumentError, match="URLs are not supported") as e:
             make_source(url)
+        assert str(e.value) == (f"Invalid source ({url!r}): URLs are not supported. Download the file first and "
+                                "pass its path, its bytes, or an open binary file object (gpudecode reads file "
+                                "objects on demand).")
     assert not os.path.exists("C:")
     with pytest.raises(SourceNotFoundError, match="No such file"):
         make_source("C:/v.mp4")  # not a URL: no '://'
-    with pytest.raises(InvalidArgumentError, match="empty buffer"):
+    with pytest.raises(InvalidArgumentError, match="empty buffer") as e:
         make_source(memoryview(b""))
-    with pytest.raises(InvalidArgumentError, match="empty tensor"):
+    assert str(e.value) == "Invalid source (empty buffer). Pass the bytes of a video file."
+    with pytest.raises(InvalidArgumentError, match="empty tensor") as e:
         make_source(torch.zeros(0, dtype=torch.uint8))
+    assert str(e.value) == "Invalid source (empty tensor). Pass the bytes of a video file."
+    with pytest.raises(InvalidArgumentError, match="1-D") as e:
+        make_source(torch.zeros((2, 2), dtype=torch.uint8))
+    assert str(e.value) == ("Invalid source tensor (dtype torch.uint8, 2 dimensions). A tensor source must be 1-D "
+                            "with dtype torch.uint8.")
     with pytest.raises(InvalidArgumentError, match="must be on the CPU"):
         make_source(torch.zeros(4, dtype=torch.uint8, device="meta"))
     with pytest.raises(InvalidArgumentTypeError, match="Invalid source type \\(list\\)"):
@@ -169,8 +181,13 @@ def test_make_source_errors(tmp_path):
         def read(self, n=-1):
             return b""
 
-    with pytest.raises(InvalidArgumentError, match="not seekable"):
+    with pytest.raises(InvalidArgumentError, match="not seekable") as e:
         make_source(OnlyRead())
+    assert str(e.value) == ("Invalid source (file object is not seekable). Pass a seekable binary file object, or "
+                            "read the stream into bytes first.")
+    with pytest.raises(InvalidArgumentTypeError, match="text-mode") as e:
+        make_source(io.StringIO("abc"))
+    assert str(e.value) == "Invalid source (text-mode file object). Open the file in binary mode 'rb'."
 
     class SeekFails(io.BytesIO):
         def seek(self, *a):
