@@ -315,3 +315,30 @@ def test_zero_durations_are_filled_from_the_next_frame_in_presentation_order():
     assert idx.duration.tolist() == [100, 100, 100, 100, 100, 50, 100, 100]
     # 400 and 500 follow keyframe 600 in decode order but are shown before it: they start from keyframe 0
     assert idx.start_key.tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_start_keys_are_the_latest_keyframe_decoding_can_start_from(video, name):
+    """Each frame starts decoding at the last keyframe before its packet (decode order), or one keyframe earlier
+    for an open GOP's leading pictures (shown before their keyframe): never earlier than needed, never later.
+    Oracle: a plain PyAV demux, walked packet by packet; also the keyframe flags and durations it reports."""
+    path = video(name)
+    with av.open(str(path)) as c:
+        packets = [(p.pts, p.is_keyframe, p.duration, p.is_discard) for p in c.demux(video=0) if p.size]
+    keys: list[int] = []  # keyframe pts, decode order
+    start_of: dict[int, int] = {}
+    for pts, key, _dur, _disc in packets:
+        if key:
+            keys.append(pts)
+        k = len(keys) - 1
+        while k > 0 and keys[k] > pts:  # a leading picture: its own keyframe is shown after it
+            k -= 1
+        start_of[pts] = max(k, 0)
+    idx = VideoDecoder(path).index
+    assert idx.key_pts.tolist() == keys
+    assert idx.start_key.tolist() == [start_of[int(p)] for p in idx.pts]
+    assert idx.is_key.tolist() == [int(p) in set(keys) for p in idx.pts]
+    shown = sorted((pts, dur) for pts, _k, dur, disc in packets if not disc)
+    assert idx.pts.tolist() == [p for p, _ in shown]
+    if all(d > 0 for _, d in shown):  # the demuxer's durations, where it has them
+        assert idx.duration.tolist() == [d for _, d in shown]
