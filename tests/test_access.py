@@ -229,3 +229,33 @@ def test_sequential_calls_continue_forward(video):
         assert dec.stats.seeks == 0
     dec[2]  # backwards needs a seek
     assert dec.stats.seeks == 1
+
+
+@pytest.mark.parametrize("kind", ["shifted", "ntsc_film"])
+def test_approximate_mode_targets_the_middle_of_each_nominal_interval(media_dir, kind):
+    """Approximate mode asks for the frame shown at the middle of frame i's nominal interval, not at its start: real
+    timestamps drift from the nominal grid (here every frame after the first is 12 ms late on a 40 ms grid, which
+    puts each nominal start inside the previous frame; or 23.976 fps rounded to milliseconds), the middle stays in
+    frame i. Every frame by index (single, batch, range, iteration) == the PyAV decode's frame at that index."""
+    from fractions import Fraction
+
+    from media import Spec, make_video
+
+    options = {"g": "10", "bf": "2", "preset": "veryfast"}
+    if kind == "shifted":
+        spec = Spec(kind, container="matroska", num_frames=30, options=options,
+                    pts_list=tuple([0] + [40 * i + 12 for i in range(1, 30)]))
+    else:
+        spec = Spec(kind, container="matroska", num_frames=30, fps=Fraction(24000, 1001), options=options)
+    path = make_video(spec, media_dir / f"{kind}.mkv")
+    _frames, pts, _dur = oracle(str(path))
+    dec = VideoDecoder(path, seek_mode="approximate", dimension_order="NHWC")
+    assert len(dec) == len(pts) == 30
+    singles = [dec.get_frame_at(i) for i in range(len(dec))]
+    np.testing.assert_allclose([f.pts_seconds for f in singles], pts, atol=1e-9)
+    for i, f in enumerate(singles):
+        assert_frame_matches(spec.name, str(path), f.data.numpy(), i)
+    batch = dec.get_frames_at(list(range(29, -1, -3)))
+    np.testing.assert_allclose(batch.pts_seconds.numpy(), pts[29::-3], atol=1e-9)
+    assert torch.equal(dec[3:27], torch.stack([f.data for f in singles[3:27]]))
+    assert torch.equal(torch.stack(list(dec)), torch.stack([f.data for f in singles]))

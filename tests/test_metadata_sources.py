@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from media import SPECS
-from oracle import ALL
+from oracle import ALL, oracle
 
 from gpudecode import InvalidArgumentError, VideoDecoder, VideoStreamMetadata, sample_video_path
 
@@ -250,3 +250,35 @@ def test_color_spec_picks_swscale_s_matrix_and_range(colorspace, color_range, pi
 
     spec = color_spec(colorspace, color_range, pix_fmt, 10 if pix_fmt and "10" in pix_fmt else 8)
     assert (spec.matrix, spec.full_range) == want
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_header_metadata_equals_pyav_header(video, name, mode):
+    """The *_from_header fields, and approximate mode's begin/end/duration/fps/count, are the header's values as
+    PyAV reports them (torchcodec's rules: approximate mode trusts the header; end = begin + duration)."""
+    m = VideoDecoder(video(name), seek_mode=mode).metadata
+    with av.open(str(video(name))) as c:
+        s = c.streams.video[0]
+        tb = s.time_base
+        duration = float(s.duration * tb) if s.duration else (c.duration / 1e6 if c.duration else None)
+        rate = s.average_rate or s.guessed_rate
+        begin = float(s.start_time * tb) if s.start_time is not None else 0.0
+        bit_rate = s.codec_context.bit_rate or c.bit_rate
+        frames = s.frames or None
+    assert m.duration_seconds_from_header == pytest.approx(duration, abs=1e-9)
+    assert m.num_frames_from_header == frames
+    assert m.average_fps_from_header == pytest.approx(float(rate), rel=1e-12)
+    assert m.bit_rate == (pytest.approx(float(bit_rate)) if bit_rate else None)
+    if mode == "approximate":
+        assert m.begin_stream_seconds == pytest.approx(begin, abs=1e-9)
+        assert m.end_stream_seconds == pytest.approx(begin + duration, abs=1e-9)
+        assert m.duration_seconds == pytest.approx(duration, abs=1e-9)
+        assert m.average_fps == pytest.approx(float(rate), rel=1e-12)
+        assert m.num_frames == (frames if frames else round(duration * float(rate)))
+    else:
+        _, pts, dur = oracle(str(video(name)))
+        assert m.begin_stream_seconds == pytest.approx(pts[0], abs=1e-9)
+        assert m.end_stream_seconds == pytest.approx(float(np.max(pts + dur)), abs=1e-9)
+        assert m.duration_seconds == pytest.approx(float(np.max(pts + dur)) - pts[0], abs=1e-9)
+        assert m.average_fps == pytest.approx(len(pts) / (float(np.max(pts + dur)) - pts[0]), rel=1e-9)
