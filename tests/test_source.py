@@ -203,6 +203,13 @@ def test_make_source_errors(tmp_path):
 
     assert make_source(OddSize(DATA)).size_bytes is None
 
+    class TextPosition(io.BytesIO):
+        def seek(self, off, whence=0):
+            super().seek(off, whence)
+            return "somewhere"  # not a size
+
+    assert make_source(TextPosition(DATA)).size_bytes is None
+
 
 def test_source_dataclass_defaults():
     s = Source(description="x")
