@@ -32,6 +32,10 @@ _ALIGN = 64
 _PAD_ROWS = 32
 _PAD_BYTES = 64
 _RGB24 = 2  # AV_PIX_FMT_RGB24
+# Formats swscale takes as full range when the frame does not say (its handle_jpeg()): gray and gray+alpha (and
+# yuvj*, the old spelling of full-range YUV, which is full whatever the tag). vf_scale keeps that default for untagged
+# frames: an untagged 10-bit gray stream converted as limited range was off by up to 18.
+_FULL_BY_DEFAULT = ("gray", "ya8", "ya16")
 _lock = threading.Lock()
 _libs: tuple[Any, Any] | bool | None = False
 
@@ -105,7 +109,8 @@ class DirectConverter:
     def _context(self, frame: Any, fmt: int) -> int | None:
         """The swscale context for this frame's size, format, matrix and range (rebuilt when one changes)."""
         w, h = frame.width, frame.height
-        full = 1 if (frame.color_range == 2 or frame.format.name.startswith("yuvj")) else 0
+        tag, name = frame.color_range, frame.format.name
+        full = int(tag == 2 or name.startswith("yuvj") or (tag == 0 and name.startswith(_FULL_BY_DEFAULT)))
         key = (w, h, fmt, int(frame.colorspace), full)
         if key != self._key:
             ctx = self._sws.sws_getCachedContext(self._ctx, w, h, fmt, w, h, _RGB24, self._flags, None, None, None)
@@ -113,9 +118,11 @@ class DirectConverter:
                 return None
             self._ctx = ctx
             # swscale's coefficient table is indexed like AVColorSpace; unknown values give BT.601, as in vf_scale
-            src = self._sws.sws_getCoefficients(int(frame.colorspace))
-            dst = self._sws.sws_getCoefficients(1)
-            self._sws.sws_setColorspaceDetails(ctx, src, full, dst, 1, 0, 1 << 16, 1 << 16)
+            # The output matrix is the input's (vf_scale's out_color_matrix=auto): unused for YUV input, but an
+            # RGB input of more than 8 bits goes through YUV inside swscale, and a different matrix out than in
+            # would tint it.
+            table = self._sws.sws_getCoefficients(int(frame.colorspace))
+            self._sws.sws_setColorspaceDetails(ctx, table, full, table, 1, 0, 1 << 16, 1 << 16)
             self._key = key
         return self._ctx
 
