@@ -342,3 +342,45 @@ def test_start_keys_are_the_latest_keyframe_decoding_can_start_from(video, name)
     assert idx.pts.tolist() == [p for p, _ in shown]
     if all(d > 0 for _, d in shown):  # the demuxer's durations, where it has them
         assert idx.duration.tolist() == [d for _, d in shown]
+
+
+def _played_at_reference(pts: np.ndarray, t: float) -> int:
+    """The frame shown at t: the last frame starting at or before t (the first frame before it), by brute force."""
+    started = [i for i, p in enumerate(pts) if p <= t]
+    return started[-1] if started else 0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_time_lookups_against_a_brute_force_reference(seed):
+    """frames_played_at / frames_played_in on variable-rate frame lists with gaps and B-frame decode order, against
+    the definition evaluated frame by frame (float seconds as the decoder passes them)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    gaps = rng.choice([1, 2, 3, 7, 40], size=n)
+    pts = np.cumsum(gaps) - gaps[0] + int(rng.integers(0, 50))
+    durations = np.where(rng.random(n) < 0.3, 0, np.minimum(gaps, rng.integers(1, 8, n)))  # some unknown, some short
+    order = list(range(n))
+    for i in range(1, n - 1, 3):  # a B-frame-like decode order: the later picture of a pair first
+        order[i], order[i + 1] = order[i + 1], order[i]
+    key = np.zeros(n, dtype=bool)
+    key[0] = True
+    tb = Fraction(1, int(rng.choice([25, 1000, 90000])))
+    idx = _from_packets(pts[order], durations[order], key, np.zeros(n, dtype=bool), np.arange(n), tb, "", 0, "x")
+    assert idx.pts.tolist() == sorted(pts.tolist())
+    secs = pts.astype(np.float64) * tb.numerator / tb.denominator  # as the decoder reports pts_seconds
+    end = float((idx.pts[-1] + idx.duration[-1]) * tb)
+    times = np.concatenate([secs, secs - 1e-9, secs + 1e-9, rng.uniform(secs[0], end, 30)])
+    times = times[(times >= secs[0]) & (times < end)]
+    got = idx.frames_played_at(times)
+    assert got.tolist() == [_played_at_reference(secs, t) for t in times]
+    for _ in range(30):
+        t0, t1 = sorted(rng.uniform(secs[0], end, 2))
+        if rng.random() < 0.3:
+            t0 = float(rng.choice(secs))
+        if rng.random() < 0.3:
+            t1 = float(rng.choice(secs))
+        if not t0 < t1:
+            continue
+        first = _played_at_reference(secs, t0)
+        want = [first] + [i for i, p in enumerate(secs) if t0 < p < t1 and i != first]
+        assert idx.frames_played_in(t0, t1).tolist() == sorted(want), (t0, t1)
