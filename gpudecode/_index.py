@@ -323,7 +323,9 @@ def _from_mp4_tables(
         offsets = _expand(track.ctts, n)
         if offsets is None:
             return None
-        neg = track.ctts[:-1, 1] if track.ctts.shape[0] > 1 else track.ctts[:0, 1]
+        # FFmpeg's mov demuxer shifts decode times by the most negative offset, ignoring the last two ctts entries
+        # (mov_read_ctts: ``if (i+2<entries) mov_update_dts_shift(...)``).
+        neg = track.ctts[:-2, 1]
         dts_shift = int(max(0, -int(neg.min()))) if neg.shape[0] else 0
         pts = dts + offsets + dts_shift
     else:

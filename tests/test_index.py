@@ -384,3 +384,61 @@ def test_time_lookups_against_a_brute_force_reference(seed):
         first = _played_at_reference(secs, t0)
         want = [first] + [i for i, p in enumerate(secs) if t0 < p < t1 and i != first]
         assert idx.frames_played_in(t0, t1).tolist() == sorted(want), (t0, t1)
+
+
+@pytest.mark.parametrize("entry_from_end", [1, 2, 3])
+def test_mp4_tables_shift_decode_times_as_ffmpegs_mov_demuxer_does(video, tmp_path, entry_from_end):
+    """FFmpeg shifts an MP4 track's decode times by its most negative composition offset, but ignores the last two
+    ctts entries (mov_read_ctts). A ctts v1 table whose negative offset sits at 1, 2 or 3 entries from the end: the
+    table path must still agree with the demuxer (a plain packet scan), and be used."""
+    data = bytearray(video("h264_bframes").read_bytes())
+    at = data.find(b"ctts")
+    entries = int.from_bytes(data[at + 8: at + 12], "big")
+    assert entries >= 4
+    data[at + 4] = 1  # version 1: signed offsets
+    e = at + 12 + 8 * (entries - entry_from_end)
+    data[e + 4: e + 8] = (-7 & 0xFFFFFFFF).to_bytes(4, "big")
+    path = tmp_path / f"ctts{entry_from_end}.mp4"
+    path.write_bytes(bytes(data))
+    fast = VideoDecoder(path).index
+    slow = _scan_index(path)
+    assert fast.method == "mp4-tables"
+    for field in ("pts", "duration", "is_key", "key_pts", "start_key"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+
+
+def test_one_frame_mp4_uses_the_tables(media_dir):
+    """A one-sample track (a still, a thumbnail clip): the table path applies and agrees with the demuxer."""
+    from media import Spec, make_video
+
+    path = make_video(Spec("one_frame", num_frames=1, options={"preset": "veryfast"}), media_dir / "one_frame.mp4")
+    idx = VideoDecoder(path).index
+    assert idx.method == "mp4-tables" and idx.num_frames == 1
+    slow = _scan_index(path)
+    for field in ("pts", "duration", "is_key", "key_pts", "start_key"):
+        np.testing.assert_array_equal(getattr(idx, field), getattr(slow, field), err_msg=field)
+    _, pts, _ = oracle(str(path))
+    assert VideoDecoder(path)[0].shape == (3, 64, 96) and pts.shape == (1,)
+
+
+@pytest.mark.parametrize("damage", ["stts_count", "stts_delta"])
+def test_damaged_stts_falls_back_to_a_packet_scan(video, tmp_path, damage):
+    """An stts table that no longer describes the samples (a run count that overflows the track, or decode deltas
+    that disagree with FFmpeg's index): the index comes from the packets, and the frames are the intact file's."""
+    ref_path = video("h264_bframes")
+    data = bytearray(ref_path.read_bytes())
+    at = data.find(b"stts")
+    if damage == "stts_count":
+        data[at + 12: at + 16] = (int.from_bytes(data[at + 12: at + 16], "big") + 1).to_bytes(4, "big")
+    else:  # FFmpeg reads the deltas too: make the last run's delta 1 larger and check we notice via the dts
+        entries = int.from_bytes(data[at + 8: at + 12], "big")
+        e = at + 12 + 8 * (entries - 1)
+        data[e + 4: e + 8] = (int.from_bytes(data[e + 4: e + 8], "big") + 1).to_bytes(4, "big")
+    path = tmp_path / f"{damage}.mp4"
+    path.write_bytes(bytes(data))
+    dec, ref = VideoDecoder(path), VideoDecoder(ref_path)
+    slow = _scan_index(path)
+    np.testing.assert_array_equal(dec.index.pts, slow.pts)
+    if damage == "stts_count":
+        assert dec.index.method == "packet-scan"
+        assert len(dec) == len(ref) and torch.equal(dec[:], ref[:])
