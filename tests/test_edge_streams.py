@@ -7,12 +7,14 @@ for pixels and a plain PyAV decode for the frames' order and timestamps.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from oracle import cli_rgb_frames, ffmpeg_cli
 
 from gpudecode import VideoDecoder
@@ -183,3 +185,34 @@ def test_approximate_mode_on_a_stream_that_does_not_start_at_zero(video):
     times = [2.4, 2.5, 3.0, 3.9, 2.4 + (n - 1) * 0.04]
     got, want = approx.get_frames_played_at(times), exact.get_frames_played_at(times)
     assert got.pts_seconds.tolist() == want.pts_seconds.tolist()
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
+    """An MP4 with its moov first (``-movflags +faststart``, as streamed uploads are) cut in the middle of a sample:
+    the sample tables still list every sample; the index keeps those wholly inside the file (the partial one does not
+    decode). Oracles: a plain PyAV decode of the cut file (which frames come out), the intact file (their pixels)."""
+    exe = ffmpeg_cli()
+    if exe is None:
+        pytest.skip("no ffmpeg CLI")
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264",
+                    "-bf", "2", "-g", "10", "-movflags", "+faststart", str(whole)], check=True)
+    data = whole.read_bytes()
+    mdat = data.find(b"mdat")
+    assert 0 < data.find(b"moov") < mdat  # faststart: the tables come first
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(mdat + (len(data) - mdat) * fraction)])
+    decoded = []
+    with av.open(str(cut)) as c:
+        cc = c.streams.video[0].codec_context
+        for pkt in c.demux(video=0):
+            with contextlib.suppress(av.error.FFmpegError):
+                decoded += [f.pts for f in cc.decode(pkt)]
+    dec = VideoDecoder(cut, dimension_order="NHWC")
+    assert dec.index.method == "mp4-tables"
+    assert dec.index.pts.tolist() == sorted(decoded)
+    ref = VideoDecoder(whole, dimension_order="NHWC")
+    at = {int(p): i for i, p in enumerate(ref.index.pts)}
+    want = ref.get_frames_at([at[int(p)] for p in dec.index.pts]).data
+    assert torch.equal(dec[:], want)
