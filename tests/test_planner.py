@@ -170,3 +170,23 @@ def test_one_pass_over_the_stream_feeds_each_packet_once(video, name):
     _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
     assert dec.stats.packets_fed - before == n_packets
     assert dec.stats.frames_converted == len(dec)
+
+
+def test_groups_split_targets_where_a_seek_is_needed():
+    """``Planner.groups``: independent decode runs (a new one where the next target's start keyframe lies beyond the
+    keyframe interval of the previous target) and their cost in frames, worked out by hand."""
+    from gpudecode._planner import Planner
+
+    exact = Planner(demuxer=None, backend=None, key_pts=np.array([0, 100, 200, 300]), nominal_duration=10)
+    targets = np.array([5, 50, 105, 150, 195, 250, 260, 305])
+    start_keys = np.array([0, 0, 1, 1, 1, 2, 2, 3])  # 195: a leading picture of keyframe 200 (starts at 100)
+    assert exact.groups(targets, start_keys) == [(0, 2, 6), (2, 5, 10), (5, 7, 7), (7, 8, 1)]
+    assert exact.groups(targets[:0], start_keys[:0]) == []
+    assert exact.groups(np.array([300]), np.array([3])) == [(0, 1, 1)]
+
+    approx = Planner(demuxer=None, backend=None, approx_key_of=lambda ts: ts // 100, nominal_duration=10,
+                     seek_margin=20)
+    # need = key_of(t - margin), run key = key_of(t): a new run where need > the previous target's key
+    assert approx.groups(np.array([5, 50, 110, 130, 250, 330]), None) == [(0, 4, 15), (4, 5, 3), (5, 6, 3)]
+    blind = Planner(demuxer=None, backend=None, nominal_duration=10)  # no index at all: one run
+    assert blind.groups(np.array([5, 500, 900]), None) == [(0, 3, 3)]
