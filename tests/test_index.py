@@ -189,6 +189,7 @@ def test_expand_needs_tables_that_cover_every_sample():
     assert _expand(np.array([[4_000_000_000, 1]], dtype=np.int64), 7) is None  # and never allocate for it
     assert _expand(np.zeros((0, 2), dtype=np.int64), 1) is None
     assert _expand(np.array([[-1, 5], [8, 6]], dtype=np.int64), 7) is None  # a negative run, though the sum fits
+    np.testing.assert_array_equal(_expand(np.array([[0, 5], [7, 6]], dtype=np.int64), 7), [6] * 7)  # empty runs: ok
 
 
 def test_regression_huge_ctts_count_does_not_allocate(video):
@@ -234,7 +235,8 @@ def test_regression_scan_stops_at_any_ffmpeg_error(video, error, caplog):
         s = c.streams.video[0]
         pts, *_ = _scan_packets(_DemuxFailsAfter(c, 7, error), s)
     assert pts.shape[0] == 7
-    assert "stopped indexing at damaged data" in caplog.text
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"gpudecode: stopped indexing at damaged data: {error}" in messages
 
 
 def test_damaged_index_files_are_refused_never_misread(video, tmp_path):
@@ -447,3 +449,38 @@ def test_damaged_stts_falls_back_to_a_packet_scan(video, tmp_path, damage):
     if damage == "stts_count":
         assert dec.index.method == "packet-scan"
         assert len(dec) == len(ref) and torch.equal(dec[:], ref[:])
+
+
+class _Packet:
+    def __init__(self, pts, dts=None, *, key=False, size=10, duration=0, stream_index=0, discard=False, pos=None):
+        self.pts, self.dts, self.is_keyframe, self.size = pts, dts, key, size
+        self.duration, self.stream_index, self.is_discard, self.pos = duration, stream_index, discard, pos
+
+
+class _Scripted:
+    """A container whose demuxer yields scripted packets (the attributes _scan_packets reads from av.Packet)."""
+
+    def __init__(self, packets, fmt="matroska,webm"):
+        self._packets = packets
+        self.format = type("F", (), {"name": fmt})()
+        self.streams = []
+
+    def demux(self, stream):
+        assert stream is not None
+        yield from self._packets
+
+
+def test_packet_scan_reads_what_each_packet_says():
+    """Packet scan over scripted packets: pts, else dts; empty packets and other streams' packets skipped; durations,
+    key and discard flags and byte positions as given (-1 when unknown); no timestamps at all is an error."""
+    stream = type("S", (), {"index": 0})()
+    packets = [_Packet(0, 0, key=True, duration=40, pos=100), _Packet(None, 40, duration=40, pos=200),
+               _Packet(80, None, pos=None, discard=True), _Packet(5, 5, stream_index=1),
+               _Packet(120, 120, size=0), _Packet(160, 100, key=True, duration=40, pos=400)]
+    pts, dur, key, disc, pos = _scan_packets(_Scripted(packets), stream)
+    assert pts.tolist() == [0, 40, 80, 160]
+    assert dur.tolist() == [40, 40, 0, 40]
+    assert key.tolist() == [True, False, False, True] and disc.tolist() == [False, False, True, False]
+    assert pos.tolist() == [100, 200, -1, 400]
+    with pytest.raises(MediaError, match="carry no timestamps"):
+        _scan_packets(_Scripted([_Packet(0, 0, key=True), _Packet(None, None)]), stream)
