@@ -484,3 +484,33 @@ def test_packet_scan_reads_what_each_packet_says():
     assert pos.tolist() == [100, 200, -1, 400]
     with pytest.raises(MediaError, match="carry no timestamps"):
         _scan_packets(_Scripted([_Packet(0, 0, key=True), _Packet(None, None)]), stream)
+
+
+def test_mp4_table_path_declines_what_it_cannot_map(video):
+    """_from_mp4_tables returns None (a packet scan follows) for fragmented files, a track the moov walk did not
+    find, a track without stts or samples, and an FFmpeg index whose entry count differs from the sample count."""
+    from types import SimpleNamespace
+
+    from gpudecode._index import _from_mp4_tables
+    from gpudecode._mp4 import read_mp4_info
+
+    path = video("h264_bframes")
+    with av.open(str(path)) as c, open(path, "rb") as f:
+        s = c.streams.video[0]
+        info = read_mp4_info(f, path.stat().st_size)
+        assert info is not None
+        track = info.track(s.id)
+        assert _from_mp4_tables(c, s, info, None) is not None  # the intact file maps
+
+        def with_track(t, fragmented=False):
+            return SimpleNamespace(fragmented=fragmented, track=lambda _id: t)
+
+        assert _from_mp4_tables(c, s, with_track(track, fragmented=True), None) is None
+        assert _from_mp4_tables(c, s, with_track(None), None) is None
+        stts, ctts, count = track.stts, track.ctts, track.sample_count
+        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=None, ctts=ctts, sample_count=count)),
+                                None) is None
+        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=0)),
+                                None) is None
+        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)),
+                                None) is None
