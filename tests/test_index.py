@@ -482,8 +482,26 @@ def test_packet_scan_reads_what_each_packet_says():
     assert dur.tolist() == [40, 40, 0, 40]
     assert key.tolist() == [True, False, False, True] and disc.tolist() == [False, False, True, False]
     assert pos.tolist() == [100, 200, -1, 400]
-    with pytest.raises(MediaError, match="carry no timestamps"):
+    with pytest.raises(MediaError, match="carry no timestamps") as e:
         _scan_packets(_Scripted([_Packet(0, 0, key=True), _Packet(None, None)]), stream)
+    assert str(e.value) == ("The video stream's packets carry no timestamps, so an exact index cannot be built. Use "
+                            "seek_mode='approximate' if the header gives a frame count or a duration.")
+
+
+def test_packet_scan_of_a_raw_elementary_stream():
+    """Raw H.264/HEVC: packet k gets k frame durations as its timestamp (the parser's duration, else one frame at the
+    stream's rate), every packet that duration, and only the first packet is a place to start decoding."""
+    from fractions import Fraction
+
+    rated = type("S", (), {"index": 0, "average_rate": Fraction(30), "guessed_rate": None,
+                           "time_base": Fraction(1, 1_200_000)})()
+    raw = [_Packet(None, None, key=True), _Packet(None, None, key=True), _Packet(None, None)]
+    pts, dur, key, _disc, _pos = _scan_packets(_Scripted(raw, fmt="h264"), rated)
+    assert pts.tolist() == [0, 40_000, 80_000] and dur.tolist() == [40_000] * 3  # 1/30 s at 1/1,200,000
+    assert key.tolist() == [True, False, False]
+    timed = [_Packet(None, None, duration=3000), _Packet(None, None, duration=3000)]
+    pts, dur, *_ = _scan_packets(_Scripted(timed, fmt="hevc"), rated)
+    assert pts.tolist() == [0, 3000] and dur.tolist() == [3000, 3000]  # the parser's duration wins
 
 
 def test_mp4_table_path_declines_what_it_cannot_map(video):
