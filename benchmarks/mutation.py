@@ -42,7 +42,7 @@ MODULES = {
     "_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
     "_planner": ["tests/test_planner.py", "tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
-    "_backends/_cpu": ["tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
+    "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
     # the decoder's index/time mapping: only these VideoDecoder methods are mutated (see FUNCTIONS)
     "_decoder": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_metadata_sources.py",
                  "tests/test_edge_streams.py"],
