@@ -350,10 +350,33 @@ class Planner:
                 emit(j, f, int(f.pts), int(f.duration or self.nominal_duration))
                 j += 1
             k += 1
+        if last is None and j < count:
+            return self._repeat_shown_at(target, j, count, emit)
         while last is not None and j < count:
             emit(j, last, int(last.pts), int(last.duration or self.nominal_duration))
             j += 1
         return j
+
+    def _repeat_shown_at(self, target: int, j: int, count: int, emit: Callable[[int, Any, int, int], None]) -> int:
+        """Emit the frame shown at ``target`` as outputs ``j`` to ``count - 1``; return how many were emitted in all.
+
+        For a sequence with nothing left to take: it starts past the real end of a stream whose header over-counts,
+        or an earlier part of it (an iterator's previous chunk) reached that end. :meth:`run` finds that frame (the
+        last one) and converts it while it is valid; the other outputs copy it.
+        """
+        taken: list[tuple[Any, int, int]] = []
+
+        def take(_k: int, frame: Any, pts: int, duration: int) -> None:
+            emit(j, frame, pts, duration)
+            taken.append((frame, pts, duration))
+
+        self.run(np.array([target], dtype=np.int64), None, take)
+        if not taken:
+            return j
+        frame, pts, duration = taken[0]
+        for k in range(j + 1, count):
+            emit(k, frame, pts, duration)
+        return count
 
     def _outputs(self, target: int) -> Iterator[Any]:
         """Decoder outputs from the frame shown at ``target`` on, to the end of the stream (seeking as needed)."""

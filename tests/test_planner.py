@@ -15,6 +15,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+import torch
 from oracle import assert_frame_matches, oracle, to_hwc
 
 from gpudecode import VideoDecoder
@@ -190,3 +191,82 @@ def test_groups_split_targets_where_a_seek_is_needed():
     assert approx.groups(np.array([5, 50, 110, 130, 250, 330]), None) == [(0, 4, 15), (4, 5, 3), (5, 6, 3)]
     blind = Planner(demuxer=None, backend=None, nominal_duration=10)  # no index at all: one run
     assert blind.groups(np.array([5, 500, 900]), None) == [(0, 3, 3)]
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "vp9"])
+def test_a_demuxer_that_never_delivers_after_a_seek_ends_in_a_restart(video, name):
+    """Every seek lands past the end (nothing comes out): after four tries from ever further back the planner reads
+    from the first packet, so the frames still come, by index, time, range and iteration."""
+    path = video(name)
+    for mode in ("approximate", "exact"):
+        dec, w = _decoder(path, mode, late=99)
+        for i in (30, 5, 22):
+            _check(name, path, dec.get_frames_at([i]), [i])
+        _check(name, path, dec.get_frames_in_range(17, 25), list(range(17, 25)))
+        assert len(w.seeks) >= 4
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "vp9", "hevc8"])
+def test_approximate_ranges_take_consecutive_outputs_with_one_seek(video, name):
+    """A range in approximate mode: one seek, each frame converted once, pts and durations those of the frames."""
+    path = video(name)
+    dec, _ = _decoder(path, "approximate")
+    _frames, _, dur = oracle(str(path))
+    for lo, hi, step in ((13, 29, 1), (0, 40, 3), (31, 40, 2)):
+        batch = dec.get_frames_in_range(lo, hi, step)
+        want = list(range(lo, hi, step))
+        _check(name, path, batch, want)
+        np.testing.assert_allclose(batch.duration_seconds.numpy(), dur[want], atol=1e-9)
+        assert dec.stats.seeks == 1 and dec.stats.frames_converted == len(want)
+
+
+def _long_audio(tmp_path):
+    """An MKV with 1 s of 25 fps video and 1.5 s of audio: its header gives the longer duration."""
+    import subprocess
+
+    from oracle import ffmpeg_cli
+
+    exe = ffmpeg_cli()
+    if exe is None:
+        pytest.skip("no ffmpeg CLI")
+    path = tmp_path / "long_audio.mkv"
+    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=1", "-f", "lavfi",
+                    "-i", "sine=d=1.5", "-c:v", "libx264", "-bf", "2", "-g", "10", "-c:a", "flac", str(path)],
+                   check=True)
+    return path
+
+
+def test_approximate_mode_past_the_real_end_repeats_the_last_frame(tmp_path):
+    """A header that over-counts (here an MKV whose audio outlasts its 1 s of video, so the duration the header gives
+    is 1.5 s): in approximate mode the frames past the real end are the last frame, by index, range and iteration.
+    Oracle: a plain PyAV decode (25 frames) and the CLI's pixels."""
+    path = _long_audio(tmp_path)
+    _frames, pts, dur = oracle(str(path))
+    assert len(pts) == 25
+    dec = VideoDecoder(path, seek_mode="approximate", num_threads=1)
+    n = len(dec)
+    assert n > 30, "the header must over-count for this test"
+    want = [min(i, 24) for i in range(n)]
+    _check("long_audio", path, dec.get_frames_in_range(0, n), want)
+    assert torch.equal(dec[20:n], dec.get_frames_at(list(range(20, n))).data)
+    tail = dec.get_frames_at([n - 1, 24, 3])
+    _check("long_audio", path, tail, [24, 24, 3])
+    assert torch.equal(torch.stack(list(dec)), dec[:])  # iteration: a later chunk continues past the end
+    _check("long_audio", path, dec.get_frames_in_range(30, n), [24] * (n - 30))  # a range wholly past the end
+    _check("long_audio", path, dec.get_frames_in_range(n - 1, n), [24])
+    np.testing.assert_allclose(dec.get_frames_in_range(22, n).duration_seconds.numpy(), dur[[min(i, 24) for i in
+                                                                                              range(22, n)]])
+
+
+def test_past_the_real_end_on_the_nvdec_path(tmp_path):
+    """The same on the NVDEC path (fake NVDEC, host-run kernel): its surfaces go stale at the next Decode, so a
+    frame repeated past the end must be converted while valid, not after the drain."""
+    from test_nvdec import nvdec_decoder
+
+    path = _long_audio(tmp_path)
+    cpu = VideoDecoder(path, seek_mode="approximate", dimension_order="NHWC")
+    gpu, _ = nvdec_decoder(path, seek_mode="approximate", dimension_order="NHWC")
+    n = len(cpu)
+    for a, b in ((cpu[:], gpu[:]), (torch.stack(list(cpu)), torch.stack(list(gpu))), (cpu[30:n], gpu[30:n])):
+        assert a.shape == b.shape and (a.int() - b.int()).abs().max() <= 3
+    assert (gpu[n - 1].int() - gpu[24].int()).abs().max() == 0
