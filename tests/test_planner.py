@@ -270,3 +270,66 @@ def test_past_the_real_end_on_the_nvdec_path(tmp_path):
     for a, b in ((cpu[:], gpu[:]), (torch.stack(list(cpu)), torch.stack(list(gpu))), (cpu[30:n], gpu[30:n])):
         assert a.shape == b.shape and (a.int() - b.int()).abs().max() <= 3
     assert (gpu[n - 1].int() - gpu[24].int()).abs().max() == 0
+
+
+def test_plan_stats_add_sums_every_counter():
+    from gpudecode._planner import PlanStats
+
+    s = PlanStats(seeks=1, packets_fed=2, frames_decoded=3, frames_converted=4)
+    s.add(PlanStats(seeks=10, packets_fed=20, frames_decoded=30, frames_converted=40))
+    assert s == PlanStats(seeks=11, packets_fed=22, frames_decoded=33, frames_converted=44)
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "vp9"])
+def test_one_approximate_pass_feeds_each_packet_once(video, name):
+    path = video(name)
+    with av.open(str(path)) as c:
+        n_packets = sum(1 for p in c.demux(video=0) if p.size)
+    dec, _ = _decoder(path, "approximate")
+    _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
+    assert dec.stats.packets_fed == n_packets
+    assert dec.stats.frames_decoded == dec.stats.frames_converted == len(dec) == 40
+
+
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc8"])  # MP4: the keyframe index is known up front
+def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video, name):
+    """After an overshoot the planner seeks again a margin before the target that grows 4x per retry (never before
+    the stream's start), by index (run) and by range (a sequence); a sequence continued by its owner seeks no more."""
+    path = video(name)
+    dec, w = _decoder(path, "approximate", late=1)
+    pl = dec._planner
+    i = 35
+    t = int(dec._approx_targets(np.array([i]))[0])
+    for call, want in ((lambda: dec.get_frames_at([i]), [i]), (lambda: dec.get_frames_in_range(i, i + 3), [i, i + 1,
+                                                                                                         i + 2])):
+        pl.invalidate()
+        w.seeks.clear()
+        _check(name, path, call(), want)
+        retries = w.seeks[1:]
+        assert retries, "the late demuxer must have caused a retry"
+        assert retries == [max(t - pl.seek_margin * 4 ** k, pl.begin_pts) for k in range(1, len(retries) + 1)]
+    owner = object()
+    pl.invalidate()
+    w.seeks.clear()
+    _check(name, path, dec._frames_in_range(i - 5, i - 2, 1, owner), [i - 5, i - 4, i - 3])
+    before = len(w.seeks)
+    _check(name, path, dec._frames_in_range(i - 2, i + 1, 1, owner), [i - 2, i - 1, i])
+    assert len(w.seeks) == before, "the owner's next chunk continues its sequence"
+
+
+def test_approximate_ranges_on_a_variable_rate_stream(video):
+    """Approximate mode on a variable-rate stream (gaps of 40 and 90 ms between 40 ms frames): a range from frame
+    ``lo`` starts with the first frame still showing at the middle of ``lo``'s nominal interval (in a gap: the next
+    frame), then takes the frames that follow, the last one repeated past the end. Oracle: a plain PyAV decode."""
+    path = video("vfr")
+    _frames, pts, dur = oracle(str(path))
+    dec, _ = _decoder(path, "approximate")
+    begin, fps = dec.metadata.begin_stream_seconds, dec.metadata.average_fps
+    in_gaps = 0
+    for lo in range(len(dec) - 3):
+        t = begin + (lo + 0.5) / fps
+        later = np.flatnonzero(pts + dur > t + 1e-9)
+        c = int(later[0]) if later.shape[0] else len(pts) - 1
+        in_gaps += int(pts[c] > t)
+        _check("vfr", path, dec.get_frames_in_range(lo, lo + 3), [min(c + k, len(pts) - 1) for k in range(3)])
+    assert in_gaps > 0
