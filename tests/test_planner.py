@@ -184,6 +184,11 @@ def test_groups_split_targets_where_a_seek_is_needed():
     assert exact.groups(targets, start_keys) == [(0, 2, 6), (2, 5, 10), (5, 7, 7), (7, 8, 1)]
     assert exact.groups(targets[:0], start_keys[:0]) == []
     assert exact.groups(np.array([300]), np.array([3])) == [(0, 1, 1)]
+    # a target exactly at a keyframe belongs to that keyframe's interval
+    assert exact.groups(np.array([90, 100, 110]), np.array([0, 1, 1])) == [(0, 1, 10), (1, 3, 2)]
+    assert exact.groups(targets, None) == [(0, 8, 8)]  # no start keys: nothing to split by
+    fine = Planner(demuxer=None, backend=None, key_pts=np.array([0, 100]), nominal_duration=1)
+    assert fine.groups(np.array([3, 150]), np.array([0, 1])) == [(0, 1, 4), (1, 2, 51)]
 
     approx = Planner(demuxer=None, backend=None, approx_key_of=lambda ts: ts // 100, nominal_duration=10,
                      seek_margin=20)
@@ -333,3 +338,16 @@ def test_approximate_ranges_on_a_variable_rate_stream(video):
         in_gaps += int(pts[c] > t)
         _check("vfr", path, dec.get_frames_in_range(lo, lo + 3), [min(c + k, len(pts) - 1) for k in range(3)])
     assert in_gaps > 0
+
+
+def test_a_decoder_failing_while_draining_ends_the_run_with_a_warning(caplog):
+    from gpudecode._errors import DecodeError
+    from gpudecode._planner import Planner
+
+    class Failing:
+        def flush(self):
+            raise DecodeError("boom at the end")
+
+    with caplog.at_level("WARNING", logger="gpudecode"):
+        assert tuple(Planner(demuxer=None, backend=Failing())._drain()) == ()
+    assert [r.getMessage() for r in caplog.records] == ["gpudecode: decoder failed while draining: boom at the end"]
