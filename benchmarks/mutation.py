@@ -6,6 +6,7 @@ to hours on 2 cores):
 
     python benchmarks/mutation.py                       # every module below
     python benchmarks/mutation.py _timeline _color      # some of them
+    python benchmarks/mutation.py --recheck _planner    # after new tests: retest survivors and changed functions
     # writes benchmarks/results/mutation.{json,md}; merges with modules measured before
 
 Setup notes, learnt the hard way: the scratch ``mutants/`` folder must exist before mutmut starts and be first on
@@ -21,8 +22,10 @@ import fnmatch
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,12 +105,41 @@ forkserver_warmup = "none"
 """
 
 
-def run_module(module: str, jobs: int) -> dict[str, object]:
-    """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants."""
-    work = tree_at("HEAD", prefix=f"gpudecode-mutation-{module.replace('/', '-')}-")
+def _scratch(module: str, recheck: bool) -> tuple[Path, list[str]]:
+    """The scratch copy to mutate in, and (``recheck``) the mutants that survived there before.
+
+    A recheck reuses the module's previous scratch copy with this checkout's HEAD written over it: mutmut's
+    incremental run then retests the mutants of every function that changed (and collects coverage for new tests),
+    keeps the verdicts of unchanged functions, and the previous survivors are retested by name against the new tests.
+    """
+    prefix = f"gpudecode-mutation-{module.replace('/', '-')}-"
+    old = sorted(Path(tempfile.gettempdir()).glob(prefix + "*"), key=lambda d: d.stat().st_mtime)
+    if not (recheck and old and (old[-1] / "mutants").is_dir()):
+        work = tree_at("HEAD", prefix=prefix)
+        with open(work / "pyproject.toml", "a") as f:
+            f.write(_config(module, MODULES[module]))
+        (work / "mutants").mkdir()
+        return work, []
+    work = old[-1]
+    survivors = []
+    for meta in (work / "mutants").rglob("*.meta"):
+        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+        survivors += [name for name, code in codes.items() if code in (0, 33)]  # survived, no tests
+    fresh = tree_at("HEAD", prefix="gpudecode-mutation-head-")
+    for item in fresh.iterdir():
+        target = work / item.name
+        if item.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        shutil.move(str(item), str(target))
+    shutil.rmtree(fresh)
     with open(work / "pyproject.toml", "a") as f:
         f.write(_config(module, MODULES[module]))
-    (work / "mutants").mkdir()
+    return work, survivors
+
+
+def run_module(module: str, jobs: int, recheck: bool = False) -> dict[str, object]:
+    """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants."""
+    work, survivors = _scratch(module, recheck)
     env = dict(os.environ, PYTHONPATH=str(work / "mutants"))
     mutmut = [sys.executable, "-m", "mutmut"]
     dotted = "gpudecode." + module.replace("/", ".")
@@ -115,6 +147,9 @@ def run_module(module: str, jobs: int) -> dict[str, object]:
     t0 = time.monotonic()
     run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env,
                          capture_output=True, text=True)
+    for k in range(0, len(survivors), 50):  # retest what survived before (a bounded command line at a time)
+        subprocess.run([*mutmut, "run", "--max-children", str(jobs), *survivors[k:k + 50]], cwd=work, env=env,
+                       capture_output=True, text=True)
     seconds = time.monotonic() - t0
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
                              text=True).stdout
@@ -153,12 +188,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", default=list(MODULES))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--recheck", action="store_true", help="reuse each module's last scratch copy: retest changed "
+                    "functions and the previous survivors against this checkout's HEAD")
     a = ap.parse_args()
     old = RESULTS / "mutation.json"
     results = json.loads(old.read_text())["modules"] if old.exists() else {}
     for module in a.modules:
         print(f"mutating {module} ...", flush=True)
-        results[module] = run_module(module, a.jobs)
+        results[module] = run_module(module, a.jobs, a.recheck)
         print(f"  {results[module]['counts']} in {results[module]['seconds']} s", flush=True)
     m = machine()
     lines = [f"# Mutation testing (mutmut) — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}", "",
