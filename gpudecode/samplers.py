@@ -216,7 +216,9 @@ def _time_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, seconds_betw
     if kind == "random":
         starts = (torch.rand(num_clips, generator=generator, dtype=torch.float64) * (e - s) + s).tolist()
     else:
-        starts = torch.arange(s, e, gap, dtype=torch.float64).tolist()
+        # arange can reach e itself through rounding (arange(2.4, 3.0, 0.3) ends at 3.0000000000000004): starts
+        # stay strictly before the range's end, as in torchcodec
+        starts = [x for x in torch.arange(s, e, gap, dtype=torch.float64).tolist() if x < e]
         num_clips = len(starts)
     times: list[float] = []
     for c, t0 in enumerate(starts):
