@@ -40,7 +40,7 @@ MODULES = {
                "tests/test_raw_streams.py"],
     # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
-    "samplers": ["tests/test_samplers.py"],
+    "samplers": ["tests/test_samplers_vs_torchcodec.py", "tests/test_samplers.py"],
     "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
     "_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
     "_planner": ["tests/test_planner.py", "tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
