@@ -129,6 +129,28 @@ def test_time_calls_follow_the_documented_rule(joined, codec, ext):
     np.testing.assert_allclose(span, from_first + from_second, atol=1e-9)
 
 
+@pytest.mark.parametrize(("codec", "ext"), CASES)
+def test_ranges_follow_the_documented_rule(joined, codec, ext):
+    """get_frames_played_in_range(t0, t1): the frame shown at t0, then every frame starting after t0 and before t1,
+    in frame order; t0 and t1 include frames' own pts (as the decoder reports them) and the junctions."""
+    path = joined(codec, ext)
+    pts, dur = _plain_decode(path)
+    dec = VideoDecoder(path)
+    reported = dec.get_frames_in_range(0, len(dec)).pts_seconds.numpy()
+    np.testing.assert_allclose(reported, pts, atol=1e-9)
+    rng = np.random.default_rng(3)
+    end = float((pts + dur).max())
+    for _ in range(120):
+        t0, t1 = sorted(float(x) if rng.random() < 0.6 else float(rng.uniform(pts.min(), end))
+                        for x in rng.choice(reported, 2))
+        if not t0 < t1:
+            continue
+        first = _reference_played_at(reported, dur, t0)  # the reported seconds: t0 may be one of them exactly
+        want = sorted({first, *np.flatnonzero((reported > t0) & (reported < t1)).tolist()})
+        got = dec.get_frames_played_in_range(t0, t1).pts_seconds.numpy()
+        np.testing.assert_allclose(got, pts[want], atol=1e-9, err_msg=f"[{t0}, {t1})")
+
+
 @pytest.mark.parametrize("ext", ["mp4", "mkv"])
 def test_saved_index_keeps_the_decode_timeline(joined, tmp_path, ext):
     path = joined("h264", ext)
