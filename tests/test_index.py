@@ -532,3 +532,24 @@ def test_mp4_table_path_declines_what_it_cannot_map(video):
                                 None) is None
         assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)),
                                 None) is None
+
+
+def test_table_check_against_the_demuxer():
+    """_check_against_demux: the first packets' pts (else dts; empty packets skipped) must equal the table's; only as
+    many packets as it needs are read; a demuxer error means the tables are not trusted."""
+    from gpudecode._index import _check_against_demux
+
+    stream = type("S", (), {"index": 0})()
+    table = np.arange(10) * 100
+    good = [_Packet(None, None, size=0)] + [_Packet(p, p) for p in range(0, 600, 100)]
+    assert _check_against_demux(_Scripted([*good, _Packet(999, 999)]), stream, table)  # the 7th is never read
+    assert _check_against_demux(_Scripted([_Packet(None, p) for p in range(0, 600, 100)]), stream, table)
+    assert not _check_against_demux(_Scripted([_Packet(p + 1, p) for p in range(0, 600, 100)]), stream, table)
+    assert _check_against_demux(_Scripted([_Packet(0, 0), _Packet(100, 100)]), stream, table[:2], count=6)
+
+    class Failing(_Scripted):
+        def demux(self, stream):
+            yield _Packet(0, 0)
+            raise av.error.InvalidDataError(1094995529, "Invalid data found")
+
+    assert not _check_against_demux(Failing([]), stream, table)
