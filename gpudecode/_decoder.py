@@ -656,6 +656,16 @@ class VideoDecoder:
                 self._switch_to_cpu(str(exc))
                 last["frame"], last["slot"] = None, -1
                 missing = run(emit)
+            if missing and self._backend.set_threads(1):
+                # Frame threads lose the frames in flight when a damaged packet's error surfaces late: once more
+                # with one thread, which decodes everything decodable; then back to the configured threads.
+                self._planner.invalidate()
+                last["frame"], last["slot"] = None, -1
+                try:
+                    missing = run(emit)
+                finally:
+                    self._backend.set_threads(self._num_threads_arg)
+                    self._planner.invalidate()
         if missing:
             lost = [int(labels[j]) for j in missing[:10]]
             raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "

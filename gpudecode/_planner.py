@@ -59,6 +59,9 @@ class Backend(Protocol):
     def convert(self, frame: Any) -> Any:
         """Convert a kept frame to RGB (must be called before the next ``decode``)."""
 
+    def set_threads(self, num_threads: int | None) -> bool:
+        """Decode with that many threads from the next reset (``None``: the default); whether anything changed."""
+
 
 class Demuxer(Protocol):
     """Packet source with seeking."""

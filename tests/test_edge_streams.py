@@ -187,7 +187,7 @@ def test_approximate_mode_on_a_stream_that_does_not_start_at_zero(video):
     assert got.pts_seconds.tolist() == want.pts_seconds.tolist()
 
 
-@pytest.mark.parametrize("fraction", [0.5, 0.9])
+@pytest.mark.parametrize("fraction", [0.5, 0.9, "second sample"])
 def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
     """An MP4 with its moov first (``-movflags +faststart``, as streamed uploads are) cut in the middle of a sample:
     the sample tables still list every sample; the index keeps those wholly inside the file (the partial one does not
@@ -202,7 +202,13 @@ def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
     mdat = data.find(b"mdat")
     assert 0 < data.find(b"moov") < mdat  # faststart: the tables come first
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(mdat + (len(data) - mdat) * fraction)])
+    if fraction == "second sample":  # only the first sample is whole
+        with av.open(str(whole)) as c:
+            e = c.streams.video[0].index_entries[1]
+            size = e.pos + e.size // 2
+    else:
+        size = int(mdat + (len(data) - mdat) * fraction)
+    cut.write_bytes(data[:size])
     decoded = []
     with av.open(str(cut)) as c:
         cc = c.streams.video[0].codec_context
@@ -216,3 +222,35 @@ def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
     at = {int(p): i for i, p in enumerate(ref.index.pts)}
     want = ref.get_frames_at([at[int(p)] for p in dec.index.pts]).data
     assert torch.equal(dec[:], want)
+
+
+@pytest.mark.parametrize("num_threads", [None, 1, 2, 4])
+def test_frames_in_flight_at_damage_are_not_lost_to_frame_threads(tmp_path, num_threads):
+    """A file whose last packet is cut short: its error surfaces only at the final drain when frames are decoded by
+    several threads, and the frames still in flight were lost. Every frame a plain single-threaded PyAV decode gets
+    must come out, whatever the thread count (the decoder retries such a run with one thread)."""
+    exe = ffmpeg_cli()
+    if exe is None:
+        pytest.skip("no ffmpeg CLI")
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264",
+                    "-bf", "2", "-g", "10", "-movflags", "+faststart", str(whole)], check=True)
+    with av.open(str(whole)) as c:
+        entries = c.streams.video[0].index_entries
+        cut_at = [entries[k].pos + entries[k].size // 2 for k in (1, 17)]
+    for size in cut_at:
+        cut = tmp_path / f"cut{size}.mp4"
+        cut.write_bytes(whole.read_bytes()[:size])
+        decoded = []
+        with av.open(str(cut)) as c:
+            cc = c.streams.video[0].codec_context
+            for pkt in c.demux(video=0):
+                with contextlib.suppress(av.error.FFmpegError):
+                    decoded += [f.pts for f in cc.decode(pkt)]
+        dec = VideoDecoder(cut, num_threads=num_threads)
+        assert dec.index.pts.tolist() == sorted(decoded)
+        batch = dec.get_frames_in_range(0, len(dec))
+        assert batch.pts_seconds.tolist() == pytest.approx([p * float(dec.index.time_base) for p in sorted(decoded)])
+        again = dec.get_frames_at(list(range(len(dec))))  # the retry left the configured threads in place
+        assert torch.equal(again.data, batch.data)
+        assert dec._backend._threads == (0 if num_threads is None else num_threads)

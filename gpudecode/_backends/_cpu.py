@@ -71,6 +71,19 @@ class CpuBackend:
             self._cc.flush_buffers()
         self._drained = False
 
+    def set_threads(self, num_threads: int | None) -> bool:
+        """Decode with ``num_threads`` threads (``None``: FFmpeg chooses) from the next reset; whether that changes.
+
+        The decoder retries a run that lost frames with one thread: with frame threads, the error of a damaged
+        packet surfaces at a later call (often the final drain), and PyAV then drops the frames still in flight.
+        """
+        threads = 0 if num_threads is None else int(num_threads)
+        if threads == self._threads:
+            return False
+        self._threads = threads
+        self._params_changed = True  # a fresh codec context at the next reset, configured with these threads
+        return True
+
     def _check_tags(self, frames: Sequence[Any]) -> None:
         """Note a decoded frame whose format tags differ from the header's (H.264/HEVC; once is enough)."""
         if not self._watch_params or self._params_changed:

@@ -439,6 +439,10 @@ class NvdecBackend:
         self._dirty = False
         return self._wrap(surfaces)
 
+    def set_threads(self, num_threads: int | None) -> bool:
+        """NVDEC has no decoding threads to set: nothing changes."""
+        return False
+
     def reset(self) -> None:
         """Forget the stream position: drain and drop pending surfaces, re-send parameter sets next."""
         if self._dirty:

@@ -56,6 +56,10 @@ class SequencedFrames:
         """Convert like the wrapped backend."""
         self._inner.convert_into(frame, out)
 
+    def set_threads(self, num_threads: int | None) -> bool:
+        """Set the wrapped backend's decoding threads (see ``CpuBackend.set_threads``)."""
+        return bool(self._inner.set_threads(num_threads))
+
     def close(self) -> None:
         """Close the wrapped backend."""
         self._inner.close()
