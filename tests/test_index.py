@@ -553,3 +553,11 @@ def test_table_check_against_the_demuxer():
             raise av.error.InvalidDataError(1094995529, "Invalid data found")
 
     assert not _check_against_demux(Failing([]), stream, table)
+
+
+def test_to_seconds_with_time_bases_whose_numerator_is_not_one():
+    from gpudecode._index import to_seconds
+
+    np.testing.assert_allclose(to_seconds(np.array([0, 30, 30000]), Fraction(1001, 30000)), [0.0, 1.001, 1001.0])
+    np.testing.assert_allclose(to_seconds(np.array([3, -2]), Fraction(2, 5)), [1.2, -0.8])
+    assert to_seconds(np.array([7], dtype=np.int64), Fraction(1, 1)).dtype == np.float64
