@@ -88,6 +88,27 @@ EQUIVALENT = {
         "x_make_source__mutmut_27": "the same, for memoryview sources",
         "x_make_source__mutmut_23": "casting bytes/bytearray views too: they already are 1-D unsigned-byte views",
     },
+    "_index": {
+        "xǁFrameIndexǁframes_played_in__mutmut_10": "np.arange of two Python ints is int64 without a dtype",
+        "xǁFrameIndexǁframes_played_in__mutmut_13": "the same",
+        "xǁFrameIndexǁframes_played_in__mutmut_20": "side='left' is searchsorted's default",
+        "xǁFrameIndexǁpacket_timeline__mutmut_1": "plan_key_pts and packet_pos come from one timeline dict: both "
+                                                  "set or neither",
+        "x_to_seconds__mutmut_3": "astype(None) is astype(float64)",
+        "x__scan_packets__mutmut_8": "raw_dur None instead of 0: read only as `raw_dur or ...` for raw streams",
+        **{f"x__scan_packets__mutmut_{k}": "np.array of a list of Python ints (bools) is int64 (bool) without a "
+                                           "dtype; an empty list goes no further (no packets is a MediaError)"
+           for k in (70, 72, 74, 76, 78, 80, 82, 84, 86, 88)},
+        "x__from_mp4_tables__mutmut_7": "a track with no samples passes this guard, but its stts runs cannot sum to "
+                                        "0 samples (or it has none): None just after, as before",
+        **{f"x__from_mp4_tables__mutmut_{k}": "float64 holds every decode time and byte offset below 2**53 exactly, "
+                                              "and they go back to int64" for k in (14, 16, 24, 26, 29, 31)},
+        "x__from_mp4_tables__mutmut_46": "n >= 1: for one sample both sides of the comparison are empty",
+        "x__from_mp4_tables__mutmut_47": "n > 2: for two samples FFmpeg's one decode-time step is the stts's own "
+                                         "(its index is built from that table; edit lists change the entry count, "
+                                         "refused before)",
+        "x__from_mp4_tables__mutmut_104": "durations as float64: they go back to int64 in the index",
+    },
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 
