@@ -48,7 +48,7 @@ MODULES = {
     "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
     # the decoder's index/time mapping: only these VideoDecoder methods are mutated (see FUNCTIONS)
     "_decoder": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_metadata_sources.py",
-                 "tests/test_edge_streams.py"],
+                 "tests/test_edge_streams.py", "tests/test_errors.py", "tests/test_planner.py"],
 }
 # Modules mutated only in some functions (the rest of the module is not decision-making): method names.
 FUNCTIONS = {
