@@ -46,8 +46,12 @@ def made(tmp_path_factory):
         base = folder / "base.mkv"
         if not base.exists():
             _encode(base)
-        if name == "not_on_keyframe.mkv":  # a cut without re-encoding: starts three packets into a GOP
-            out = folder / name
+        if name in ("not_on_keyframe.mkv", "not_on_keyframe_mpeg4.mkv"):  # a cut without re-encoding: starts
+            out = folder / name  # three packets into a GOP
+            if "mpeg4" in name:  # FFmpeg's MPEG-4 part 2 decoder outputs the pictures before the first keyframe
+                base = folder / "base_mpeg4.mkv"
+                _cli("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", "2", "-c:v", "mpeg4", "-g", "12",
+                     "-bf", "0", str(base))
             with av.open(str(base)) as src, av.open(str(out), "w") as dst:
                 s = src.streams.video[0]
                 t = dst.add_stream_from_template(s)
@@ -90,16 +94,22 @@ def _plain_pts(path: str) -> list[float]:
         return [float(f.pts * s.time_base) for f in c.decode(s)]
 
 
-@pytest.mark.parametrize("name", ["not_on_keyframe.mkv", "not_on_keyframe.mp4"])
+@pytest.mark.parametrize("name", ["not_on_keyframe.mkv", "not_on_keyframe.mp4", "not_on_keyframe_mpeg4.mkv"])
 def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name):
-    """The pictures before the first keyframe have no references: FFmpeg outputs none of them, so they are not
-    frames (they used to be counted, and then reported 'damaged or missing')."""
+    """The pictures before the first keyframe have no references: FFmpeg's H.264 decoder outputs none of them, so
+    they are not frames (they used to be counted, and then reported 'damaged or missing'); its MPEG-4 part 2 decoder
+    outputs them all (concealed), so there they are frames."""
     path = made(name)
     with av.open(path) as c:
         assert not next(p for p in c.demux(video=0) if p.size).is_keyframe  # the fixture really starts mid-GOP
     ref = cli_rgb_frames(path)
     dec = VideoDecoder(path, dimension_order="NHWC")
     assert len(dec) == ref.shape[0] == len(_plain_pts(path))
+    with av.open(path) as c:
+        keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
+    lead = keys.index(True)
+    assert lead > 0
+    assert len(dec) == (len(keys) if "mpeg4" in name else len(keys) - lead)  # all lead pictures shown, or none
     np.testing.assert_array_equal(dec[:].numpy(), ref)
     assert dec.get_frames_in_range(0, len(dec)).pts_seconds.tolist() == pytest.approx(_plain_pts(path))
     np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[len(dec) // 2].numpy(),
