@@ -410,6 +410,15 @@ def test_mp4_tables_shift_decode_times_as_ffmpegs_mov_demuxer_does(video, tmp_pa
         np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
 
 
+def test_a_one_frame_mkv_is_indexed_by_a_packet_scan(media_dir):
+    from media import Spec, make_video
+
+    path = make_video(Spec("one_frame_mkv", container="matroska", num_frames=1, options={"preset": "veryfast"}),
+                      media_dir / "one_frame.mkv")
+    dec = VideoDecoder(path)
+    assert dec.index.method == "packet-scan" and len(dec) == 1 and dec[0].shape == (3, 64, 96)
+
+
 @pytest.mark.parametrize(("frames", "bframes"), [(1, 0), (2, 2), (3, 2), (30, 0), (7, 3)])
 def test_short_and_b_frame_free_mp4s_use_the_tables(media_dir, frames, bframes):
     """A still, a few frames (ctts tables of one or two entries), and a track without B-frames (no ctts at all): the
@@ -561,3 +570,52 @@ def test_to_seconds_with_time_bases_whose_numerator_is_not_one():
     np.testing.assert_allclose(to_seconds(np.array([0, 30, 30000]), Fraction(1001, 30000)), [0.0, 1.001, 1001.0])
     np.testing.assert_allclose(to_seconds(np.array([3, -2]), Fraction(2, 5)), [1.2, -0.8])
     assert to_seconds(np.array([7], dtype=np.int64), Fraction(1, 1)).dtype == np.float64
+
+
+def test_index_building_opens_the_file_once_when_nothing_needs_more(video):
+    """A stream that starts on a keyframe, indexed by a packet scan (MKV) or from the tables (MP4): one open, no
+    decoding of a lead (only a stream cut mid-GOP needs that)."""
+    from gpudecode._index import build_exact_index
+    from gpudecode._mp4 import read_mp4_info
+
+    for name in ("h264_mkv", "h264_bframes"):
+        path = video(name)
+        opened = []
+
+        def open_stream(path=path, opened=opened):
+            c = av.open(str(path))
+            opened.append(c)
+            return c, c.streams.video[0]
+
+        mp4 = None
+        if path.suffix == ".mp4":
+            with open(path, "rb") as f:
+                mp4 = read_mp4_info(f, path.stat().st_size)
+        idx = build_exact_index(open_stream, mp4, path.stat().st_size, "key")
+        assert len(opened) == 1, name
+        assert idx.source_key == "key" and idx.method == ("mp4-tables" if mp4 else "packet-scan")
+        for c in opened:
+            c.close()
+
+
+def test_tables_that_disagree_with_the_demuxer_give_way_to_a_fresh_packet_scan(video, monkeypatch, caplog):
+    from gpudecode import _index
+
+    monkeypatch.setattr(_index, "_check_against_demux", lambda *a, **k: False)
+    path = video("h264_bframes")
+    with caplog.at_level("DEBUG", logger="gpudecode"):
+        idx = VideoDecoder(path).index
+    assert idx.method == "packet-scan"
+    np.testing.assert_array_equal(idx.pts, _scan_index(path).pts)  # from the first packet: a fresh container
+    assert "gpudecode: MP4 tables disagree with the demuxer; scanning packets instead" in [
+        r.getMessage() for r in caplog.records]
+
+
+def test_a_stream_without_packets_is_a_media_error(video, monkeypatch):
+    from gpudecode import _index
+
+    empty = tuple(np.zeros(0, dtype=t) for t in (np.int64, np.int64, bool, bool, np.int64))
+    monkeypatch.setattr(_index, "_scan_packets", lambda c, s: empty)
+    with pytest.raises(MediaError, match="no packets") as e:
+        VideoDecoder(video("h264_mkv"))
+    assert str(e.value) == "The video stream has no packets: there is nothing to decode."
