@@ -95,7 +95,7 @@ def _plain_pts(path: str) -> list[float]:
 
 
 @pytest.mark.parametrize("name", ["not_on_keyframe.mkv", "not_on_keyframe.mp4", "not_on_keyframe_mpeg4.mkv"])
-def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name):
+def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name, caplog):
     """The pictures before the first keyframe have no references: FFmpeg's H.264 decoder outputs none of them, so
     they are not frames (they used to be counted, and then reported 'damaged or missing'); its MPEG-4 part 2 decoder
     outputs them all (concealed), so there they are frames."""
@@ -103,13 +103,17 @@ def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name):
     with av.open(path) as c:
         assert not next(p for p in c.demux(video=0) if p.size).is_keyframe  # the fixture really starts mid-GOP
     ref = cli_rgb_frames(path)
-    dec = VideoDecoder(path, dimension_order="NHWC")
+    with caplog.at_level("DEBUG", logger="gpudecode"):
+        dec = VideoDecoder(path, dimension_order="NHWC")
     assert len(dec) == ref.shape[0] == len(_plain_pts(path))
     with av.open(path) as c:
         keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
     lead = keys.index(True)
     assert lead > 0
     assert len(dec) == (len(keys) if "mpeg4" in name else len(keys) - lead)  # all lead pictures shown, or none
+    said = [r.getMessage() for r in caplog.records if "before the first keyframe" in r.getMessage()]
+    assert said == ([] if "mpeg4" in name else [f"gpudecode: {lead} packets before the first keyframe decode to "
+                                                 "nothing"])
     np.testing.assert_array_equal(dec[:].numpy(), ref)
     assert dec.get_frames_in_range(0, len(dec)).pts_seconds.tolist() == pytest.approx(_plain_pts(path))
     np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[len(dec) // 2].numpy(),

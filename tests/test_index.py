@@ -619,3 +619,10 @@ def test_a_stream_without_packets_is_a_media_error(video, monkeypatch):
     with pytest.raises(MediaError, match="no packets") as e:
         VideoDecoder(video("h264_mkv"))
     assert str(e.value) == "The video stream has no packets: there is nothing to decode."
+
+
+def test_every_packet_discarded_is_a_media_error():
+    with pytest.raises(MediaError, match="no decodable frames") as e:
+        _from_packets(np.array([0, 1]), np.array([1, 1]), np.array([True, False]), np.array([True, True]),
+                      np.array([0, 10]), Fraction(1, 25), "", 0, "x")
+    assert str(e.value) == "The video stream has no decodable frames (every packet is empty or discarded)."
