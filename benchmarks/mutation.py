@@ -108,6 +108,20 @@ EQUIVALENT = {
                                          "(its index is built from that table; edit lists change the entry count, "
                                          "refused before)",
         "x__from_mp4_tables__mutmut_104": "durations as float64: they go back to int64 in the index",
+        "x__from_packets__mutmut_5": "np.arange(n) is int64 without a dtype",
+        "x__from_packets__mutmut_7": "the same",
+        "x__without_undecodable_lead__mutmut_42": "np.fromiter with dtype=None gives float64 timestamps: np.isin "
+                                                  "compares them equal to the int64 ones (all below 2**53)",
+        "x__without_undecodable_lead__mutmut_46": "count is only a preallocation hint: fromiter reads the whole set",
+        "x__without_undecodable_lead__mutmut_33": "counting the first keyframe as lead drops nothing: it always "
+                                                  "decodes, so its pts is among those shown",
+        "x_build_exact_index__mutmut_9": "_from_mp4_tables does not use its container argument (FFmpeg's index comes "
+                                         "from the stream)",
+        "x_build_exact_index__mutmut_31": "the decoder stamps every index with its own source key (_with_key) "
+                                          "before any use",
+        "x_build_exact_index__mutmut_65": "the same",
+        "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
+                                          "is the timestamps'",
     },
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
