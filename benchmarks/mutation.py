@@ -117,9 +117,6 @@ EQUIVALENT = {
                                                   "decodes, so its pts is among those shown",
         "x_build_exact_index__mutmut_9": "_from_mp4_tables does not use its container argument (FFmpeg's index comes "
                                          "from the stream)",
-        "x_build_exact_index__mutmut_31": "the decoder stamps every index with its own source key (_with_key) "
-                                          "before any use",
-        "x_build_exact_index__mutmut_65": "the same",
         "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
                                           "is the timestamps'",
     },
