@@ -120,6 +120,25 @@ EQUIVALENT = {
         "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
                                           "is the timestamps'",
     },
+    "_planner": {
+        "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "
+                                      "define their own",
+        "xǁPlannerǁ_outputs__mutmut_3": "a sixth attempt is never reached: attempt 4 never breaks (attempt < 4) and "
+                                        "returns when its loop ends",
+        "xǁPlannerǁ_outputs__mutmut_13": "first is only tested for truth: None and False alike",
+        "xǁPlannerǁ_outputs__mutmut_20": "0 instead of -2**62 once found: only a later output ending at or before "
+                                         "time 0 could tell, and outputs after the first never do (negative-pts "
+                                         "pictures are an edit list's, which decoders drop)",
+        "xǁPlannerǁ_outputs__mutmut_21": "any target below every frame's end takes all later outputs",
+        "xǁPlannerǁ_outputs__mutmut_22": "the same",
+        "xǁPlannerǁ_outputs__mutmut_26": "attempt never reaches 5; the other condition returns at the same points",
+        "xǁPlannerǁ_outputs__mutmut_28": "a retry inside a sequence keeps its key only as cur_key, which nothing reads "
+                                         "before run() discards the sequence's position",
+        "xǁPlannerǁ_decoded__mutmut_15": "the last pts a sequence sets is never read: run() discards the position a "
+                                         "sequence leaves",
+        "xǁPlannerǁgroups__mutmut_60": "the difference is never negative (targets come at or after their start), "
+                                       "where int(a / b) == a // b",
+    },
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 
