@@ -626,3 +626,59 @@ def test_every_packet_discarded_is_a_media_error():
         _from_packets(np.array([0, 1]), np.array([1, 1]), np.array([True, False]), np.array([True, True]),
                       np.array([0, 10]), Fraction(1, 25), "", 0, "x")
     assert str(e.value) == "The video stream has no decodable frames (every packet is empty or discarded)."
+
+
+def _joined_packets():
+    """Two segments joined without re-encoding, in decode order: 0..120, then 100..180 (steps back, no repeat)."""
+    pts = np.array([0, 40, 80, 120, 100, 140, 180])
+    key = np.array([True, False, False, False, True, False, False])
+    return pts, np.full(7, 40), key, np.zeros(7, dtype=bool), np.arange(7) * 10
+
+
+def test_a_step_back_without_repeated_timestamps_gets_a_decode_timeline():
+    """Timestamps that step back at a keyframe start a segment even when none repeats: frames in segment order,
+    a private decode timeline of one step (the median duration) per packet, byte positions to stamp packets by
+    (the first at byte 0). Written out by hand from the rule in _timeline."""
+    idx = _from_packets(*_joined_packets(), Fraction(1, 1000), "k", 0, "x")
+    assert idx.pts.tolist() == [0, 40, 80, 120, 100, 140, 180]
+    assert idx.segment_starts.tolist() == [0, 4]
+    assert idx.plan_step == 40
+    assert idx.plan_pts.tolist() == [0, 40, 80, 120, 160, 200, 240]
+    assert idx.plan_key_pts.tolist() == [0, 160] and idx.key_pts.tolist() == [0, 100]
+    assert idx.packet_pos.tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert idx.start_key.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert idx.is_key.dtype == bool and idx.is_key.tolist() == [True, False, False, False, True, False, False]
+    assert idx.source_key == "k" and idx.method == "x" and idx.time_base == Fraction(1, 1000)
+    for name in ("pts", "duration", "key_pts", "start_key"):
+        assert getattr(idx, name).dtype == np.int64, name
+
+
+def test_a_joined_stream_that_does_not_start_on_a_keyframe():
+    pts, dur, key, disc, pos = _joined_packets()
+    key = key.copy()
+    key[0] = False  # cut before the first keyframe: decoding can only start at the first packet
+    idx = _from_packets(pts, dur, key, disc, pos, Fraction(1, 1000), "k", 0, "x")
+    assert idx.plan_key_pts.tolist() == [0, 160] and idx.key_pts.tolist() == [0, 100]
+    assert idx.start_key.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    # one segment, first packet not a keyframe; 40 is a leading picture of keyframe 80: it starts at packet 0
+    plain = _from_packets(np.array([0, 80, 40, 120]), np.full(4, 40), np.array([False, True, False, False]),
+                          np.zeros(4, bool), np.arange(4) * 10, Fraction(1, 1000), "", 0, "x")
+    assert plain.plan_pts is None and plain.pts.tolist() == [0, 40, 80, 120]
+    assert plain.key_pts.tolist() == [0, 80] and plain.start_key.tolist() == [0, 0, 1, 1]
+    assert plain.is_key.tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("positions", [np.array([-1] * 7), np.array([0, 10, 20, 30, 30, 50, 60])])
+def test_a_step_back_without_usable_positions_warns_and_goes_by_timestamps(positions, caplog):
+    pts, dur, key, disc, _ = _joined_packets()
+    with caplog.at_level("WARNING", logger="gpudecode"):
+        idx = _from_packets(pts, dur, key, disc, positions, Fraction(1, 1000), "", 0, "x")
+    assert idx.plan_pts is None and idx.segment_starts is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "gpudecode: the stream's timestamps repeat or step back and its packets have no byte positions to tell them "
+        "apart; frames with equal timestamps may be confused"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gpudecode"):
+        plain = _from_packets(np.array([0, 80, 40]), np.full(3, 40), np.array([True, False, False]), np.zeros(3, bool),
+                              np.full(3, -1), Fraction(1, 1000), "", 0, "x")
+    assert plain.plan_pts is None and not caplog.records  # ordinary timestamps need no positions
