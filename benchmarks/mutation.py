@@ -119,6 +119,13 @@ EQUIVALENT = {
                                          "from the stream)",
         "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
                                           "is the timestamps'",
+        "x__from_packets__mutmut_62": "any positive step gives the same frames: only the private timeline's scale "
+                                      "changes",
+        "x__from_packets__mutmut_80": "float segment starts: segments_of and the index file take them as ints",
+        "x__from_packets__mutmut_86": "prepend any value but segment 0's id (0): the first frame starts a segment",
+        "x__from_packets__mutmut_87": "the same",
+        **{f"x__from_packets__mutmut_{k}": "the arrays are int64 already: no dtype keeps int64"
+           for k in (149, 151, 153, 155, 157)},
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "
