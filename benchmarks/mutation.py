@@ -125,7 +125,10 @@ EQUIVALENT = {
         "x__from_packets__mutmut_86": "prepend any value but segment 0's id (0): the first frame starts a segment",
         "x__from_packets__mutmut_87": "the same",
         **{f"x__from_packets__mutmut_{k}": "the arrays are int64 already: no dtype keeps int64"
-           for k in (149, 151, 153, 155, 157)},
+           for k in (149, 151, 153, 155, 157, 159, 161, 163)},
+        "x__filled_durations__mutmut_15": "when every positive gap is 1, their median is 1 too",
+        "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
+        "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "

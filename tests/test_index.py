@@ -682,3 +682,18 @@ def test_a_step_back_without_usable_positions_warns_and_goes_by_timestamps(posit
         plain = _from_packets(np.array([0, 80, 40]), np.full(3, 40), np.array([True, False, False]), np.zeros(3, bool),
                               np.full(3, -1), Fraction(1, 1000), "", 0, "x")
     assert plain.plan_pts is None and not caplog.records  # ordinary timestamps need no positions
+
+
+def test_filled_durations_written_out():
+    """Missing (zero) durations: the gap to the next frame, where that gap is positive; else (repeated timestamps, the
+    last frame) the median positive gap; 1 when no gap is positive."""
+    from gpudecode._index import _filled_durations
+
+    def fill(pts, dur):
+        return _filled_durations(np.array(pts), np.array(dur)).tolist()
+
+    assert fill([0, 0, 10], [0, 0, 0]) == [10, 10, 10]  # a repeated timestamp: the median positive gap (not 5)
+    assert fill([5, 5, 5], [0, 0, 0]) == [1, 1, 1]  # no positive gap at all
+    assert fill([0, 1, 3, 5], [0, 0, 0, 0]) == [1, 2, 2, 2]  # gaps of 1 are gaps too
+    assert fill([0, 40, 120, 160], [0, 7, 0, 0]) == [40, 7, 40, 40]  # known durations stay; median of 40, 80, 40
+    assert fill([0, 10], [3, 4]) == [3, 4]
