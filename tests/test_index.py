@@ -554,6 +554,7 @@ def test_table_check_against_the_demuxer():
     assert _check_against_demux(_Scripted([*good, _Packet(999, 999)]), stream, table)  # the 7th is never read
     assert _check_against_demux(_Scripted([_Packet(None, p) for p in range(0, 600, 100)]), stream, table)
     assert not _check_against_demux(_Scripted([_Packet(p + 1, p) for p in range(0, 600, 100)]), stream, table)
+    assert not _check_against_demux(_Scripted([_Packet(None, None, size=0), _Packet(5, 5)]), stream, table)
     assert _check_against_demux(_Scripted([_Packet(0, 0), _Packet(100, 100)]), stream, table[:2], count=6)
 
     class Failing(_Scripted):
