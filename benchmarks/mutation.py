@@ -169,7 +169,7 @@ forkserver_warmup = "none"
 """
 
 
-def _scratch(module: str, recheck: bool) -> tuple[Path, list[str]]:
+def _scratch(module: str, recheck: bool, refresh: bool = True) -> tuple[Path, list[str]]:
     """The scratch copy to mutate in, and (``recheck``) the mutants that survived there before.
 
     A recheck reuses the module's previous scratch copy with this checkout's HEAD written over it: mutmut's
@@ -189,6 +189,8 @@ def _scratch(module: str, recheck: bool) -> tuple[Path, list[str]]:
     for meta in (work / "mutants").rglob("*.meta"):
         codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
         survivors += [name for name, code in codes.items() if code in (0, 33)]  # survived, no tests
+    if not refresh:
+        return work, survivors
     fresh = tree_at("HEAD", prefix="gpudecode-mutation-head-")
     for item in fresh.iterdir():
         target = work / item.name
@@ -201,19 +203,25 @@ def _scratch(module: str, recheck: bool) -> tuple[Path, list[str]]:
     return work, survivors
 
 
-def run_module(module: str, jobs: int, recheck: bool = False) -> dict[str, object]:
-    """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants."""
-    work, survivors = _scratch(module, recheck)
+def run_module(module: str, jobs: int, recheck: bool = False, collect: bool = False) -> dict[str, object]:
+    """Mutate one module in a scratch copy; return mutmut's counts and the surviving mutants.
+
+    ``collect``: run nothing, only read the verdicts of the module's last scratch copy (a run stopped early: the
+    mutants it did not reach count as ``not checked``).
+    """
+    work, survivors = _scratch(module, recheck or collect, refresh=not collect)
     env = dict(os.environ, PYTHONPATH=str(work / "mutants"))
     mutmut = [sys.executable, "-m", "mutmut"]
     dotted = "gpudecode." + module.replace("/", ".")
     patterns = [f"{dotted}.x*ǁ{fn}__mutmut_*" for fn in FUNCTIONS.get(module, [])]
     t0 = time.monotonic()
-    run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env,
-                         capture_output=True, text=True)
-    for k in range(0, len(survivors), 50):  # retest what survived before (a bounded command line at a time)
-        subprocess.run([*mutmut, "run", "--max-children", str(jobs), *survivors[k:k + 50]], cwd=work, env=env,
-                       capture_output=True, text=True)
+    run = subprocess.CompletedProcess([], 0, "", "")
+    if not collect:
+        run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env,
+                             capture_output=True, text=True)
+        for k in range(0, len(survivors), 50):  # retest what survived before (a bounded command line at a time)
+            subprocess.run([*mutmut, "run", "--max-children", str(jobs), *survivors[k:k + 50]], cwd=work, env=env,
+                           capture_output=True, text=True)
     seconds = time.monotonic() - t0
     listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
                              text=True).stdout
@@ -254,12 +262,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--recheck", action="store_true", help="reuse each module's last scratch copy: retest changed "
                     "functions and the previous survivors against this checkout's HEAD")
+    ap.add_argument("--collect", action="store_true", help="run nothing: read the verdicts of each module's last "
+                    "scratch copy (a run stopped early)")
     a = ap.parse_args()
     old = RESULTS / "mutation.json"
     results = json.loads(old.read_text())["modules"] if old.exists() else {}
     for module in a.modules:
         print(f"mutating {module} ...", flush=True)
-        results[module] = run_module(module, a.jobs, a.recheck)
+        seconds_before = results.get(module, {}).get("seconds", 0) if a.collect else 0
+        results[module] = run_module(module, a.jobs, a.recheck, a.collect)
+        results[module]["seconds"] = results[module]["seconds"] + seconds_before
         print(f"  {results[module]['counts']} in {results[module]['seconds']} s", flush=True)
     m = machine()
     lines = [f"# Mutation testing (mutmut) — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}", "",
