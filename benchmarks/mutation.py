@@ -47,8 +47,9 @@ MODULES = {
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
     # the decoder's index/time mapping: only these VideoDecoder methods are mutated (see FUNCTIONS)
-    "_decoder": ["tests/test_access.py", "tests/test_timeline.py", "tests/test_metadata_sources.py",
-                 "tests/test_edge_streams.py", "tests/test_errors.py", "tests/test_planner.py"],
+    "_decoder": ["tests/test_time_mapping.py", "tests/test_access.py", "tests/test_timeline.py",
+                 "tests/test_metadata_sources.py", "tests/test_edge_streams.py", "tests/test_errors.py",
+                 "tests/test_planner.py"],
 }
 # Modules mutated only in some functions (the rest of the module is not decision-making): method names.
 FUNCTIONS = {
@@ -132,6 +133,18 @@ EQUIVALENT = {
                                          "comes from the stream)",
         "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
         "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
+    },
+    "_decoder": {
+        "xǁVideoDecoderǁ_seconds_to_ts__mutmut_2": "float64 targets: the planner compares them and takes int() of "
+                                                   "them; float64 holds every timestamp below 2**53 exactly",
+        "xǁVideoDecoderǁ_approx_targets__mutmut_16": "true division instead of floor division: the planner compares "
+                                                     "targets with integer timestamps and takes int() (floor for "
+                                                     "these non-negative values)",
+        **{f"xǁVideoDecoderǁ_resampled__mutmut_{k}": "the name of an error _resampled's times never raise: they "
+                                                      "lie in [t0, t1), inside the stream"
+           for k in (19, 22, 23)},
+        "xǁVideoDecoderǁ_resampled__mutmut_14": "np.arange(count) is int64 without a dtype",
+        "xǁVideoDecoderǁ_resampled__mutmut_16": "the same",
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "

@@ -1,0 +1,76 @@
+"""The decoder's index and time mapping on its own terms: time bases whose numerator is not 1, both seek modes
+against a plain PyAV decode, and the exact words of every time-argument error."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from oracle import assert_frame_matches, ffmpeg_cli, oracle
+
+from gpudecode import InvalidArgumentError, VideoDecoder
+from gpudecode._errors import TimeOutOfRangeError
+
+
+@pytest.fixture(scope="module")
+def ntsc_avi(tmp_path_factory):
+    """MPEG-4 in AVI at 30000/1001 fps: the stream's time base is 1001/30000 (numerator not 1)."""
+    exe = ffmpeg_cli()
+    if exe is None:
+        pytest.skip("no ffmpeg CLI")
+    path = tmp_path_factory.mktemp("ntsc") / "ntsc.avi"
+    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=30000/1001:d=1", "-c:v",
+                    "mpeg4", "-bf", "0", "-g", "10", str(path)], check=True)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
+def test_a_time_base_of_1001_30000(ntsc_avi, mode):
+    _frames, pts, _dur = oracle(ntsc_avi)
+    dec = VideoDecoder(ntsc_avi, seek_mode=mode, dimension_order="NHWC")
+    assert dec.index is None or dec.index.time_base.numerator == 1001
+    assert len(dec) == len(pts) == 30
+    batch = dec.get_frames_at(list(range(29, -1, -1)))
+    np.testing.assert_allclose(batch.pts_seconds.numpy(), pts[::-1], atol=1e-9)
+    for k, i in enumerate(range(29, -1, -1)):
+        assert_frame_matches("ntsc", ntsc_avi, batch.data[k].numpy(), i)
+    shown = dec.get_frames_played_at(pts + 0.01)  # inside each frame
+    np.testing.assert_allclose(shown.pts_seconds.numpy(), pts, atol=1e-9)
+    at_start = dec.get_frames_played_at(pts)  # exactly at each frame's start, as reported
+    np.testing.assert_allclose(at_start.pts_seconds.numpy(), pts, atol=1e-9)
+    span = dec.get_frames_played_in_range(float(pts[3]), float(pts[9]))
+    np.testing.assert_allclose(span.pts_seconds.numpy(), pts[3:9], atol=1e-9)
+    assert torch.equal(dec[4:8], batch.data[[25, 24, 23, 22]])
+
+
+def _message(call) -> str:
+    with pytest.raises((InvalidArgumentError, TimeOutOfRangeError)) as e:
+        call()
+    return str(e.value)
+
+
+def test_time_argument_errors_name_the_argument(video):
+    dec = VideoDecoder(video("h264_bframes"))
+    m = dec.metadata
+    begin, end = m.begin_stream_seconds, m.end_stream_seconds
+    assert _message(lambda: dec.get_frame_played_at(end)) == (
+        f"Invalid seconds ({end}). Supported values are in [{begin}, {end}), the times the stream plays.")
+    assert _message(lambda: dec.get_frames_played_at([0.1, -1.0])) == (
+        f"Invalid seconds (-1.0). Supported values are in [{begin}, {end}), the times the stream plays.")
+    assert _message(lambda: dec.get_frames_played_in_range(end + 1, end + 2)) == (
+        f"Invalid start_seconds ({end + 1}). Supported values are in [{begin}, {end}), the times the stream plays.")
+    assert _message(lambda: dec.get_frames_played_in_range(0.5, 0.2)) == (
+        "Invalid range: stop_seconds (0.2) is before start_seconds (0.5). Supported ranges have start_seconds <= "
+        "stop_seconds.")
+    assert _message(lambda: dec.get_frames_played_in_range(0.5, end + 1)) == (
+        f"Invalid stop_seconds ({end + 1}). Supported values are in [{begin}, {end}].")
+    assert "start_seconds" in _message(lambda: dec.get_frames_played_in_range(float("nan"), 1.0))
+    assert "stop_seconds" in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
+    assert "start_seconds" not in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
+    dec._metadata = dataclasses.replace(m, end_stream_seconds=None)
+    assert _message(lambda: dec.get_all_frames(fps=5)) == (
+        "Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use get_frames_played_in_range() with "
+        "explicit times.")
