@@ -145,6 +145,8 @@ EQUIVALENT = {
            for k in (19, 22, 23)},
         "xǁVideoDecoderǁ_resampled__mutmut_14": "np.arange(count) is int64 without a dtype",
         "xǁVideoDecoderǁ_resampled__mutmut_16": "the same",
+        "xǁVideoDecoderǁget_frames_played_in_range__mutmut_54": "approximate mode refuses a stream without a frame "
+                                                                "rate, so the fallback for none is never used",
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "
