@@ -147,6 +147,16 @@ EQUIVALENT = {
         "xǁVideoDecoderǁ_resampled__mutmut_16": "the same",
         "xǁVideoDecoderǁget_frames_played_in_range__mutmut_54": "approximate mode refuses a stream without a frame "
                                                                 "rate, so the fallback for none is never used",
+        **{f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "end_stream_seconds is never None on an open decoder (exact: "
+                                                       "from the index; approximate: the header's duration, or its "
+                                                       "frame count over its rate)" for k in (7, 10)},
+        **{f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "t is always a 1-D array here (callers wrap single times)"
+           for k in (14, 18)},
+        **{f"xǁVideoDecoderǁ_frames_in_range__mutmut_{k}": "step is never 0: get_frames_in_range and slicing refuse "
+                                                           "it" for k in (4, 5)},
+        **{f"xǁVideoDecoderǁ{fn}__mutmut_{k}": "np.arange of Python ints is int64 without a dtype"
+           for fn, k in (("_frames_in_range", 11), ("get_frames_played_in_range", 70),
+                         ("get_frames_played_in_range", 73))},
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "

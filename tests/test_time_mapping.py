@@ -74,3 +74,27 @@ def test_time_argument_errors_name_the_argument(video):
     assert _message(lambda: dec.get_all_frames(fps=5)) == (
         "Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use get_frames_played_in_range() with "
         "explicit times.")
+
+
+@pytest.mark.parametrize("name", ["nonzero_start", "h264_bframes"])
+def test_approximate_ranges_by_time_match_exact_mode(video, name):
+    """Approximate mode's get_frames_played_in_range on streams whose header is right about the frames it holds
+    (one starting at 2.4 s): the same frames as exact mode (which follows a plain PyAV decode), with bounds on frame
+    starts, inside frames, at the stream's start, and ranges shorter than a frame."""
+    path = video(name)
+    exact, approx = VideoDecoder(path), VideoDecoder(path, seek_mode="approximate")
+    pts = exact.get_frames_in_range(0, len(exact)).pts_seconds.numpy()
+    np.testing.assert_allclose(pts, oracle(str(path))[1], atol=1e-9)
+    bounds = [(pts[0], pts[4]), (pts[5], pts[9]), (pts[5] + 0.01, pts[5] + 0.02), (pts[0], pts[1]),
+              (pts[7] + 0.03, pts[12] + 0.001), (pts[20], pts[-1]), (pts[-2] + 0.001, pts[-1] + 0.01),
+              (pts[5] + 1e-11, pts[5] + 2e-11)]  # far shorter than a frame, just after its start
+    for t0, t1 in bounds:
+        want = exact.get_frames_played_in_range(float(t0), float(t1)).pts_seconds
+        got = approx.get_frames_played_in_range(float(t0), float(t1)).pts_seconds
+        assert torch.equal(got, want), (t0, t1)
+
+
+def test_an_empty_approximate_range_decodes_nothing(video):
+    dec = VideoDecoder(video("h264_bframes"), seek_mode="approximate")
+    assert dec.get_frames_in_range(5, 5).data.shape[0] == 0 and dec[7:7].shape[0] == 0
+    assert dec.stats.seeks == 0 and dec.stats.packets_fed == 0
