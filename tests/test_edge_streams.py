@@ -201,17 +201,31 @@ def test_approximate_mode_on_a_stream_that_does_not_start_at_zero(video):
     assert got.pts_seconds.tolist() == want.pts_seconds.tolist()
 
 
+def _faststart_mp4(folder: Path) -> Path:
+    """1.6 s of H.264 with B-frames in an MP4 whose moov comes first (``-movflags +faststart``)."""
+    whole = folder / "whole.mp4"
+    _cli("-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264", "-bf", "2", "-g", "10", "-movflags",
+         "+faststart", str(whole))
+    return whole
+
+
+def _decodable_pts(path: Path) -> list[int]:
+    """What a plain single-threaded PyAV decode outputs, packet by packet, skipping packets it rejects."""
+    decoded: list[int] = []
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        for pkt in c.demux(video=0):
+            with contextlib.suppress(av.error.FFmpegError):
+                decoded += [f.pts for f in cc.decode(pkt)]
+    return decoded
+
+
 @pytest.mark.parametrize("fraction", [0.5, 0.9, "second sample"])
 def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
     """An MP4 with its moov first (``-movflags +faststart``, as streamed uploads are) cut in the middle of a sample:
     the sample tables still list every sample; the index keeps those wholly inside the file (the partial one does not
     decode). Oracles: a plain PyAV decode of the cut file (which frames come out), the intact file (their pixels)."""
-    exe = ffmpeg_cli()
-    if exe is None:
-        pytest.skip("no ffmpeg CLI")
-    whole = tmp_path / "whole.mp4"
-    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264",
-                    "-bf", "2", "-g", "10", "-movflags", "+faststart", str(whole)], check=True)
+    whole = _faststart_mp4(tmp_path)
     data = whole.read_bytes()
     mdat = data.find(b"mdat")
     assert 0 < data.find(b"moov") < mdat  # faststart: the tables come first
@@ -223,12 +237,7 @@ def test_faststart_mp4_cut_mid_sample(tmp_path, fraction):
     else:
         size = int(mdat + (len(data) - mdat) * fraction)
     cut.write_bytes(data[:size])
-    decoded = []
-    with av.open(str(cut)) as c:
-        cc = c.streams.video[0].codec_context
-        for pkt in c.demux(video=0):
-            with contextlib.suppress(av.error.FFmpegError):
-                decoded += [f.pts for f in cc.decode(pkt)]
+    decoded = _decodable_pts(cut)
     dec = VideoDecoder(cut, dimension_order="NHWC")
     assert dec.index.method == "mp4-tables"
     assert dec.index.pts.tolist() == sorted(decoded)
@@ -243,24 +252,14 @@ def test_frames_in_flight_at_damage_are_not_lost_to_frame_threads(tmp_path, num_
     """A file whose last packet is cut short: its error surfaces only at the final drain when frames are decoded by
     several threads, and the frames still in flight were lost. Every frame a plain single-threaded PyAV decode gets
     must come out, whatever the thread count (the decoder retries such a run with one thread)."""
-    exe = ffmpeg_cli()
-    if exe is None:
-        pytest.skip("no ffmpeg CLI")
-    whole = tmp_path / "whole.mp4"
-    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264",
-                    "-bf", "2", "-g", "10", "-movflags", "+faststart", str(whole)], check=True)
+    whole = _faststart_mp4(tmp_path)
     with av.open(str(whole)) as c:
         entries = c.streams.video[0].index_entries
         cut_at = [entries[k].pos + entries[k].size // 2 for k in (1, 17)]
     for size in cut_at:
         cut = tmp_path / f"cut{size}.mp4"
         cut.write_bytes(whole.read_bytes()[:size])
-        decoded = []
-        with av.open(str(cut)) as c:
-            cc = c.streams.video[0].codec_context
-            for pkt in c.demux(video=0):
-                with contextlib.suppress(av.error.FFmpegError):
-                    decoded += [f.pts for f in cc.decode(pkt)]
+        decoded = _decodable_pts(cut)
         dec = VideoDecoder(cut, num_threads=num_threads)
         assert dec.index.pts.tolist() == sorted(decoded)
         batch = dec.get_frames_in_range(0, len(dec))

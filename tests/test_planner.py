@@ -161,18 +161,6 @@ def test_approximate_mode_continues_forward_and_seeks_back(video, name):
         assert dec.stats.seeks == want, indices
 
 
-@pytest.mark.parametrize("name", ["h264_bframes", "vp9"])
-def test_one_pass_over_the_stream_feeds_each_packet_once(video, name):
-    path = video(name)
-    with av.open(str(path)) as c:
-        n_packets = sum(1 for p in c.demux(video=0) if p.size)
-    dec, _ = _decoder(path, "exact")
-    before = dec.stats.packets_fed
-    _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
-    assert dec.stats.packets_fed - before == n_packets
-    assert dec.stats.frames_converted == len(dec)
-
-
 def test_groups_split_targets_where_a_seek_is_needed():
     """``Planner.groups``: independent decode runs (a new one where the next target's start keyframe lies beyond the
     keyframe interval of the previous target) and their cost in frames, worked out by hand."""
@@ -285,12 +273,13 @@ def test_plan_stats_add_sums_every_counter():
     assert s == PlanStats(seeks=11, packets_fed=22, frames_decoded=33, frames_converted=44)
 
 
+@pytest.mark.parametrize("mode", ["exact", "approximate"])
 @pytest.mark.parametrize("name", ["h264_bframes", "vp9"])
-def test_one_approximate_pass_feeds_each_packet_once(video, name):
+def test_one_pass_over_the_stream_feeds_each_packet_once(video, name, mode):
     path = video(name)
     with av.open(str(path)) as c:
         n_packets = sum(1 for p in c.demux(video=0) if p.size)
-    dec, _ = _decoder(path, "approximate")
+    dec, _ = _decoder(path, mode)
     _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
     assert dec.stats.packets_fed == n_packets
     assert dec.stats.frames_decoded == dec.stats.frames_converted == len(dec) == 40
