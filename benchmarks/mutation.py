@@ -181,9 +181,9 @@ EQUIVALENT = {
 # How far each module's last measurement got, and against which tests (a run that stopped early, or code and tests
 # that changed after its snapshot): printed under the table.
 NOTES = {
-    "_index": "Snapshot 9c6e736 (2026-12-03 15:47). Tests added after it, aimed at its survivors (decode timeline "
-              "written out, filled durations, MPEG-4 mid-GOP cut, table check, one-open build, ...), are not yet "
-              "counted: `--recheck _index` is the next step.",
+    "_index": "Full run at 9c6e736 (2026-12-03 15:47, 527 killed), then a `--recheck` at a438ff9 (17:22) stopped "
+              "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
+              "still carry the first run's verdict.",
     "_decoder": "Snapshot 55d20d1 (16:26), stopped after 457 of its 582 mutants (125 not checked, mostly "
                 "`_build_metadata`, whose every mutant runs the whole metadata suite). `test_time_mapping.py` came "
                 "after the snapshot: the tests column lists today's selection, the verdicts are the snapshot's.",
