@@ -54,6 +54,13 @@ def ffmpeg_cli() -> str | None:
         return shutil.which("ffmpeg")
 
 
+def run_ffmpeg(*args: str) -> None:
+    """Run the ffmpeg CLI quietly (``-y``: overwrite) to make a fixture; fails where the CLI is missing."""
+    exe = ffmpeg_cli()
+    assert exe is not None, "no ffmpeg CLI: install the test extra (imageio-ffmpeg)"
+    subprocess.run([exe, "-v", "error", "-y", *args], check=True)
+
+
 @cache
 def cli_rgb_frames(path: str) -> np.ndarray:
     """``ffmpeg -i PATH -vf format=rgb24 -f rawvideo -``, every frame as decoded (no frame-rate conversion)."""

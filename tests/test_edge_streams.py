@@ -8,14 +8,13 @@ for pixels and a plain PyAV decode for the frames' order and timestamps.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
-from oracle import cli_rgb_frames, ffmpeg_cli
+from oracle import cli_rgb_frames, run_ffmpeg
 
 from gpudecode import VideoDecoder
 from gpudecode._index import _from_packets, _scan_packets
@@ -23,16 +22,10 @@ from gpudecode._index import _from_packets, _scan_packets
 W, H = 160, 120
 
 
-def _cli(*args: str) -> None:
-    exe = ffmpeg_cli()
-    assert exe is not None, "no ffmpeg CLI: install the test extra (imageio-ffmpeg)"
-    subprocess.run([exe, "-v", "error", "-y", *args], check=True)
-
-
 def _encode(out: Path, *extra: str, seconds: str = "2", pix_fmt: str = "yuv420p", codec: str = "libx264") -> Path:
     opts = ["-bf", "2", "-g", "12"] if codec == "libx264" else ["-x265-params", "log-level=none:keyint=12"]
-    _cli("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", seconds, "-c:v", codec, *opts,
-         "-pix_fmt", pix_fmt, *extra, str(out))
+    run_ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", seconds, "-c:v", codec, *opts,
+               "-pix_fmt", pix_fmt, *extra, str(out))
     return out
 
 
@@ -50,8 +43,8 @@ def made(tmp_path_factory):
             out = folder / name  # three packets into a GOP
             if "mpeg4" in name:  # FFmpeg's MPEG-4 part 2 decoder outputs the pictures before the first keyframe
                 base = folder / "base_mpeg4.mkv"
-                _cli("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", "2", "-c:v", "mpeg4", "-g", "12",
-                     "-bf", "0", str(base))
+                run_ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", "2", "-c:v", "mpeg4",
+                           "-g", "12", "-bf", "0", str(base))
             with av.open(str(base)) as src, av.open(str(out), "w") as dst:
                 s = src.streams.video[0]
                 t = dst.add_stream_from_template(s)
@@ -61,23 +54,23 @@ def made(tmp_path_factory):
                         dst.mux(pkt)
             return out
         if name == "not_on_keyframe.mp4":
-            _cli("-i", str(build("not_on_keyframe.mkv")), "-c", "copy", "-copyinkf", str(folder / name))
+            run_ffmpeg("-i", str(build("not_on_keyframe.mkv")), "-c", "copy", "-copyinkf", str(folder / name))
         elif name == "ctts_v1.mp4":  # negative composition offsets (ctts version 1), no edit list shift
-            _cli("-i", str(base), "-c", "copy", "-movflags", "+negative_cts_offsets", str(folder / name))
+            run_ffmpeg("-i", str(base), "-c", "copy", "-movflags", "+negative_cts_offsets", str(folder / name))
         elif name == "faststart.mp4":
-            _cli("-i", str(base), "-c", "copy", "-movflags", "+faststart", str(folder / name))
+            run_ffmpeg("-i", str(base), "-c", "copy", "-movflags", "+faststart", str(folder / name))
         elif name == "range_change.mp4":  # limited-range segment, then a full-range one, joined without re-encoding
             a = _encode(folder / "limited.mp4", "-color_range", "tv", seconds="1")
             b = _encode(folder / "full.mp4", "-color_range", "pc", seconds="1", pix_fmt="yuvj420p")
             listing = folder / "range.txt"
             listing.write_text(f"file '{a}'\nfile '{b}'\n")
-            _cli("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(folder / name))
+            run_ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(folder / name))
         elif name == "bt2020nc.mkv":
             _encode(folder / name, "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc",
                     "bt2020-10", seconds="1", pix_fmt="yuv420p10le", codec="libx265")
         elif name == "bt2020c.mkv":  # the same pictures, only the VUI's matrix changed to BT.2020 CL (10)
-            _cli("-i", str(build("bt2020nc.mkv")), "-c", "copy", "-bsf:v", "hevc_metadata=matrix_coefficients=10",
-                 str(folder / name))
+            run_ffmpeg("-i", str(build("bt2020nc.mkv")), "-c", "copy", "-bsf:v", "hevc_metadata=matrix_coefficients=10",
+                       str(folder / name))
         return folder / name
 
     def get(name: str) -> str:
@@ -204,8 +197,8 @@ def test_approximate_mode_on_a_stream_that_does_not_start_at_zero(video):
 def _faststart_mp4(folder: Path) -> Path:
     """1.6 s of H.264 with B-frames in an MP4 whose moov comes first (``-movflags +faststart``)."""
     whole = folder / "whole.mp4"
-    _cli("-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264", "-bf", "2", "-g", "10", "-movflags",
-         "+faststart", str(whole))
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264", "-bf", "2", "-g", "10", "-movflags",
+               "+faststart", str(whole))
     return whole
 
 

@@ -215,17 +215,11 @@ def test_approximate_ranges_take_consecutive_outputs_with_one_seek(video, name):
 
 def _long_audio(tmp_path):
     """An MKV with 1 s of 25 fps video and 1.5 s of audio: its header gives the longer duration."""
-    import subprocess
+    from oracle import run_ffmpeg
 
-    from oracle import ffmpeg_cli
-
-    exe = ffmpeg_cli()
-    if exe is None:
-        pytest.skip("no ffmpeg CLI")
     path = tmp_path / "long_audio.mkv"
-    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=1", "-f", "lavfi",
-                    "-i", "sine=d=1.5", "-c:v", "libx264", "-bf", "2", "-g", "10", "-c:a", "flac", str(path)],
-                   check=True)
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1.5", "-c:v",
+               "libx264", "-bf", "2", "-g", "10", "-c:a", "flac", str(path))
     return path
 
 

@@ -193,23 +193,15 @@ def test_rgb_and_gray_streams_are_bit_exact_with_the_cli(tmp_path, pix_fmt, code
     == ``ffmpeg -vf format=rgb24``. Two bugs these caught: a 10/12-bit RGB input goes through YUV inside swscale,
     and an output matrix other than the input's put its colours off by up to 31; an untagged 10-bit gray stream is
     full range to swscale (and the CLI), and converting it as limited put it off by up to 18."""
-    import subprocess
-
-    from oracle import ffmpeg_cli
+    from oracle import cli_rgb_frames, run_ffmpeg
 
     from gpudecode import VideoDecoder
 
-    exe = ffmpeg_cli()
-    if exe is None:
-        pytest.skip("no ffmpeg CLI")
     path = tmp_path / f"{pix_fmt}.{ext}"
     vf = f"format={pix_fmt}" + (",setparams=range=unknown" if codec == "rawvideo" else "")
-    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=98x34:d=0.12", "-vf", vf,
-                    "-c:v", codec, str(path)], check=True)
-    raw = subprocess.run([exe, "-v", "error", "-i", str(path), "-vf", "format=rgb24", "-f", "rawvideo", "-"],
-                         capture_output=True, check=True).stdout
-    cli = np.frombuffer(raw, np.uint8).reshape(-1, 34, 98, 3)
-    assert cli.shape[0] == 3
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=98x34:d=0.12", "-vf", vf, "-c:v", codec, str(path))
+    cli = cli_rgb_frames(str(path))
+    assert cli.shape == (3, 34, 98, 3)
     dec = VideoDecoder(path, dimension_order="NHWC")
     assert dec.metadata.pixel_format == {"gbrp": "bgr0"}.get(pix_fmt, pix_fmt)  # FFV1 stores 8-bit RGB as bgr0
     if codec == "rawvideo":

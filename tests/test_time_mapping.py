@@ -4,12 +4,11 @@ against a plain PyAV decode, and the exact words of every time-argument error.""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 
 import numpy as np
 import pytest
 import torch
-from oracle import assert_frame_matches, ffmpeg_cli, oracle
+from oracle import assert_frame_matches, oracle, run_ffmpeg
 
 from gpudecode import InvalidArgumentError, VideoDecoder
 from gpudecode._errors import TimeOutOfRangeError
@@ -18,12 +17,9 @@ from gpudecode._errors import TimeOutOfRangeError
 @pytest.fixture(scope="module")
 def ntsc_avi(tmp_path_factory):
     """MPEG-4 in AVI at 30000/1001 fps: the stream's time base is 1001/30000 (numerator not 1)."""
-    exe = ffmpeg_cli()
-    if exe is None:
-        pytest.skip("no ffmpeg CLI")
     path = tmp_path_factory.mktemp("ntsc") / "ntsc.avi"
-    subprocess.run([exe, "-y", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=30000/1001:d=1", "-c:v",
-                    "mpeg4", "-bf", "0", "-g", "10", str(path)], check=True)
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=30000/1001:d=1", "-c:v", "mpeg4", "-bf", "0", "-g", "10",
+               str(path))
     return str(path)
 
 
