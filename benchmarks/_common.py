@@ -27,8 +27,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0],
-                            "platform": platform.platform(), "date": datetime.now(timezone.utc).isoformat()}
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(),
+    }
     try:
         import av
         import torch
@@ -37,8 +42,9 @@ def machine() -> dict[str, Any]:
         info["av"] = av.__version__
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
-            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+            )
             info["driver"] = out.stdout.strip()
     except Exception:
         pass
@@ -56,8 +62,9 @@ def interleaved(cases: dict[str, Callable[[], Any]], rounds: int, warmup: int = 
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "n": len(v)}
-            for k, v in times.items()}
+    return {
+        k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "n": len(v)} for k, v in times.items()
+    }
 
 
 def save(name: str, payload: dict[str, Any], table: str) -> tuple[Path, Path]:
@@ -78,7 +85,6 @@ def tree_at(rev: str, *paths: str, prefix: str = "gpudecode-before-") -> Path:
 
     root = Path(__file__).resolve().parent.parent
     d = Path(tempfile.mkdtemp(prefix=prefix))
-    archive = subprocess.run(["git", "-C", str(root), "archive", rev, *paths], check=True,
-                             capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, *paths], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(d)], input=archive, check=True)
     return d

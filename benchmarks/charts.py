@@ -1,6 +1,6 @@
 """Bar charts (PNG) from the JSON results in benchmarks/results/, for the README.
 
-    python benchmarks/charts.py        # needs matplotlib; reads results/*.json, writes results/*.png
+python benchmarks/charts.py        # needs matplotlib; reads results/*.json, writes results/*.png
 """
 
 from __future__ import annotations
@@ -14,8 +14,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLORS = {"gpudecode": "#2a9d8f", "gpudecode (index cache)": "#8ecae6", "torchcodec": "#e76f51",
-          "torchcodec (all threads)": "#f4a261", "pyav": "#6c757d", "pyav (to_ndarray)": "#6c757d"}
+COLORS = {
+    "gpudecode": "#2a9d8f",
+    "gpudecode (index cache)": "#8ecae6",
+    "torchcodec": "#e76f51",
+    "torchcodec (all threads)": "#f4a261",
+    "pyav": "#6c757d",
+    "pyav (to_ndarray)": "#6c757d",
+}
 
 
 def seed_chart(path: Path) -> Path:
@@ -23,10 +29,18 @@ def seed_chart(path: Path) -> Path:
     res = data["results"]
     panels = [
         ("Decoder creation, 23-min clip (ms)", ["create/long/exact", "create/long/approximate"], "median_s", 1e3),
-        ("5 random clips x 2 frames, creation incl. (ms)", ["sample/random_5x2/exact", "sample/random_5x2/approximate"],
-         "median_s", 1e3),
-        ("8 regular clips x 16 frames (ms)", ["sample/regular_8x16/exact", "sample/regular_8x16/approximate"],
-         "median_s", 1e3),
+        (
+            "5 random clips x 2 frames, creation incl. (ms)",
+            ["sample/random_5x2/exact", "sample/random_5x2/approximate"],
+            "median_s",
+            1e3,
+        ),
+        (
+            "8 regular clips x 16 frames (ms)",
+            ["sample/regular_8x16/exact", "sample/regular_8x16/approximate"],
+            "median_s",
+            1e3,
+        ),
         ("Sequential RGB decode, 640x360 (frames/s)", ["sequential/short"], "frames_per_s", 1),
     ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
@@ -47,8 +61,11 @@ def seed_chart(path: Path) -> Path:
             ax.text(v, yi, f" {v:.0f}" if v >= 10 else f" {v:.1f}", va="center", fontsize=7)
         ax.margins(x=0.25)
     m = data["machine"]
-    fig.suptitle(f"gpudecode {data['gpudecode']} vs torchcodec {data['torchcodec']} (CPU) vs PyAV - {m.get('cpu')}, "
-                 f"{m.get('cores')} cores, {m['date'][:10]}  (lower ms / higher frames/s is better)", fontsize=9)
+    fig.suptitle(
+        f"gpudecode {data['gpudecode']} vs torchcodec {data['torchcodec']} (CPU) vs PyAV - {m.get('cpu')}, "
+        f"{m.get('cores')} cores, {m['date'][:10]}  (lower ms / higher frames/s is better)",
+        fontsize=9,
+    )
     fig.tight_layout()
     out = path.with_suffix(".png")
     fig.savefig(out, dpi=110)

@@ -74,7 +74,6 @@ def worker(variant: str, paths: dict[str, str]) -> dict[str, float]:
     return out
 
 
-
 def _run(variant: str, code_dir: Path | None, paths: dict[str, Path]) -> dict[str, float] | str:
     env_path = [str(code_dir)] if code_dir else []
     cmd = [sys.executable, __file__, "--worker", variant, "--paths", json.dumps({k: str(v) for k, v in paths.items()})]
@@ -117,16 +116,23 @@ def main() -> None:
         for c in paths:
             times[v][c] = times[v][c][1:]
     med = {v: {c: statistics.median(ts) if ts else None for c, ts in cs.items()} for v, cs in times.items()}
-    lines = [f"# Frame layout — {machine()['cpu']} ({machine()['cores']} cores), {machine()['date'][:10]}", "",
-             f"Sequential CPU decode, chunks of {CHUNK} frames, in-process time of the decode only; median of "
-             f"{a.rounds} interleaved rounds (one process per variant per round). `before` = {a.before}.", "",
-             "| clip | frames | before ms | after ms | after/before | torchcodec ms | after/torchcodec |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Frame layout — {machine()['cpu']} ({machine()['cores']} cores), {machine()['date'][:10]}",
+        "",
+        f"Sequential CPU decode, chunks of {CHUNK} frames, in-process time of the decode only; median of "
+        f"{a.rounds} interleaved rounds (one process per variant per round). `before` = {a.before}.",
+        "",
+        "| clip | frames | before ms | after ms | after/before | torchcodec ms | after/torchcodec |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for c, spec in CLIPS.items():
         b, af, tc = med["before"][c], med["after"][c], med.get("torchcodec", {}).get(c)
-        fmt = (lambda x: f"{x * 1e3:.0f}" if x else "—")  # noqa: E731
-        lines.append(f"| {c} | {spec[4]} | {fmt(b)} | {fmt(af)} | {af / b:.3f} |" if b and af else
-                     f"| {c} | {spec[4]} | {fmt(b)} | {fmt(af)} | — |")
+        fmt = lambda x: f"{x * 1e3:.0f}" if x else "—"  # noqa: E731
+        lines.append(
+            f"| {c} | {spec[4]} | {fmt(b)} | {fmt(af)} | {af / b:.3f} |"
+            if b and af
+            else f"| {c} | {spec[4]} | {fmt(b)} | {fmt(af)} | — |"
+        )
         lines[-1] += f" {fmt(tc)} | {af / tc:.3f} |" if tc and af else " — | — |"
     for v, f in failures.items():
         if f:

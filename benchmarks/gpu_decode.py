@@ -66,8 +66,7 @@ def simple_decoder_cases(path: Path) -> dict[str, Any]:
         return {}
 
     def run() -> int:
-        dec = nvc.SimpleDecoder(str(path), gpu_id=0, use_device_memory=True,
-                                output_color_type=nvc.OutputColorType.RGB)
+        dec = nvc.SimpleDecoder(str(path), gpu_id=0, use_device_memory=True, output_color_type=nvc.OutputColorType.RGB)
         n = 0
         for i in range(len(dec)):
             torch.from_dlpack(dec[i])
@@ -100,14 +99,26 @@ def kernel_bandwidth() -> dict[str, Any]:
     stream = torch.cuda.current_stream().cuda_stream
 
     def kernel() -> None:
-        conv(luma_ptr=src.data_ptr(), chroma_ptr=src.data_ptr() + w * h, pitch=w, width=w, height=h,
-             dst_ptr=dst.data_ptr(), planar=False, spec=spec, stream_ptr=stream, frames=f,
-             src_frame_stride=w * h * 3 // 2, dst_frame_stride=w * h * 3)
+        conv(
+            luma_ptr=src.data_ptr(),
+            chroma_ptr=src.data_ptr() + w * h,
+            pitch=w,
+            width=w,
+            height=h,
+            dst_ptr=dst.data_ptr(),
+            planar=False,
+            spec=spec,
+            stream_ptr=stream,
+            frames=f,
+            src_frame_stride=w * h * 3 // 2,
+            dst_frame_stride=w * h * 3,
+        )
 
     copy_src = torch.empty(src.numel() + dst.numel(), dtype=torch.uint8, device="cuda")
     copy_dst = torch.empty_like(copy_src)
-    res = interleaved({"color kernel": timed(kernel), "copy same bytes": timed(lambda: copy_dst.copy_(copy_src))},
-                      rounds=50, warmup=5)
+    res = interleaved(
+        {"color kernel": timed(kernel), "copy same bytes": timed(lambda: copy_dst.copy_(copy_src))}, rounds=50, warmup=5
+    )
     moved = 2 * copy_src.numel()  # bytes read + written (the kernel reads src once, writes dst once)
     for v in res.values():
         v["GB_per_s"] = moved / v["median_s"] / 1e9
@@ -141,11 +152,14 @@ def main() -> None:
     results: dict[str, Any] = {}
     for codec, path in clips.items():
         probe = gpudecode.VideoDecoder(path, device="cuda")
-        results[f"{codec}/decoding_device"] = {"gpudecode": {"device": probe.decoding_device,
-                                                             "cpu_fallback": str(probe.cpu_fallback)}}
+        results[f"{codec}/decoding_device"] = {
+            "gpudecode": {"device": probe.decoding_device, "cpu_fallback": str(probe.cpu_fallback)}
+        }
         n = len(probe)
-        cases = {"gpudecode nvdec": timed(lambda p=path: gpudecode.VideoDecoder(p, device="cuda")[:]),
-                 "gpudecode cpu": lambda p=path: gpudecode.VideoDecoder(p)[:]}
+        cases = {
+            "gpudecode nvdec": timed(lambda p=path: gpudecode.VideoDecoder(p, device="cuda")[:]),
+            "gpudecode cpu": lambda p=path: gpudecode.VideoDecoder(p)[:],
+        }
         cases.update(torchcodec_cases(path))
         cases.update(simple_decoder_cases(path))
         seq = interleaved(cases, rounds=args.rounds)
@@ -154,14 +168,28 @@ def main() -> None:
         results[f"{codec}/sequential"] = seq
         rng = np.random.default_rng(0)
         idx = rng.integers(0, n, 32).tolist()
-        results[f"{codec}/random32"] = interleaved({
-            "gpudecode nvdec": timed(lambda p=path, i=idx: gpudecode.VideoDecoder(p, device="cuda").get_frames_at(i)),
-            "gpudecode cpu": lambda p=path, i=idx: gpudecode.VideoDecoder(p).get_frames_at(i)}, rounds=args.rounds)
-        results[f"{codec}/clips8x16"] = interleaved({
-            "gpudecode nvdec": timed(lambda p=path: samplers.clips_at_regular_indices(
-                gpudecode.VideoDecoder(p, device="cuda"), num_clips=8, num_frames_per_clip=16)),
-            "gpudecode cpu": lambda p=path: samplers.clips_at_regular_indices(
-                gpudecode.VideoDecoder(p), num_clips=8, num_frames_per_clip=16)}, rounds=args.rounds)
+        results[f"{codec}/random32"] = interleaved(
+            {
+                "gpudecode nvdec": timed(
+                    lambda p=path, i=idx: gpudecode.VideoDecoder(p, device="cuda").get_frames_at(i)
+                ),
+                "gpudecode cpu": lambda p=path, i=idx: gpudecode.VideoDecoder(p).get_frames_at(i),
+            },
+            rounds=args.rounds,
+        )
+        results[f"{codec}/clips8x16"] = interleaved(
+            {
+                "gpudecode nvdec": timed(
+                    lambda p=path: samplers.clips_at_regular_indices(
+                        gpudecode.VideoDecoder(p, device="cuda"), num_clips=8, num_frames_per_clip=16
+                    )
+                ),
+                "gpudecode cpu": lambda p=path: samplers.clips_at_regular_indices(
+                    gpudecode.VideoDecoder(p), num_clips=8, num_frames_per_clip=16
+                ),
+            },
+            rounds=args.rounds,
+        )
 
     def many_short() -> None:
         for _ in range(200):
@@ -176,9 +204,13 @@ def main() -> None:
     results["h264/aggregate_sessions"] = agg
     results["kernel/bandwidth"] = kernel_bandwidth()
     payload = {"machine": machine(), "gpudecode": gpudecode.__version__, "results": results}
-    lines = [f"# GPU decode — {payload['machine'].get('gpu')} (driver {payload['machine'].get('driver')}), "
-             f"{payload['machine']['date'][:10]}", "", "| measurement | case | median ms | frames/s or GB/s |",
-             "|---|---|---:|---:|"]
+    lines = [
+        f"# GPU decode — {payload['machine'].get('gpu')} (driver {payload['machine'].get('driver')}), "
+        f"{payload['machine']['date'][:10]}",
+        "",
+        "| measurement | case | median ms | frames/s or GB/s |",
+        "|---|---|---:|---:|",
+    ]
     for key, cases in results.items():
         for name, v in cases.items():
             ms = f"{v['median_s'] * 1e3:.1f}" if "median_s" in v else ""

@@ -49,8 +49,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    clips = ClipDataset([gpudecode.sample_video_path()] * args.items, sampler=samplers.clips_at_regular_indices,
-                        sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 8})
+    clips = ClipDataset(
+        [gpudecode.sample_video_path()] * args.items,
+        sampler=samplers.clips_at_regular_indices,
+        sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 8},
+    )
 
     def loader(victim: int | None = None) -> DataLoader:
         return DataLoader(KillOnce(clips, victim), batch_size=8, num_workers=2, multiprocessing_context="fork")
@@ -72,10 +75,15 @@ def main() -> None:
         v["items_per_s"] = args.items / v["median_s"]
     payload = {"machine": machine(), "gpudecode": gpudecode.__version__, "items": args.items, "results": res}
     m = payload["machine"]
-    lines = [f"# ResilientLoader overhead — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}", "",
-             f"{args.items} items (2 clips x 8 frames of 320x180), batch 8, 2 fork workers; medians of "
-             f"{args.rounds} interleaved rounds.", "",
-             "| case | median s | items/s | ratio to plain |", "|---|---:|---:|---:|"]
+    lines = [
+        f"# ResilientLoader overhead — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}",
+        "",
+        f"{args.items} items (2 clips x 8 frames of 320x180), batch 8, 2 fork workers; medians of "
+        f"{args.rounds} interleaved rounds.",
+        "",
+        "| case | median s | items/s | ratio to plain |",
+        "|---|---:|---:|---:|",
+    ]
     for name, v in res.items():
         lines.append(f"| {name} | {v['median_s']:.3f} | {v['items_per_s']:.0f} | {v['ratio_to_plain']:.2f} |")
     save("loader_overhead", payload, "\n".join(lines))

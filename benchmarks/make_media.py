@@ -1,8 +1,8 @@
 """Make the videos the benchmarks and the package use (all synthetic, made by us with PyAV's encoders).
 
-    python benchmarks/make_media.py sample   # gpudecode/assets/sample.mp4 (shipped in the wheel)
-    python benchmarks/make_media.py seed     # benchmarks/media/seed_{short,long}.mp4 (seed experiment)
-    python benchmarks/make_media.py gpu      # benchmarks/media/{h264,hevc}_1080p.mp4 (GPU benchmark)
+python benchmarks/make_media.py sample   # gpudecode/assets/sample.mp4 (shipped in the wheel)
+python benchmarks/make_media.py seed     # benchmarks/media/seed_{short,long}.mp4 (seed experiment)
+python benchmarks/make_media.py gpu      # benchmarks/media/{h264,hevc}_1080p.mp4 (GPU benchmark)
 """
 
 from __future__ import annotations
@@ -34,8 +34,18 @@ def scene(i: int, w: int, h: int, rng: np.random.Generator, base: np.ndarray) ->
     return np.clip(img.astype(np.int16) + grain, 0, 255).astype(np.uint8)
 
 
-def encode(path: Path, *, codec: str, w: int, h: int, n: int, fps: int = 25, bit_rate: int | None = None,
-           options: dict[str, str] | None = None, pix_fmt: str = "yuv420p") -> Path:
+def encode(
+    path: Path,
+    *,
+    codec: str,
+    w: int,
+    h: int,
+    n: int,
+    fps: int = 25,
+    bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
+) -> Path:
     """Encode ``n`` synthetic frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -88,20 +98,41 @@ def main() -> None:
     ap.add_argument("what", choices=["sample", "seed", "gpu"])
     what = ap.parse_args().what
     if what == "sample":
-        out = encode(ROOT / "gpudecode" / "assets" / "sample.mp4", codec="libx264", w=320, h=180, n=100,
-                     options={"crf": "28", "preset": "slow", "bf": "3", "g": "50"})
+        out = encode(
+            ROOT / "gpudecode" / "assets" / "sample.mp4",
+            codec="libx264",
+            w=320,
+            h=180,
+            n=100,
+            options={"crf": "28", "preset": "slow", "bf": "3", "g": "50"},
+        )
         print(out, out.stat().st_size, "bytes")
     elif what == "seed":
-        short = encode(MEDIA / "seed_short.mp4", codec="libx264", w=640, h=360, n=345, bit_rate=500_000,
-                       options={"preset": "medium"})
+        short = encode(
+            MEDIA / "seed_short.mp4",
+            codec="libx264",
+            w=640,
+            h=360,
+            n=345,
+            bit_rate=500_000,
+            options={"preset": "medium"},
+        )
         long = loop(short, MEDIA / "seed_long.mp4", 100)
         for p in (short, long):
             print(p, p.stat().st_size, "bytes")
     else:
         for codec, name in (("libx264", "h264_1080p.mp4"), ("libx265", "hevc_1080p.mp4")):
-            out = encode(MEDIA / name, codec=codec, w=1920, h=1080, n=300, bit_rate=8_000_000,
-                         options={"preset": "ultrafast"} if codec == "libx264" else
-                         {"preset": "ultrafast", "x265-params": "log-level=none"})
+            out = encode(
+                MEDIA / name,
+                codec=codec,
+                w=1920,
+                h=1080,
+                n=300,
+                bit_rate=8_000_000,
+                options={"preset": "ultrafast"}
+                if codec == "libx264"
+                else {"preset": "ultrafast", "x265-params": "log-level=none"},
+            )
             print(out, out.stat().st_size, "bytes")
 
 

@@ -36,8 +36,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # module -> the tests that exercise it
 MODULES = {
     "_timeline": ["tests/test_timeline.py", "tests/test_index.py", "tests/test_edge_streams.py"],
-    "_index": ["tests/test_index.py", "tests/test_timeline.py", "tests/test_edge_streams.py",
-               "tests/test_raw_streams.py"],
+    "_index": [
+        "tests/test_index.py",
+        "tests/test_timeline.py",
+        "tests/test_edge_streams.py",
+        "tests/test_raw_streams.py",
+    ],
     # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers_vs_torchcodec.py", "tests/test_samplers.py"],
@@ -47,15 +51,32 @@ MODULES = {
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
     # the decoder's index/time mapping: only these VideoDecoder methods are mutated (see FUNCTIONS)
-    "_decoder": ["tests/test_time_mapping.py", "tests/test_access.py", "tests/test_timeline.py",
-                 "tests/test_metadata_sources.py", "tests/test_edge_streams.py", "tests/test_errors.py",
-                 "tests/test_planner.py"],
+    "_decoder": [
+        "tests/test_time_mapping.py",
+        "tests/test_access.py",
+        "tests/test_timeline.py",
+        "tests/test_metadata_sources.py",
+        "tests/test_edge_streams.py",
+        "tests/test_errors.py",
+        "tests/test_planner.py",
+    ],
 }
 # Modules mutated only in some functions (the rest of the module is not decision-making): method names.
 FUNCTIONS = {
-    "_decoder": ["_normalize_indices", "_seconds_to_ts", "_check_times", "_approx_targets", "_nominal_duration",
-                 "_build_metadata", "_frames_at_indices", "_frames_at_times", "_frames_in_range",
-                 "get_frames_played_in_range", "_resampled", "get_all_frames"],
+    "_decoder": [
+        "_normalize_indices",
+        "_seconds_to_ts",
+        "_check_times",
+        "_approx_targets",
+        "_nominal_duration",
+        "_build_metadata",
+        "_frames_at_indices",
+        "_frames_at_times",
+        "_frames_in_range",
+        "get_frames_played_in_range",
+        "_resampled",
+        "get_all_frames",
+    ],
 }
 # Survivors judged equivalent (no input can tell them from the original), with the reason; checked by hand.
 EQUIVALENT = {
@@ -69,13 +90,13 @@ EQUIVALENT = {
         "x_played_at__mutmut_25": "the same",
         "x_played_at__mutmut_28": "-2 instead of -1 as the 'not yet answered' mark: only tested with < 0",
         "x_played_at__mutmut_35": "t > first pts instead of >=: at a segment's first pts the gap rule picks the same "
-                                  "frame (the last frame starting at or before t), ties aside, since no earlier "
-                                  "segment plays there",
+        "frame (the last frame starting at or before t), ties aside, since no earlier "
+        "segment plays there",
         "x_played_at__mutmut_59": "numpy reads only the first letter of kind ('S' = stable)",
         "x_played_at__mutmut_71": "searchsorted side in the gap rule: t never equals a frame's pts there (that "
-                                  "frame's own segment plays at its pts)",
+        "frame's own segment plays at its pts)",
         "xǁPacketTimelineǁbuild__mutmut_12": "zip(strict=...) only matters for unequal lengths, which the index "
-                                             "never produces (one value per keyframe on both sides)",
+        "never produces (one value per keyframe on both sides)",
         "xǁPacketTimelineǁbuild__mutmut_15": "the same",
         "xǁPacketTimelineǁbuild__mutmut_16": "the same",
     },
@@ -85,7 +106,7 @@ EQUIVALENT = {
         "x_make_source__mutmut_108": "the same call, in make_source",
         "x_make_source__mutmut_109": "the same call, in make_source",
         "x__tensor_buffer__mutmut_16": "cast('b'): a signed-byte view of the same memory: len, nbytes and tobytes() "
-                                       "are those of cast('B'), and nothing else reads it",
+        "are those of cast('B'), and nothing else reads it",
         "x_make_source__mutmut_27": "the same, for memoryview sources",
         "x_make_source__mutmut_23": "casting bytes/bytearray views too: they already are 1-D unsigned-byte views",
     },
@@ -94,102 +115,123 @@ EQUIVALENT = {
         "xǁFrameIndexǁframes_played_in__mutmut_13": "the same",
         "xǁFrameIndexǁframes_played_in__mutmut_20": "side='left' is searchsorted's default",
         "xǁFrameIndexǁpacket_timeline__mutmut_1": "plan_key_pts and packet_pos come from one timeline dict: both "
-                                                  "set or neither",
+        "set or neither",
         "x_to_seconds__mutmut_3": "astype(None) is astype(float64)",
         "x__scan_packets__mutmut_8": "raw_dur None instead of 0: read only as `raw_dur or ...` for raw streams",
-        **{f"x__scan_packets__mutmut_{k}": "np.array of a list of Python ints (bools) is int64 (bool) without a "
-                                           "dtype; an empty list goes no further (no packets is a MediaError)"
-           for k in (70, 72, 74, 76, 78, 80, 82, 84, 86, 88)},
+        **{
+            f"x__scan_packets__mutmut_{k}": "np.array of a list of Python ints (bools) is int64 (bool) without a "
+            "dtype; an empty list goes no further (no packets is a MediaError)"
+            for k in (70, 72, 74, 76, 78, 80, 82, 84, 86, 88)
+        },
         "x__from_mp4_tables__mutmut_7": "a track with no samples passes this guard, but its stts runs cannot sum to "
-                                        "0 samples (or it has none): None just after, as before",
-        **{f"x__from_mp4_tables__mutmut_{k}": "float64 holds every decode time and byte offset below 2**53 exactly, "
-                                              "and they go back to int64" for k in (14, 16, 24, 26, 29, 31)},
+        "0 samples (or it has none): None just after, as before",
+        **{
+            f"x__from_mp4_tables__mutmut_{k}": "float64 holds every decode time and byte offset below 2**53 exactly, "
+            "and they go back to int64"
+            for k in (14, 16, 24, 26, 29, 31)
+        },
         "x__from_mp4_tables__mutmut_46": "n >= 1: for one sample both sides of the comparison are empty",
         "x__from_mp4_tables__mutmut_47": "n > 2: for two samples FFmpeg's one decode-time step is the stts's own "
-                                         "(its index is built from that table; edit lists change the entry count, "
-                                         "refused before)",
+        "(its index is built from that table; edit lists change the entry count, "
+        "refused before)",
         "x__from_mp4_tables__mutmut_104": "durations as float64: they go back to int64 in the index",
         "x__from_packets__mutmut_5": "np.arange(n) is int64 without a dtype",
         "x__from_packets__mutmut_7": "the same",
         "x__without_undecodable_lead__mutmut_42": "np.fromiter with dtype=None gives float64 timestamps: np.isin "
-                                                  "compares them equal to the int64 ones (all below 2**53)",
+        "compares them equal to the int64 ones (all below 2**53)",
         "x__without_undecodable_lead__mutmut_46": "count is only a preallocation hint: fromiter reads the whole set",
         "x__without_undecodable_lead__mutmut_33": "counting the first keyframe as lead drops nothing: it always "
-                                                  "decodes, so its pts is among those shown",
+        "decodes, so its pts is among those shown",
         "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
-                                          "is the timestamps'",
+        "is the timestamps'",
         "x__from_packets__mutmut_62": "any positive step gives the same frames: only the private timeline's scale "
-                                      "changes",
+        "changes",
         "x__from_packets__mutmut_80": "float segment starts: segments_of and the index file take them as ints",
         "x__from_packets__mutmut_86": "prepend any value but segment 0's id (0): the first frame starts a segment",
         "x__from_packets__mutmut_87": "the same",
-        **{f"x__from_packets__mutmut_{k}": "the arrays are int64 already: no dtype keeps int64"
-           for k in (149, 151, 153, 155, 157, 159, 161, 163)},
+        **{
+            f"x__from_packets__mutmut_{k}": "the arrays are int64 already: no dtype keeps int64"
+            for k in (149, 151, 153, 155, 157, 159, 161, 163)
+        },
         "x__filled_durations__mutmut_15": "when every positive gap is 1, their median is 1 too",
         "x__check_against_demux__mutmut_1": "the guard compares one more packet: tables that agree on 7 agree on 6",
         "x__without_undecodable_lead__mutmut_5": "a one-packet stream that is not a keyframe has no keyframe: the "
-                                                 "next condition returns just the same",
+        "next condition returns just the same",
         "x_build_exact_index__mutmut_9": "_from_mp4_tables does not use its container argument (FFmpeg's index "
-                                         "comes from the stream)",
+        "comes from the stream)",
         "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
         "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
     },
     "_decoder": {
         "xǁVideoDecoderǁ_seconds_to_ts__mutmut_2": "float64 targets: the planner compares them and takes int() of "
-                                                   "them; float64 holds every timestamp below 2**53 exactly",
+        "them; float64 holds every timestamp below 2**53 exactly",
         "xǁVideoDecoderǁ_approx_targets__mutmut_16": "true division instead of floor division: the planner compares "
-                                                     "targets with integer timestamps and takes int() (floor for "
-                                                     "these non-negative values)",
-        **{f"xǁVideoDecoderǁ_resampled__mutmut_{k}": "the name of an error _resampled's times never raise: they "
-                                                      "lie in [t0, t1), inside the stream"
-           for k in (19, 22, 23)},
+        "targets with integer timestamps and takes int() (floor for "
+        "these non-negative values)",
+        **{
+            f"xǁVideoDecoderǁ_resampled__mutmut_{k}": "the name of an error _resampled's times never raise: they "
+            "lie in [t0, t1), inside the stream"
+            for k in (19, 22, 23)
+        },
         "xǁVideoDecoderǁ_resampled__mutmut_14": "np.arange(count) is int64 without a dtype",
         "xǁVideoDecoderǁ_resampled__mutmut_16": "the same",
         "xǁVideoDecoderǁget_frames_played_in_range__mutmut_54": "approximate mode refuses a stream without a frame "
-                                                                "rate, so the fallback for none is never used",
-        **{f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "end_stream_seconds is never None on an open decoder (exact: "
-                                                       "from the index; approximate: the header's duration, or its "
-                                                       "frame count over its rate)" for k in (7, 10)},
-        **{f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "t is always a 1-D array here (callers wrap single times)"
-           for k in (14, 18)},
-        **{f"xǁVideoDecoderǁ_frames_in_range__mutmut_{k}": "step is never 0: get_frames_in_range and slicing refuse "
-                                                           "it" for k in (4, 5)},
-        **{f"xǁVideoDecoderǁ{fn}__mutmut_{k}": "np.arange of Python ints is int64 without a dtype"
-           for fn, k in (("_frames_in_range", 11), ("get_frames_played_in_range", 70),
-                         ("get_frames_played_in_range", 73))},
+        "rate, so the fallback for none is never used",
+        **{
+            f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "end_stream_seconds is never None on an open decoder (exact: "
+            "from the index; approximate: the header's duration, or its "
+            "frame count over its rate)"
+            for k in (7, 10)
+        },
+        **{
+            f"xǁVideoDecoderǁ_check_times__mutmut_{k}": "t is always a 1-D array here (callers wrap single times)"
+            for k in (14, 18)
+        },
+        **{
+            f"xǁVideoDecoderǁ_frames_in_range__mutmut_{k}": "step is never 0: get_frames_in_range and slicing refuse it"
+            for k in (4, 5)
+        },
+        **{
+            f"xǁVideoDecoderǁ{fn}__mutmut_{k}": "np.arange of Python ints is int64 without a dtype"
+            for fn, k in (
+                ("_frames_in_range", 11),
+                ("get_frames_played_in_range", 70),
+                ("get_frames_played_in_range", 73),
+            )
+        },
     },
     "_planner": {
         "xǁBackendǁdecode__mutmut_1": "a Protocol's default is never used: every call passes wanted, and backends "
-                                      "define their own",
+        "define their own",
         "xǁPlannerǁ_outputs__mutmut_3": "a sixth attempt is never reached: attempt 4 never breaks (attempt < 4) and "
-                                        "returns when its loop ends",
+        "returns when its loop ends",
         "xǁPlannerǁ_outputs__mutmut_13": "first is only tested for truth: None and False alike",
         "xǁPlannerǁ_outputs__mutmut_20": "0 instead of -2**62 once found: only a later output ending at or before "
-                                         "time 0 could tell, and outputs after the first never do (negative-pts "
-                                         "pictures are an edit list's, which decoders drop)",
+        "time 0 could tell, and outputs after the first never do (negative-pts "
+        "pictures are an edit list's, which decoders drop)",
         "xǁPlannerǁ_outputs__mutmut_21": "any target below every frame's end takes all later outputs",
         "xǁPlannerǁ_outputs__mutmut_22": "the same",
         "xǁPlannerǁ_outputs__mutmut_26": "attempt never reaches 5; the other condition returns at the same points",
         "xǁPlannerǁ_outputs__mutmut_28": "a retry inside a sequence keeps its key only as cur_key, which nothing reads "
-                                         "before run() discards the sequence's position",
+        "before run() discards the sequence's position",
         "xǁPlannerǁ_decoded__mutmut_15": "the last pts a sequence sets is never read: run() discards the position a "
-                                         "sequence leaves",
+        "sequence leaves",
         "xǁPlannerǁgroups__mutmut_60": "the difference is never negative (targets come at or after their start), "
-                                       "where int(a / b) == a // b",
+        "where int(a / b) == a // b",
     },
 }
 # How far each module's last measurement got, and against which tests (a run that stopped early, or code and tests
 # that changed after its snapshot): printed under the table.
 NOTES = {
     "_index": "Full run at 9c6e736 (2026-12-03 15:47, 527 killed), then a `--recheck` at a438ff9 (17:22) stopped "
-              "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
-              "still carry the first run's verdict.",
+    "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
+    "still carry the first run's verdict.",
     "_decoder": "Snapshot 55d20d1 (16:26), stopped after 457 of its 582 mutants (125 not checked, mostly "
-                "`_build_metadata`, whose every mutant runs the whole metadata suite). `test_time_mapping.py` came "
-                "after the snapshot: the tests column lists today's selection, the verdicts are the snapshot's.",
+    "`_build_metadata`, whose every mutant runs the whole metadata suite). `test_time_mapping.py` came "
+    "after the snapshot: the tests column lists today's selection, the verdicts are the snapshot's.",
     "_planner": "Snapshot a602c70 (15:23), stopped after 288 of its 749 mutants (461 not checked, mostly `run`). Most "
-                "of `test_planner.py` (retry schedule, restarts, past-the-end, groups, stats) came after it: "
-                "`--recheck _planner` retests the survivors and the rest.",
+    "of `test_planner.py` (retry schedule, restarts, past-the-end, groups, stats) came after it: "
+    "`--recheck _planner` retests the survivors and the rest.",
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 
@@ -255,14 +297,21 @@ def run_module(module: str, jobs: int, recheck: bool = False, collect: bool = Fa
     t0 = time.monotonic()
     run = subprocess.CompletedProcess([], 0, "", "")
     if not collect:
-        run = subprocess.run([*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env,
-                             capture_output=True, text=True)
+        run = subprocess.run(
+            [*mutmut, "run", "--max-children", str(jobs), *patterns], cwd=work, env=env, capture_output=True, text=True
+        )
         for k in range(0, len(survivors), 50):  # retest what survived before (a bounded command line at a time)
-            subprocess.run([*mutmut, "run", "--max-children", str(jobs), *survivors[k:k + 50]], cwd=work, env=env,
-                           capture_output=True, text=True)
+            subprocess.run(
+                [*mutmut, "run", "--max-children", str(jobs), *survivors[k : k + 50]],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
     seconds = time.monotonic() - t0
-    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True,
-                             text=True).stdout
+    listing = subprocess.run(
+        [*mutmut, "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True
+    ).stdout
     verdicts: dict[str, str] = {}
     for line in listing.splitlines():
         m = re.match(r"\s*(\S+__mutmut_\d+): (.+)$", line)
@@ -273,12 +322,20 @@ def run_module(module: str, jobs: int, recheck: bool = False, collect: bool = Fa
     for name, verdict in verdicts.items():
         if verdict == "survived":
             diff = subprocess.run([*mutmut, "show", name], cwd=work, env=env, capture_output=True, text=True).stdout
-            survivors[name] = "\n".join(ln for ln in diff.splitlines() if ln.startswith(("+", "-"))
-                                        and not ln.startswith(("+++", "---")))
-    return {"module": module, "tests": MODULES[module], "functions": FUNCTIONS.get(module, []),
-            "seconds": round(seconds, 1), "counts": counts,
-            "total": len(verdicts), "survivors": survivors, "returncode": run.returncode,
-            "stderr_tail": run.stderr[-500:] if run.returncode else ""}
+            survivors[name] = "\n".join(
+                ln for ln in diff.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))
+            )
+    return {
+        "module": module,
+        "tests": MODULES[module],
+        "functions": FUNCTIONS.get(module, []),
+        "seconds": round(seconds, 1),
+        "counts": counts,
+        "total": len(verdicts),
+        "survivors": survivors,
+        "returncode": run.returncode,
+        "stderr_tail": run.stderr[-500:] if run.returncode else "",
+    }
 
 
 def _equivalent(r: dict) -> dict[str, str]:
@@ -298,10 +355,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", default=list(MODULES))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--recheck", action="store_true", help="reuse each module's last scratch copy: retest changed "
-                    "functions and the previous survivors against this checkout's HEAD")
-    ap.add_argument("--collect", action="store_true", help="run nothing: read the verdicts of each module's last "
-                    "scratch copy (a run stopped early)")
+    ap.add_argument(
+        "--recheck",
+        action="store_true",
+        help="reuse each module's last scratch copy: retest changed "
+        "functions and the previous survivors against this checkout's HEAD",
+    )
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: read the verdicts of each module's last scratch copy (a run stopped early)",
+    )
     a = ap.parse_args()
     old = RESULTS / "mutation.json"
     results = json.loads(old.read_text())["modules"] if old.exists() else {}
@@ -312,20 +376,26 @@ def main() -> None:
         results[module]["seconds"] = results[module]["seconds"] + seconds_before
         print(f"  {results[module]['counts']} in {results[module]['seconds']} s", flush=True)
     m = machine()
-    lines = [f"# Mutation testing (mutmut) — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}", "",
-             "Score = killed (timeouts and crashes count as killed) / non-equivalent mutants with a verdict (the "
-             "equivalent ones are listed with the reason below). `no tests`: no selected test reaches the mutated "
-             "function. Command: `python benchmarks/mutation.py [module ...]`.", "",
-             "| module | mutants | killed | survived | of which equivalent | timeout | crashed | no tests | score | "
-             "tests run | time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        f"# Mutation testing (mutmut) — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}",
+        "",
+        "Score = killed (timeouts and crashes count as killed) / non-equivalent mutants with a verdict (the "
+        "equivalent ones are listed with the reason below). `no tests`: no selected test reaches the mutated "
+        "function. Command: `python benchmarks/mutation.py [module ...]`.",
+        "",
+        "| module | mutants | killed | survived | of which equivalent | timeout | crashed | no tests | score | "
+        "tests run | time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
     for name, r in results.items():
         c = r["counts"]
         scope = f" ({len(r['functions'])} methods: index/time mapping)" if r.get("functions") else ""
-        lines.append(f"| `{name}`{scope} | {r['total']} | {c['killed']} | {c['survived']} | {len(_equivalent(r))} | "
-                     f"{c['timeout']} | "
-                     f"{c['segfault'] + c['suspicious']} | {c['no tests']} | {_score(r)} | "
-                     f"{', '.join(Path(t).name for t in r['tests'])} | {r['seconds']:.0f} s |")
+        lines.append(
+            f"| `{name}`{scope} | {r['total']} | {c['killed']} | {c['survived']} | {len(_equivalent(r))} | "
+            f"{c['timeout']} | "
+            f"{c['segfault'] + c['suspicious']} | {c['no tests']} | {_score(r)} | "
+            f"{', '.join(Path(t).name for t in r['tests'])} | {r['seconds']:.0f} s |"
+        )
     notes = [f"* `{name}`: {NOTES[name]}" for name in results if name in NOTES]
     if notes:
         lines += ["", "Where a measurement stands:", "", *notes]

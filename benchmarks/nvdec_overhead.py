@@ -86,7 +86,6 @@ def worker(path: str, repeats: int) -> float:
     return best / n
 
 
-
 def _run(code_dir: Path, path: Path) -> float | str:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code_dir), os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, __file__, "--worker", str(path)], capture_output=True, text=True, env=env)
@@ -117,16 +116,22 @@ def main() -> None:
                 per_frame[v].append(res)
     med = {v: statistics.median(t) if t else None for v, t in per_frame.items()}
     m = machine()
-    lines = [f"# NVDEC path: Python cost per frame (fake decoder replaying surfaces, no-op kernel) — {m['cpu']} "
-             f"({m['cores']} cores), {m['date'][:10]}", "",
-             f"`get_frames_in_range(0, {FRAMES})` on a 320x240 H.264 clip through `NvdecBackend`; per process the "
-             f"best of 3 runs, median over {a.rounds} interleaved rounds. `before` = {a.before}. No GPU: this is "
-             "gpudecode's own per-frame work (planner, feeding, surface and kernel-argument handling, output).", "",
-             "Not visible here: on a GPU `after` converts each surface straight into its slot of the batch "
-             "(`NvdecBackend.convert_into`), removing a per-frame allocation and device-to-device copy; with the "
-             "CPU stand-in both variants still convert into a temporary and copy it (most of the time left, by "
-             "cProfile), and the no-op kernel hides the cached matrix and CuPy stream.", "",
-             "| variant | µs / frame | frames/s |", "|---|---:|---:|"]
+    lines = [
+        f"# NVDEC path: Python cost per frame (fake decoder replaying surfaces, no-op kernel) — {m['cpu']} "
+        f"({m['cores']} cores), {m['date'][:10]}",
+        "",
+        f"`get_frames_in_range(0, {FRAMES})` on a 320x240 H.264 clip through `NvdecBackend`; per process the "
+        f"best of 3 runs, median over {a.rounds} interleaved rounds. `before` = {a.before}. No GPU: this is "
+        "gpudecode's own per-frame work (planner, feeding, surface and kernel-argument handling, output).",
+        "",
+        "Not visible here: on a GPU `after` converts each surface straight into its slot of the batch "
+        "(`NvdecBackend.convert_into`), removing a per-frame allocation and device-to-device copy; with the "
+        "CPU stand-in both variants still convert into a temporary and copy it (most of the time left, by "
+        "cProfile), and the no-op kernel hides the cached matrix and CuPy stream.",
+        "",
+        "| variant | µs / frame | frames/s |",
+        "|---|---:|---:|",
+    ]
     for v, x in med.items():
         lines.append(f"| {v} | {x * 1e6:.1f} | {1 / x:,.0f} |" if x else f"| {v} | — | — |")
     if med["before"] and med["after"]:
@@ -134,9 +139,11 @@ def main() -> None:
     for v, f in failures.items():
         if f:
             lines.append(f"\n{v} failed: {f[0]}")
-    save("nvdec_overhead", {"machine": m, "per_frame_s": per_frame, "median_s": med, "failures": failures},
-         "\n".join(lines) + "\n")
-
+    save(
+        "nvdec_overhead",
+        {"machine": m, "per_frame_s": per_frame, "median_s": med, "failures": failures},
+        "\n".join(lines) + "\n",
+    )
 
 
 if __name__ == "__main__":

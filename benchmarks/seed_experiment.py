@@ -89,6 +89,7 @@ def main() -> None:
             if TCDecoder is not None:
                 cases["torchcodec"] = lambda c=clip, m=mode: TCDecoder(str(c), seek_mode=m)
             if mode == "exact":
+
                 def cached(c: Path = clip) -> Any:
                     os.environ["GPUDECODE_INDEX_CACHE"] = str(cache_dir)
                     try:
@@ -108,8 +109,13 @@ def main() -> None:
 
     for label, gfn, tfn, kw, rounds in (
         ("random_5x2", samplers.clips_at_random_indices, "random", {"num_clips": 5, "num_frames_per_clip": 2}, r),
-        ("regular_8x16", samplers.clips_at_regular_indices, "regular", {"num_clips": 8, "num_frames_per_clip": 16},
-         max(3, r // 3)),
+        (
+            "regular_8x16",
+            samplers.clips_at_regular_indices,
+            "regular",
+            {"num_clips": 8, "num_frames_per_clip": 16},
+            max(3, r // 3),
+        ),
     ):
         for mode in ("exact", "approximate"):
             cases = {"gpudecode": lambda m=mode, f=gfn, k=kw: gd_sample(m, f, **k)}
@@ -125,8 +131,7 @@ def main() -> None:
 
     # -- sequential RGB decode of the short clip ------------------------------------------------------------------
     n_short = len(gpudecode.VideoDecoder(short))
-    cases = {"gpudecode": lambda: gpudecode.VideoDecoder(short)[:],
-             "pyav (to_ndarray)": lambda: pyav_sequential(short)}
+    cases = {"gpudecode": lambda: gpudecode.VideoDecoder(short)[:], "pyav (to_ndarray)": lambda: pyav_sequential(short)}
     if TCDecoder is not None:
         cases["torchcodec"] = lambda: TCDecoder(str(short))[:]
         cases["torchcodec (all threads)"] = lambda: TCDecoder(str(short), num_ffmpeg_threads=0)[:]
@@ -140,19 +145,29 @@ def main() -> None:
         idx = [0, 100, 7, 344, 250]
         a = gpudecode.VideoDecoder(short).get_frames_at(idx).data
         b = TCDecoder(str(short)).get_frames_at(idx).data
-        agree = {"max_abs_diff_vs_torchcodec": int((a.int() - b.int()).abs().max()),
-                 "equal_fraction": float((a == b).double().mean())}
+        agree = {
+            "max_abs_diff_vs_torchcodec": int((a.int() - b.int()).abs().max()),
+            "equal_fraction": float((a == b).double().mean()),
+        }
 
     shutil.rmtree(cache_dir, ignore_errors=True)
-    payload = {"machine": machine(), "gpudecode": gpudecode.__version__, "torchcodec": tc_version,
-               "rounds": r, "results": results, "frames_agree": agree}
+    payload = {
+        "machine": machine(),
+        "gpudecode": gpudecode.__version__,
+        "torchcodec": tc_version,
+        "rounds": r,
+        "results": results,
+        "frames_agree": agree,
+    }
     table = render(payload)
     save(args.name, payload, table)
 
 
 TARGETS = {
-    "create/long/exact": ("gpudecode", 1.0), "create/long/approximate": ("gpudecode", 1.0),
-    "sample/random_5x2/exact": ("gpudecode", 0.7), "sample/random_5x2/approximate": ("gpudecode", 0.7),
+    "create/long/exact": ("gpudecode", 1.0),
+    "create/long/approximate": ("gpudecode", 1.0),
+    "sample/random_5x2/exact": ("gpudecode", 0.7),
+    "sample/random_5x2/approximate": ("gpudecode", 0.7),
     "sequential/short": ("gpudecode", 1.0),
 }
 
@@ -160,10 +175,15 @@ TARGETS = {
 def render(payload: dict[str, Any]) -> str:
     """Markdown table: medians in ms, ratio to torchcodec (lower is better), target where the issues set one."""
     mach = payload["machine"]
-    lines = [f"# Seed experiment — {mach.get('cpu')} ({mach.get('cores')} cores), {mach['date'][:10]}", "",
-             f"gpudecode {payload['gpudecode']}, torchcodec {payload['torchcodec']} (CPU), PyAV {mach.get('av')}, "
-             f"torch {mach.get('torch')}; median of {payload['rounds']} interleaved rounds (fewer for long runs).", "",
-             "| measurement | library | median ms | ratio to torchcodec | target |", "|---|---|---:|---:|---|"]
+    lines = [
+        f"# Seed experiment — {mach.get('cpu')} ({mach.get('cores')} cores), {mach['date'][:10]}",
+        "",
+        f"gpudecode {payload['gpudecode']}, torchcodec {payload['torchcodec']} (CPU), PyAV {mach.get('av')}, "
+        f"torch {mach.get('torch')}; median of {payload['rounds']} interleaved rounds (fewer for long runs).",
+        "",
+        "| measurement | library | median ms | ratio to torchcodec | target |",
+        "|---|---|---:|---:|---|",
+    ]
     for key, libs in payload["results"].items():
         tc = libs.get("torchcodec", {}).get("median_s")
         for lib, v in libs.items():
@@ -179,8 +199,11 @@ def render(payload: dict[str, Any]) -> str:
             lines.append(f"| {key} | {lib} | {v['median_s'] * 1e3:.2f}{extra} | {ratio} | {target} |")
     if payload.get("frames_agree"):
         fa = payload["frames_agree"]
-        lines += ["", f"Frames vs torchcodec (short clip, 5 frames): max abs diff {fa['max_abs_diff_vs_torchcodec']}, "
-                  f"{fa['equal_fraction'] * 100:.2f}% of values equal."]
+        lines += [
+            "",
+            f"Frames vs torchcodec (short clip, 5 frames): max abs diff {fa['max_abs_diff_vs_torchcodec']}, "
+            f"{fa['equal_fraction'] * 100:.2f}% of values equal.",
+        ]
     return "\n".join(lines)
 
 

@@ -39,15 +39,23 @@ def _info_dict(dec: Any) -> dict[str, Any]:
     meta = dataclasses.asdict(dec.metadata)
     par = meta["pixel_aspect_ratio"]
     meta["pixel_aspect_ratio"] = f"{par.numerator}:{par.denominator}" if par is not None else None  # JSON-safe
-    d: dict[str, Any] = {"metadata": meta, "device": str(dec.device),
-                         "decoding_device": dec.decoding_device, "cpu_fallback": dec.cpu_fallback.reason,
-                         "seek_mode": dec.seek_mode}
+    d: dict[str, Any] = {
+        "metadata": meta,
+        "device": str(dec.device),
+        "decoding_device": dec.decoding_device,
+        "cpu_fallback": dec.cpu_fallback.reason,
+        "seek_mode": dec.seek_mode,
+    }
     idx = dec.index
     if idx is not None:
         tb = idx.time_base
-        d["index"] = {"method": idx.method, "num_frames": idx.num_frames, "num_keyframes": idx.num_keyframes,
-                      "time_base": f"{tb.numerator}/{tb.denominator}",
-                      "keyframe_pts_seconds": [float(p * tb) for p in idx.key_pts[:1000]]}
+        d["index"] = {
+            "method": idx.method,
+            "num_frames": idx.num_frames,
+            "num_keyframes": idx.num_keyframes,
+            "time_base": f"{tb.numerator}/{tb.denominator}",
+            "keyframe_pts_seconds": [float(p * tb) for p in idx.key_pts[:1000]],
+        }
     return d
 
 
@@ -64,13 +72,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_open = time.perf_counter() - t0
     m = dec.metadata
     print(f"sample video: {path}")
-    print(f"{m.width}x{m.height}, {m.average_fps:.3g} fps, {m.duration_seconds:.2f} s, {m.num_frames} frames, "
-          f"{m.codec} ({m.pixel_format})")
+    print(
+        f"{m.width}x{m.height}, {m.average_fps:.3g} fps, {m.duration_seconds:.2f} s, {m.num_frames} frames, "
+        f"{m.codec} ({m.pixel_format})"
+    )
     print(m)
-    print(f"requested device: {dec.device}; decoding on: {dec.decoding_device}"
-          + (f" (CPU fallback: {dec.cpu_fallback.reason})" if dec.cpu_fallback else ""))
-    print(f"decoder created in {t_open * 1e3:.1f} ms (exact index: {dec.index.num_frames} frames, "
-          f"{dec.index.num_keyframes} keyframes, built from {dec.index.method})")
+    print(
+        f"requested device: {dec.device}; decoding on: {dec.decoding_device}"
+        + (f" (CPU fallback: {dec.cpu_fallback.reason})" if dec.cpu_fallback else "")
+    )
+    print(
+        f"decoder created in {t_open * 1e3:.1f} ms (exact index: {dec.index.num_frames} frames, "
+        f"{dec.index.num_keyframes} keyframes, built from {dec.index.method})"
+    )
     runs = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -79,14 +93,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
         runs.append(time.perf_counter() - t0)
     best = min(runs)
-    print(f"sequential decode to RGB: {len(frames)} frames {tuple(frames.shape[1:])} in {best * 1e3:.1f} ms "
-          f"= {len(frames) / best:.0f} frames/s")
+    print(
+        f"sequential decode to RGB: {len(frames)} frames {tuple(frames.shape[1:])} in {best * 1e3:.1f} ms "
+        f"= {len(frames) / best:.0f} frames/s"
+    )
     g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     clips = samplers.clips_at_random_indices(dec, num_clips=4, num_frames_per_clip=8, generator=g)
     dt = time.perf_counter() - t0
-    print(f"4 random clips x 8 frames: shape {tuple(clips.data.shape)} in {dt * 1e3:.1f} ms "
-          f"(first clip starts at {clips.pts_seconds[0, 0].item():.2f} s)")
+    print(
+        f"4 random clips x 8 frames: shape {tuple(clips.data.shape)} in {dt * 1e3:.1f} ms "
+        f"(first clip starts at {clips.pts_seconds[0, 0].item():.2f} s)"
+    )
     dec.close()
     return 0
 
@@ -129,8 +147,11 @@ def _numbers(text: str, kind: type, option: str) -> list[Any]:
         values = []
     if not values:
         what = "integers" if kind is int else "numbers"
-        print(f"gpudecode: error: argument {option}: invalid list {text!r}; expected comma-separated {what}, "
-              "e.g. 0,10,20", file=sys.stderr)
+        print(
+            f"gpudecode: error: argument {option}: invalid list {text!r}; expected comma-separated {what}, "
+            "e.g. 0,10,20",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     return values
 
@@ -147,8 +168,12 @@ def cmd_frames(args: argparse.Namespace) -> int:
         _numbers(args.at, int, "--at")  # a usage error before any decoding
     else:
         _numbers(args.times, float, "--times")
-    dec = VideoDecoder(args.file, device=_pick_device(args.device), dimension_order="NHWC",
-                       seek_mode="approximate" if args.approximate else "exact")
+    dec = VideoDecoder(
+        args.file,
+        device=_pick_device(args.device),
+        dimension_order="NHWC",
+        seek_mode="approximate" if args.approximate else "exact",
+    )
     if args.at is not None:
         at = _numbers(args.at, int, "--at")
         batch = dec.get_frames_at(at)
@@ -264,9 +289,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['device']:10} not measured: {r['error']}")
             continue
-        print(f"{r['device']:10} {r['decoding_device']:8} {r['sequential_frames_per_s']:12.0f} "
-              f"{r['random_frames_per_s']:10.0f} {r['clip_sampling_frames_per_s']:10.0f}"
-              + (f"   CPU fallback: {r['cpu_fallback']}" if r["cpu_fallback"] else ""))
+        print(
+            f"{r['device']:10} {r['decoding_device']:8} {r['sequential_frames_per_s']:12.0f} "
+            f"{r['random_frames_per_s']:10.0f} {r['clip_sampling_frames_per_s']:10.0f}"
+            + (f"   CPU fallback: {r['cpu_fallback']}" if r["cpu_fallback"] else "")
+        )
     return 0
 
 

@@ -27,12 +27,17 @@ def _is_int(value: Any) -> bool:
         return False
     if isinstance(value, (int, np.integer)):
         return True
-    return isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+    return (
+        isinstance(value, torch.Tensor)
+        and value.dim() == 0
+        and not value.is_floating_point()
         and value.dtype != torch.bool
+    )
 
 
-def as_int(value: Any, name: str, minimum: int | None = None,
-           range_error: type[GpudecodeError] = InvalidArgumentError) -> int:
+def as_int(
+    value: Any, name: str, minimum: int | None = None, range_error: type[GpudecodeError] = InvalidArgumentError
+) -> int:
     """One integer.
 
     Args:
@@ -68,8 +73,7 @@ def as_seconds(value: Any, name: str, range_error: type[GpudecodeError] = Invali
     if isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise InvalidArgumentTypeError(f"Invalid {name} ({value!r}). Supported values are: finite numbers of "
-                                       "seconds.")
+        raise InvalidArgumentTypeError(f"Invalid {name} ({value!r}). Supported values are: finite numbers of seconds.")
     t = float(value)
     if not math.isfinite(t):
         raise range_error(f"Invalid {name} ({t}). Supported values are: finite numbers of seconds.")
@@ -122,12 +126,10 @@ def int_array(values: Any, name: str, range_error: type[GpudecodeError] = Invali
         arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
         shown = f"{type(values).__name__} of {arr.dtype}, {arr.ndim}-D"
         if arr.ndim > 1:
-            raise InvalidArgumentError(f"Invalid {name} ({shown}). Supported values are: a 1-D sequence of "
-                                       "integers.")
+            raise InvalidArgumentError(f"Invalid {name} ({shown}). Supported values are: a 1-D sequence of integers.")
         return _whole_numbers(arr.reshape(-1), name, shown)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidArgumentTypeError(f"Invalid {name} ({values!r}). Supported values are: a sequence of "
-                                       "integers.")
+        raise InvalidArgumentTypeError(f"Invalid {name} ({values!r}). Supported values are: a sequence of integers.")
     return np.array([as_int(v, name, range_error=range_error) for v in values], dtype=np.int64)
 
 
@@ -141,20 +143,20 @@ def float_array(values: Any, name: str, range_error: type[GpudecodeError] = Inva
     if isinstance(values, (torch.Tensor, np.ndarray)):
         arr = values.detach().cpu().double().numpy() if isinstance(values, torch.Tensor) else values
         if arr.ndim > 1:
-            raise InvalidArgumentError(f"Invalid {name} ({arr.ndim}-D). Supported values are: a 1-D sequence of "
-                                       "seconds.")
+            raise InvalidArgumentError(
+                f"Invalid {name} ({arr.ndim}-D). Supported values are: a 1-D sequence of seconds."
+            )
         try:
             arr = arr.astype(np.float64).reshape(-1)
         except (TypeError, ValueError) as exc:
-            raise InvalidArgumentTypeError(f"Invalid {name} (array of {arr.dtype}). Supported values are: a "
-                                           "sequence of seconds.") from exc
+            raise InvalidArgumentTypeError(
+                f"Invalid {name} (array of {arr.dtype}). Supported values are: a sequence of seconds."
+            ) from exc
     elif isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise InvalidArgumentTypeError(f"Invalid {name} ({values!r}). Supported values are: a sequence of "
-                                       "seconds.")
+        raise InvalidArgumentTypeError(f"Invalid {name} ({values!r}). Supported values are: a sequence of seconds.")
     else:
         arr = np.array([as_seconds(v, name, range_error) for v in values], dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise range_error(f"Invalid {name} ({arr[bad][0]}). Supported values are: finite numbers of "
-                                   "seconds.")
+        raise range_error(f"Invalid {name} ({arr[bad][0]}). Supported values are: finite numbers of seconds.")
     return arr

@@ -10,21 +10,55 @@ __all__ = ["ColorSpec", "color_spec", "yuv_to_rgb_matrix", "COLORSPACE_NAMES", "
 
 # AVColorSpace values -> names (libavutil/pixfmt.h).
 COLORSPACE_NAMES = {
-    0: "rgb", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-    8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc",
-    13: "chroma-derived-c", 14: "ictcp",
+    0: "rgb",
+    1: "bt709",
+    2: "unknown",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "ycgco",
+    9: "bt2020nc",
+    10: "bt2020c",
+    11: "smpte2085",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
+    14: "ictcp",
 }
 RANGE_NAMES = {0: "unknown", 1: "tv", 2: "pc"}
 PRIMARIES_NAMES = {
-    1: "bt709", 2: "unknown", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
-    9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213",
+    1: "bt709",
+    2: "unknown",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "ebu3213",
 }
 TRANSFER_NAMES = {
-    1: "bt709", 2: "unknown", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear",
-    9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10",
-    15: "bt2020-12", 16: "smpte2084", 17: "smpte428", 18: "arib-std-b67",
+    1: "bt709",
+    2: "unknown",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    9: "log100",
+    10: "log316",
+    11: "iec61966-2-4",
+    12: "bt1361e",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    17: "smpte428",
+    18: "arib-std-b67",
 }
-
 
 
 def tag_name(names: dict[int, str], value: int | None) -> str | None:
@@ -101,11 +135,13 @@ def yuv_to_rgb_matrix(spec: ColorSpec) -> np.ndarray:
         cs = 255.0 / (224.0 * scale)
     c0 = 128.0 * scale
     # RGB = A @ (y', u', v') with y' = ys*(Y-y0), u' = cs*(U-c0), v' = cs*(V-c0)
-    a = np.array([
-        [1.0, 0.0, 2.0 * (1.0 - kr)],
-        [1.0, -2.0 * kb * (1.0 - kb) / kg, -2.0 * kr * (1.0 - kr) / kg],
-        [1.0, 2.0 * (1.0 - kb), 0.0],
-    ])
+    a = np.array(
+        [
+            [1.0, 0.0, 2.0 * (1.0 - kr)],
+            [1.0, -2.0 * kb * (1.0 - kb) / kg, -2.0 * kr * (1.0 - kr) / kg],
+            [1.0, 2.0 * (1.0 - kb), 0.0],
+        ]
+    )
     m = np.zeros((3, 4))
     m[:, 0] = a[:, 0] * ys
     m[:, 1] = a[:, 1] * cs

@@ -56,8 +56,7 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
         return _decodable(best if best is not None else video[0])
     if isinstance(stream_index, bool) or not isinstance(stream_index, int):
         raise InvalidArgumentError(
-            f"Invalid stream_index ({stream_index!r}). Supported values are: None or an int index of a video "
-            "stream."
+            f"Invalid stream_index ({stream_index!r}). Supported values are: None or an int index of a video stream."
         )
     streams = list(container.streams)
     if not 0 <= stream_index < len(streams):
@@ -123,8 +122,9 @@ class PyAVDemuxer:
     with their decode-timeline value as pts, and :meth:`seek` takes a keyframe's timeline value.
     """
 
-    def __init__(self, source: Source, stream_index: int, container: Any | None = None,
-                 timeline: PacketTimeline | None = None) -> None:
+    def __init__(
+        self, source: Source, stream_index: int, container: Any | None = None, timeline: PacketTimeline | None = None
+    ) -> None:
         self._source = source
         self._stream_index = stream_index
         self._timeline = timeline
@@ -134,8 +134,9 @@ class PyAVDemuxer:
         self.raw = is_raw_stream(self.container)  # no timestamps to seek by: every seek restarts
 
     def _packets(self) -> Iterator[Any]:
-        packets = (pkt for pkt in self.container.demux(self.stream)
-                   if pkt.size != 0 and pkt.stream_index == self._stream_index)
+        packets = (
+            pkt for pkt in self.container.demux(self.stream) if pkt.size != 0 and pkt.stream_index == self._stream_index
+        )
         return packets if self._timeline is None else self._timeline.stamp(packets)
 
     def seek(self, pts: int) -> Iterator[Any]:

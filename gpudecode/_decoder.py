@@ -71,22 +71,33 @@ def _bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
-def _torchcodec_arguments(num_threads: int | None, num_ffmpeg_threads: int | None, transforms: Any,
-                          output_dtype: Any, custom_frame_mappings: Any) -> int | None:
+def _torchcodec_arguments(
+    num_threads: int | None,
+    num_ffmpeg_threads: int | None,
+    transforms: Any,
+    output_dtype: Any,
+    custom_frame_mappings: Any,
+) -> int | None:
     """Accept torchcodec's constructor arguments where they mean something here; say clearly where they don't."""
     if num_ffmpeg_threads is not None:
         if num_threads is not None and num_threads != num_ffmpeg_threads:
-            raise InvalidArgumentError(f"Invalid num_ffmpeg_threads ({num_ffmpeg_threads!r}) with num_threads "
-                                       f"({num_threads!r}). They are the same setting; pass one of them.")
+            raise InvalidArgumentError(
+                f"Invalid num_ffmpeg_threads ({num_ffmpeg_threads!r}) with num_threads "
+                f"({num_threads!r}). They are the same setting; pass one of them."
+            )
         num_threads = num_ffmpeg_threads
     if transforms is not None and (not isinstance(transforms, Sequence) or len(transforms) > 0):
-        raise InvalidArgumentError(f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
-                                   "supported; apply torchvision transforms to the returned frames.")
+        raise InvalidArgumentError(
+            f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
+            "supported; apply torchvision transforms to the returned frames."
+        )
     if output_dtype is not torch.uint8:
         raise InvalidArgumentError(f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8.")
     if custom_frame_mappings is not None:
-        raise InvalidArgumentError("Invalid custom_frame_mappings. They are not supported; save an index with "
-                                   "VideoDecoder.save_index() and pass it as index=.")
+        raise InvalidArgumentError(
+            "Invalid custom_frame_mappings. They are not supported; save an index with "
+            "VideoDecoder.save_index() and pass it as index=."
+        )
     return num_threads
 
 
@@ -138,19 +149,23 @@ class VideoDecoder:
         custom_frame_mappings: Any = None,
     ) -> None:
         self._closed = True
-        num_threads = _torchcodec_arguments(num_threads, num_ffmpeg_threads, transforms, output_dtype,
-                                            custom_frame_mappings)
+        num_threads = _torchcodec_arguments(
+            num_threads, num_ffmpeg_threads, transforms, output_dtype, custom_frame_mappings
+        )
         if seek_mode not in SEEK_MODES:
             raise invalid_choice("seek_mode", seek_mode, SEEK_MODES)
         if dimension_order not in DIMENSION_ORDERS:
             raise invalid_choice("dimension_order", dimension_order, DIMENSION_ORDERS)
-        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 0):
-            raise InvalidArgumentError(f"Invalid num_threads ({num_threads!r}). Supported values are: None or an "
-                                       "int >= 0.")
+        if num_threads is not None and (
+            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0
+        ):
+            raise InvalidArgumentError(
+                f"Invalid num_threads ({num_threads!r}). Supported values are: None or an int >= 0."
+            )
         if index is not None and seek_mode != "exact":
-            raise InvalidArgumentError("Invalid index with seek_mode='approximate'. An index file is only used "
-                                       "with seek_mode='exact'.")
+            raise InvalidArgumentError(
+                "Invalid index with seek_mode='approximate'. An index file is only used with seek_mode='exact'."
+            )
         self._device = parse_device(device)
         self._seek_mode = seek_mode
         self._dimension_order = dimension_order
@@ -252,10 +267,12 @@ class VideoDecoder:
         if demuxer.raw:
             assert self._index is not None  # approximate mode refuses raw streams: their header counts nothing
             self._backend, self._fallback = select_raw_stream_backend(
-                self._device, demuxer.stream, self._num_threads_arg, int(self._index.duration[0]))
+                self._device, demuxer.stream, self._num_threads_arg, int(self._index.duration[0])
+            )
         else:
-            self._backend, self._fallback = select_backend(self._device, demuxer.stream, self._num_threads_arg,
-                                                           self._bit_depth, self._color)
+            self._backend, self._fallback = select_backend(
+                self._device, demuxer.stream, self._num_threads_arg, self._bit_depth, self._color
+            )
         approx_key_of = approx_key_ts = None
         if self._index is None:
             approx_key_of, approx_key_ts = self._approx_key_locator(demuxer)
@@ -279,10 +296,15 @@ class VideoDecoder:
         container = open_container(self._source)
         try:
             stream = container.streams[self._stream_index]
-            if (stream.codec_context is None or stream.codec_context.width != self._facts["width"]
-                    or stream.codec_context.height != self._facts["height"]):
-                raise MediaError(f"{self._source.description} no longer matches its cached index. Clear "
-                                 f"{INDEX_CACHE_ENV} or rebuild the index.")
+            if (
+                stream.codec_context is None
+                or stream.codec_context.width != self._facts["width"]
+                or stream.codec_context.height != self._facts["height"]
+            ):
+                raise MediaError(
+                    f"{self._source.description} no longer matches its cached index. Clear "
+                    f"{INDEX_CACHE_ENV} or rebuild the index."
+                )
             self._open_with(container)
         except BaseException:
             container.close()
@@ -305,8 +327,7 @@ class VideoDecoder:
                 self._key = source_key(self._mp4, reader, self._source.size_bytes)
         return self._key
 
-    def _get_index(self, container: Any, stream: Any, index_path: Any, facts: dict[str, Any],
-                   best: bool) -> FrameIndex:
+    def _get_index(self, container: Any, stream: Any, index_path: Any, facts: dict[str, Any], best: bool) -> FrameIndex:
         if index_path is not None:
             idx = load_index_file(index_path)
             self._check_index(idx, stream, f"index file {os.fspath(index_path)!r}")
@@ -330,8 +351,9 @@ class VideoDecoder:
                 return container, stream
             return self._open_fresh(stream.index)  # during construction: self._stream_index is not set yet
 
-        idx = build_exact_index(open_stream, self._mp4, self._source.size_bytes,
-                                self._key if self._key is not None else "")
+        idx = build_exact_index(
+            open_stream, self._mp4, self._source.size_bytes, self._key if self._key is not None else ""
+        )
         for c in self._containers:
             c.close()
         self._containers.clear()
@@ -346,10 +368,10 @@ class VideoDecoder:
         return idx
 
     def _check_index(self, idx: FrameIndex, stream: Any, what: str) -> None:
-        if idx.source_key != self._source_key() or idx.stream_index != stream.index or \
-                idx.time_base != self._time_base:
-            raise MediaError(f"The {what} was built for a different file or stream. Rebuild it with "
-                             "save_index() on this source.")
+        if idx.source_key != self._source_key() or idx.stream_index != stream.index or idx.time_base != self._time_base:
+            raise MediaError(
+                f"The {what} was built for a different file or stream. Rebuild it with save_index() on this source."
+            )
 
     def _approx_key_locator(self, demuxer: PyAVDemuxer) -> tuple[Any, Any]:
         """Keyframe lookups through FFmpeg's own container index (no scan), fetched lazily.
@@ -399,8 +421,11 @@ class VideoDecoder:
 
     def _build_metadata(self, f: dict[str, Any]) -> VideoStreamMetadata:
         tb = self._time_base
-        duration_header = float(f["stream_duration"] * tb) if f["stream_duration"] else (
-            f["container_duration"] / 1_000_000 if f["container_duration"] else None)
+        duration_header = (
+            float(f["stream_duration"] * tb)
+            if f["stream_duration"]
+            else (f["container_duration"] / 1_000_000 if f["container_duration"] else None)
+        )
         frames_header = f["frames"]
         self._fps_header: Fraction | None = Fraction(*f["rate"]) if f["rate"] else None
         fps_header = float(self._fps_header) if self._fps_header else None
@@ -424,12 +449,15 @@ class VideoDecoder:
             elif duration_header and fps_header:
                 num_frames = round(duration_header * fps_header)
             else:
-                raise MediaError("The header gives neither a frame count nor a duration and frame rate, so "
-                                 "approximate mode cannot index it. Use seek_mode='exact' (one scan of the packets; "
-                                 "raw H.264/HEVC elementary streams such as .h264/.265 files open that way).")
+                raise MediaError(
+                    "The header gives neither a frame count nor a duration and frame rate, so "
+                    "approximate mode cannot index it. Use seek_mode='exact' (one scan of the packets; "
+                    "raw H.264/HEVC elementary streams such as .h264/.265 files open that way)."
+                )
             if not fps_header:
-                raise MediaError("The header gives no frame rate, so approximate mode cannot place frames. "
-                                 "Use seek_mode='exact'.")
+                raise MediaError(
+                    "The header gives no frame rate, so approximate mode cannot place frames. Use seek_mode='exact'."
+                )
             duration = duration_header
             avg_fps = fps_header
             begin = begin_header
@@ -517,8 +545,10 @@ class VideoDecoder:
 
     def __repr__(self) -> str:
         m = self._metadata
-        return (f"VideoDecoder({self._source.description}, {m.codec} {m.width}x{m.height}, {m.num_frames} frames, "
-                f"device={self._device}, seek_mode={self._seek_mode!r})")
+        return (
+            f"VideoDecoder({self._source.description}, {m.codec} {m.width}x{m.height}, {m.num_frames} frames, "
+            f"device={self._device}, seek_mode={self._seek_mode!r})"
+        )
 
     # -- lifetime ----------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -568,8 +598,10 @@ class VideoDecoder:
         n = len(self)
         bad = (indices < -n) | (indices >= n)
         if bad.any():
-            raise FrameIndexError(f"Invalid frame index ({int(indices[bad][0])}). The video has {n} frames; "
-                                  f"supported indices are -{n}..{n - 1}.")
+            raise FrameIndexError(
+                f"Invalid frame index ({int(indices[bad][0])}). The video has {n} frames; "
+                f"supported indices are -{n}..{n - 1}."
+            )
         return np.where(indices < 0, indices + n, indices)
 
     def _seconds_to_ts(self, t: np.ndarray) -> np.ndarray:
@@ -585,8 +617,9 @@ class VideoDecoder:
         bad = (t < begin) | ((t >= end) if end is not None else False)
         if np.any(bad):
             x = float(t[np.asarray(bad)][0]) if t.ndim else float(t)
-            raise TimeOutOfRangeError(f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the "
-                                      "times the stream plays.")
+            raise TimeOutOfRangeError(
+                f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the times the stream plays."
+            )
 
     def _approx_targets(self, frame_indices: np.ndarray) -> np.ndarray:
         fps = self._fps_header
@@ -598,14 +631,26 @@ class VideoDecoder:
         return self._begin_header_pts + num // den
 
     # -- decoding ----------------------------------------------------------------------------------------
-    def _decode(self, unique_targets: np.ndarray, start_keys: np.ndarray | None, positions: list[np.ndarray],
-                n_out: int, labels: np.ndarray) -> FrameBatch:
+    def _decode(
+        self,
+        unique_targets: np.ndarray,
+        start_keys: np.ndarray | None,
+        positions: list[np.ndarray],
+        n_out: int,
+        labels: np.ndarray,
+    ) -> FrameBatch:
         """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
-        return self._assemble(lambda emit: self._run_planned(unique_targets, start_keys, emit), positions, n_out,
-                              labels)
+        return self._assemble(
+            lambda emit: self._run_planned(unique_targets, start_keys, emit), positions, n_out, labels
+        )
 
-    def _assemble(self, run: Callable[[Callable[..., None]], list[int]], positions: list[np.ndarray], n_out: int,
-                  labels: np.ndarray) -> FrameBatch:
+    def _assemble(
+        self,
+        run: Callable[[Callable[..., None]], list[int]],
+        positions: list[np.ndarray],
+        n_out: int,
+        labels: np.ndarray,
+    ) -> FrameBatch:
         """Allocate the output batch, let ``run(emit)`` decode into it, then rotate and order its dimensions.
 
         ``run`` calls ``emit(j, frame, pts, duration)`` for output ``j`` (written at each of ``positions[j]``) and
@@ -630,13 +675,17 @@ class VideoDecoder:
             elif isinstance(frame, torch.Tensor) or out_np is None or backend.output_device_type != "cpu":
                 rgb = frame if isinstance(frame, torch.Tensor) else backend.convert(frame)
                 if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
-                    raise DecodeError(f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
-                                      f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
+                    raise DecodeError(
+                        f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
+                        f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported."
+                    )
                 out[first].copy_(rgb, non_blocking=True)
             else:
                 if frame.width != out.shape[2] or frame.height != out.shape[1]:
-                    raise DecodeError(f"A decoded frame is {frame.width}x{frame.height}, but the stream is "
-                                      f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported.")
+                    raise DecodeError(
+                        f"A decoded frame is {frame.width}x{frame.height}, but the stream is "
+                        f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported."
+                    )
                 backend.convert_into(frame, out_np[first])
             last["frame"], last["slot"] = frame, first
             for p in pos[1:]:
@@ -668,21 +717,27 @@ class VideoDecoder:
                     self._planner.invalidate()
         if missing:
             lost = [int(labels[j]) for j in missing[:10]]
-            raise DecodeError(f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
-                              "is damaged or missing. Other frames remain available.")
+            raise DecodeError(
+                f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
+                "is damaged or missing. Other frames remain available."
+            )
         data = out
         if self._rot_k:
             data = torch.rot90(data, self._rot_k, dims=(1, 2)).contiguous()
         if self._dimension_order == "NCHW":
             data = data.permute(0, 3, 1, 2)
-        return FrameBatch(data=data, pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
-                          duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)))
+        return FrameBatch(
+            data=data,
+            pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
+            duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)),
+        )
 
     def _switch_to_cpu(self, reason: str) -> None:
         """Replace the NVDEC backend by the CPU one for the rest of this decoder's life, saying why."""
         self._backend.close()
-        self._backend, self._fallback = cpu_backend_instead(self._device, self._demuxer.stream,
-                                                             self._num_threads_arg, reason)
+        self._backend, self._fallback = cpu_backend_instead(
+            self._device, self._demuxer.stream, self._num_threads_arg, reason
+        )
         self._planner.backend = self._backend
         self._planner.invalidate()
 
@@ -700,8 +755,12 @@ class VideoDecoder:
             self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
 
     def _parallel_ok(self) -> bool:
-        return (self.decoding_device == "cpu" and self._num_threads > 1 and self._source.file is None
-                and not self._demuxer.raw)
+        return (
+            self.decoding_device == "cpu"
+            and self._num_threads > 1
+            and self._source.file is None
+            and not self._demuxer.raw
+        )
 
     def _worker_planners(self, count: int) -> list[Planner]:
         """Planners with their own container and single-threaded decoder, for decoding runs in parallel."""
@@ -712,10 +771,18 @@ class VideoDecoder:
             backend = CpuBackend(demuxer.stream, 1)
             p = self._planner
             key_of, key_ts = self._approx_key_locator(demuxer) if p.approx_key_of is not None else (None, None)
-            self._workers.append(Planner(demuxer=demuxer, backend=backend, key_pts=p.key_pts,
-                                         approx_key_of=key_of, approx_key_ts=key_ts,
-                                         nominal_duration=p.nominal_duration, seek_margin=p.seek_margin,
-                                         begin_pts=p.begin_pts))
+            self._workers.append(
+                Planner(
+                    demuxer=demuxer,
+                    backend=backend,
+                    key_pts=p.key_pts,
+                    approx_key_of=key_of,
+                    approx_key_ts=key_ts,
+                    nominal_duration=p.nominal_duration,
+                    seek_margin=p.seek_margin,
+                    begin_pts=p.begin_pts,
+                )
+            )
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._num_threads, thread_name_prefix="gpudecode")
         return self._workers[:count]
@@ -745,8 +812,9 @@ class VideoDecoder:
             a, b = chunk[0][0], chunk[-1][1]
             planner.stats = PlanStats()
             sub_keys = start_keys[a:b] if start_keys is not None else None
-            lost = planner.run(targets[a:b], sub_keys,
-                               lambda j, frame, pts, dur: emit(a + j, frame, pts, dur, planner.backend))
+            lost = planner.run(
+                targets[a:b], sub_keys, lambda j, frame, pts, dur: emit(a + j, frame, pts, dur, planner.backend)
+            )
             return [a + j for j in lost]
 
         assert self._pool is not None
@@ -763,8 +831,9 @@ class VideoDecoder:
         uniq, inverse = np.unique(idx, return_inverse=True)
         positions = _positions(inverse, uniq.shape[0])
         if self._index is not None:
-            batch = self._decode(self._index.decode_pts[uniq], self._index.start_key[uniq], positions, idx.shape[0],
-                                 uniq)
+            batch = self._decode(
+                self._index.decode_pts[uniq], self._index.start_key[uniq], positions, idx.shape[0], uniq
+            )
             # Report the index's pts/durations (the decoder's match them; the index also covers durations
             # the decoder leaves unset).
             batch.pts_seconds = torch.from_numpy(self._pts_seconds(self._index.pts[idx]))
@@ -785,9 +854,11 @@ class VideoDecoder:
     def _empty_batch(self) -> FrameBatch:
         m = self._metadata
         shape = (0, 3, m.height, m.width) if self._dimension_order == "NCHW" else (0, m.height, m.width, 3)
-        return FrameBatch(data=torch.empty(shape, dtype=torch.uint8, device=self._device),
-                          pts_seconds=torch.empty(0, dtype=torch.float64),
-                          duration_seconds=torch.empty(0, dtype=torch.float64))
+        return FrameBatch(
+            data=torch.empty(shape, dtype=torch.uint8, device=self._device),
+            pts_seconds=torch.empty(0, dtype=torch.float64),
+            duration_seconds=torch.empty(0, dtype=torch.float64),
+        )
 
     # -- public access calls -----------------------------------------------------------------------------
     def __getitem__(self, key: int | slice) -> torch.Tensor:
@@ -854,8 +925,10 @@ class VideoDecoder:
         n = len(self)
         lo, hi, _ = slice(start_i, stop_i).indices(n)
         if hi < lo:
-            raise InvalidArgumentError(f"Invalid range: stop ({stop_i}) is before start ({start_i}) in a video of "
-                                       f"{n} frames. Supported ranges have start <= stop.")
+            raise InvalidArgumentError(
+                f"Invalid range: stop ({stop_i}) is before start ({start_i}) in a video of "
+                f"{n} frames. Supported ranges have start <= stop."
+            )
         return self._frames_in_range(lo, hi, step_i)
 
     def _frames_in_range(self, lo: int, hi: int, step: int, owner: object | None = None) -> FrameBatch:
@@ -894,8 +967,9 @@ class VideoDecoder:
         """
         return self._frames_at_times(float_array(seconds, "seconds", TimeOutOfRangeError), "seconds")
 
-    def get_frames_played_in_range(self, start_seconds: float, stop_seconds: float,
-                                   fps: float | None = None) -> FrameBatch:
+    def get_frames_played_in_range(
+        self, start_seconds: float, stop_seconds: float, fps: float | None = None
+    ) -> FrameBatch:
         """Return every frame shown during ``[start_seconds, stop_seconds)``, in presentation order.
 
         The first frame is the one shown at ``start_seconds`` (its pts may precede it); the last is the last
@@ -917,13 +991,17 @@ class VideoDecoder:
         t1 = as_seconds(stop_seconds, "stop_seconds")
         rate = as_fps(fps) if fps is not None else None
         if t1 < t0:
-            raise InvalidArgumentError(f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
-                                       "Supported ranges have start_seconds <= stop_seconds.")
+            raise InvalidArgumentError(
+                f"Invalid range: stop_seconds ({t1}) is before start_seconds ({t0}). "
+                "Supported ranges have start_seconds <= stop_seconds."
+            )
         self._check_times(np.array([t0]), "start_seconds")
         m = self._metadata
         if m.end_stream_seconds is not None and t1 > m.end_stream_seconds:
-            raise InvalidArgumentError(f"Invalid stop_seconds ({t1}). Supported values are in "
-                                       f"[{m.begin_stream_seconds}, {m.end_stream_seconds}].")
+            raise InvalidArgumentError(
+                f"Invalid stop_seconds ({t1}). Supported values are in "
+                f"[{m.begin_stream_seconds}, {m.end_stream_seconds}]."
+            )
         if rate is not None:
             return self._resampled(t0, t1, rate)
         if t0 == t1:
@@ -949,8 +1027,10 @@ class VideoDecoder:
             return self.get_frames_in_range(0, len(self))
         m = self._metadata
         if m.end_stream_seconds is None:
-            raise InvalidArgumentError("Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use "
-                                       "get_frames_played_in_range() with explicit times.")
+            raise InvalidArgumentError(
+                "Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use "
+                "get_frames_played_in_range() with explicit times."
+            )
         return self.get_frames_played_in_range(m.begin_stream_seconds, m.end_stream_seconds, fps=fps)
 
     def _resampled(self, t0: float, t1: float, fps: float) -> FrameBatch:
@@ -959,8 +1039,11 @@ class VideoDecoder:
         count = math.floor((t1 - t0) * fps + 0.5)  # torchcodec rounds the number of output frames
         times = t0 + np.arange(count, dtype=np.int64) * step
         batch = self._frames_at_times(times, "seconds")
-        return FrameBatch(data=batch.data, pts_seconds=torch.from_numpy(times),
-                          duration_seconds=torch.full((times.shape[0],), step, dtype=torch.float64))
+        return FrameBatch(
+            data=batch.data,
+            pts_seconds=torch.from_numpy(times),
+            duration_seconds=torch.full((times.shape[0],), step, dtype=torch.float64),
+        )
 
     # -- index persistence -------------------------------------------------------------------------------
     def save_index(self, path: str | os.PathLike[str]) -> None:
@@ -971,8 +1054,10 @@ class VideoDecoder:
         """
         self._check_open()
         if self._index is None:
-            raise InvalidArgumentError("Invalid save_index() with seek_mode='approximate'. Only exact indexes "
-                                       "can be saved; open the decoder with seek_mode='exact'.")
+            raise InvalidArgumentError(
+                "Invalid save_index() with seek_mode='approximate'. Only exact indexes "
+                "can be saved; open the decoder with seek_mode='exact'."
+            )
         save_index_file(_with_key(self._index, self._source_key(), self._facts), path)
 
     @property
@@ -995,8 +1080,9 @@ def usable_cpus() -> int:
 
 def _single(batch: FrameBatch) -> Frame:
     """The one frame of a one-frame batch."""
-    return Frame(data=batch.data[0], pts_seconds=float(batch.pts_seconds[0]),
-                 duration_seconds=float(batch.duration_seconds[0]))
+    return Frame(
+        data=batch.data[0], pts_seconds=float(batch.pts_seconds[0]), duration_seconds=float(batch.duration_seconds[0])
+    )
 
 
 def _cache_entry(cache_dir: str, key: str, stream_index: int | None) -> Path:
@@ -1042,4 +1128,3 @@ def _positions(inverse: np.ndarray, n_unique: int) -> list[np.ndarray]:
     order = np.argsort(inverse, kind="stable")
     counts = np.bincount(inverse, minlength=n_unique)
     return np.split(order, np.cumsum(counts)[:-1])
-

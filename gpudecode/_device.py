@@ -13,8 +13,14 @@ from gpudecode._backends._sequenced import SequencedFrames
 from gpudecode._color import ColorSpec
 from gpudecode._errors import CudaUnavailableError, InvalidDeviceError
 
-__all__ = ["CpuFallbackStatus", "FallbackReason", "cpu_backend_instead", "parse_device", "select_backend",
-           "select_raw_stream_backend"]
+__all__ = [
+    "CpuFallbackStatus",
+    "FallbackReason",
+    "cpu_backend_instead",
+    "parse_device",
+    "select_backend",
+    "select_raw_stream_backend",
+]
 
 logger = logging.getLogger("gpudecode")
 _warned: set[str] = set()
@@ -62,13 +68,11 @@ def parse_device(device: str | torch.device | None) -> torch.device:
         dev = device if isinstance(device, torch.device) else torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InvalidDeviceError(
-            f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of "
-            "those types."
+            f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of those types."
         ) from exc
     if dev.type not in ("cpu", "cuda"):
         raise InvalidDeviceError(
-            f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of "
-            "those types."
+            f"Invalid device ({device!r}). Supported values are: cpu, cuda, cuda:N, or a torch.device of those types."
         )
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device() if _torch_cuda_ok() and not _in_bad_fork() else 0)
@@ -141,8 +145,9 @@ def _cpu_for_cuda(device: torch.device, backend: Any, reason: str) -> tuple[Any,
     return backend, CpuFallbackStatus(reason, backend="CUDA")
 
 
-def cpu_backend_instead(device: torch.device, stream: Any, num_threads: int | None,
-                        reason: str) -> tuple[Any, CpuFallbackStatus]:
+def cpu_backend_instead(
+    device: torch.device, stream: Any, num_threads: int | None, reason: str
+) -> tuple[Any, CpuFallbackStatus]:
     """The CPU backend that takes over when NVDEC refuses a stream mid-decode, with the reason (said once).
 
     Raises:
@@ -155,8 +160,9 @@ def cpu_backend_instead(device: torch.device, stream: Any, num_threads: int | No
     return _cpu_for_cuda(device, backend, reason)
 
 
-def select_raw_stream_backend(device: torch.device, stream: Any, num_threads: int | None,
-                              frame_duration: int) -> tuple[Any, CpuFallbackStatus]:
+def select_raw_stream_backend(
+    device: torch.device, stream: Any, num_threads: int | None, frame_duration: int
+) -> tuple[Any, CpuFallbackStatus]:
     """The backend for a raw H.264/HEVC elementary stream: FFmpeg on the CPU, numbering the frames it outputs.
 
     Raises:
@@ -165,5 +171,9 @@ def select_raw_stream_backend(device: torch.device, stream: Any, num_threads: in
     backend = SequencedFrames(CpuBackend(stream, num_threads), frame_duration)
     if device.type == "cpu":
         return backend, CpuFallbackStatus()
-    return _cpu_for_cuda(device, backend, "a raw H.264/HEVC elementary stream has no timestamps for NVDEC's "
-                                          "decoder to carry; FFmpeg decodes it on the CPU")
+    return _cpu_for_cuda(
+        device,
+        backend,
+        "a raw H.264/HEVC elementary stream has no timestamps for NVDEC's "
+        "decoder to carry; FFmpeg decodes it on the CPU",
+    )

@@ -14,8 +14,10 @@ __all__ = ["Frame", "FrameBatch"]
 
 def _describe(obj: Frame | FrameBatch) -> str:
     """The printout torchcodec uses: the data's shape (not its values), then the times."""
-    return (f"{type(obj).__name__}:\n  data (shape): {obj.data.shape}\n  pts_seconds: {obj.pts_seconds}\n"
-            f"  duration_seconds: {obj.duration_seconds}\n")
+    return (
+        f"{type(obj).__name__}:\n  data (shape): {obj.data.shape}\n  pts_seconds: {obj.pts_seconds}\n"
+        f"  duration_seconds: {obj.duration_seconds}\n"
+    )
 
 
 @dataclass
@@ -77,13 +79,15 @@ class FrameBatch:
             InvalidArgumentError: ``data`` has fewer than 3 dimensions, or the times' shape is not its leading shape.
         """
         if self.data.ndim < 3:
-            raise InvalidArgumentError(f"FrameBatch data must be at least 3-dimensional, got shape "
-                                       f"{tuple(self.data.shape)}.")
+            raise InvalidArgumentError(
+                f"FrameBatch data must be at least 3-dimensional, got shape {tuple(self.data.shape)}."
+            )
         lead = tuple(self.data.shape[:-3])
         if not (lead == tuple(self.pts_seconds.shape) == tuple(self.duration_seconds.shape)):
             raise InvalidArgumentError(
                 f"FrameBatch times must have the data's leading shape {lead}; got pts_seconds "
-                f"{tuple(self.pts_seconds.shape)} and duration_seconds {tuple(self.duration_seconds.shape)}.")
+                f"{tuple(self.pts_seconds.shape)} and duration_seconds {tuple(self.duration_seconds.shape)}."
+            )
 
     def __repr__(self) -> str:
         """The data's shape and the times, as torchcodec prints a batch."""
@@ -101,8 +105,9 @@ class FrameBatch:
         Raises:
             IndexError: ``key`` is out of range (torch's own error).
         """
-        return FrameBatch(data=self.data[key], pts_seconds=self.pts_seconds[key],
-                          duration_seconds=self.duration_seconds[key])
+        return FrameBatch(
+            data=self.data[key], pts_seconds=self.pts_seconds[key], duration_seconds=self.duration_seconds[key]
+        )
 
     def __iter__(self) -> Iterator[FrameBatch]:
         """Iterate over the leading dimension, as torchcodec does: one :class:`FrameBatch` per entry."""

@@ -166,8 +166,10 @@ def _from_packets(
     by_pts = int(segment[-1]) == 0 and np.unique(pkt_pts).shape[0] == n
     positions_known = (pkt_pos >= 0).all() and np.unique(pkt_pos).shape[0] == n
     if not by_pts and not positions_known:
-        logger.warning("gpudecode: the stream's timestamps repeat or step back and its packets have no byte "
-                       "positions to tell them apart; frames with equal timestamps may be confused")
+        logger.warning(
+            "gpudecode: the stream's timestamps repeat or step back and its packets have no byte "
+            "positions to tell them apart; frames with equal timestamps may be confused"
+        )
     elif not by_pts:
         step = max(1, int(np.median(dur)))
         plan = rank * step
@@ -217,8 +219,9 @@ def _filled_durations(pts: np.ndarray, dur: np.ndarray) -> np.ndarray:
     return dur
 
 
-def _start_keys(key_positions: np.ndarray, key_plan: np.ndarray, frame_pos: np.ndarray,
-                frame_plan: np.ndarray) -> np.ndarray:
+def _start_keys(
+    key_positions: np.ndarray, key_plan: np.ndarray, frame_pos: np.ndarray, frame_plan: np.ndarray
+) -> np.ndarray:
     """For each frame, the position in the keyframe list of the keyframe decoding must start from."""
     # The last keyframe at or before the frame's packet in decode order ...
     start = np.searchsorted(key_positions, frame_pos, side="right") - 1
@@ -387,8 +390,14 @@ def build_exact_index(
     return _from_packets(*arrays, time_base, source_key, stream.index, "packet-scan")
 
 
-def _without_undecodable_lead(open_stream: Callable[[], tuple[Any, Any]], pts: np.ndarray, dur: np.ndarray,
-                              key: np.ndarray, discard: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, ...]:
+def _without_undecodable_lead(
+    open_stream: Callable[[], tuple[Any, Any]],
+    pts: np.ndarray,
+    dur: np.ndarray,
+    key: np.ndarray,
+    discard: np.ndarray,
+    pos: np.ndarray,
+) -> tuple[np.ndarray, ...]:
     """Mark packets before the first keyframe that FFmpeg's decoder outputs no frame for as not frames.
 
     A stream cut without re-encoding may start mid-GOP: FFmpeg drops those pictures (their references are

@@ -21,6 +21,7 @@ __all__ = ["INDEX_FORMAT_VERSION", "load_index_file", "save_index_file", "source
 
 INDEX_FORMAT_VERSION = 3  # 2: a BLAKE2b digest of the whole file closes it; 3: decode timeline (``_timeline``)
 
+
 def source_key(mp4: Mp4Info | None, reader: Any, size_bytes: int | None) -> str:
     """Content key of a source for the index cache.
 
@@ -75,8 +76,10 @@ def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
-            for part in (_MAGIC + len(header).to_bytes(4, "little") + header,
-                         *(arrays[name].tobytes() for name, _ in layout)):
+            for part in (
+                _MAGIC + len(header).to_bytes(4, "little") + header,
+                *(arrays[name].tobytes() for name, _ in layout),
+            ):
                 f.write(part)
                 digest.update(part)
             f.write(digest.digest())
@@ -102,8 +105,8 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
         if not data.startswith(_MAGIC):
             raise ValueError("not a gpudecode index file")
         pos = len(_MAGIC)
-        hlen = int.from_bytes(data[pos: pos + 4], "little")
-        meta = json.loads(data[pos + 4: pos + 4 + hlen].decode())
+        hlen = int.from_bytes(data[pos : pos + 4], "little")
+        meta = json.loads(data[pos + 4 : pos + 4 + hlen].decode())
         if not isinstance(meta, dict):
             raise ValueError("no header")
         if meta.get("format_version") != INDEX_FORMAT_VERSION:
@@ -112,8 +115,10 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
                 f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
             )
         body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-        if len(data) < pos + 4 + hlen + _DIGEST_BYTES or \
-                hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest:
+        if (
+            len(data) < pos + 4 + hlen + _DIGEST_BYTES
+            or hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest
+        ):
             raise ValueError("damaged (its digest does not match its contents)")
         pos += 4 + hlen
         arrays = {}
@@ -128,13 +133,19 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
         n = arrays["pts"].shape[0]
         n_keys = arrays["key_pts"].shape[0]
         tb_num, tb_den = (int(x) for x in meta["time_base"])
-        if not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0]) \
-                or n == 0 or n_keys == 0 or tb_num <= 0 or tb_den <= 0 \
-                or (arrays["start_key"] < 0).any() or (arrays["start_key"] >= n_keys).any():
+        if (
+            not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0])
+            or n == 0
+            or n_keys == 0
+            or tb_num <= 0
+            or tb_den <= 0
+            or (arrays["start_key"] < 0).any()
+            or (arrays["start_key"] >= n_keys).any()
+        ):
             raise ValueError("inconsistent arrays")
         stream_index = int(meta["stream_index"])
         source = str(meta["source_key"])
-        timeline = {name: arrays[name].astype(np.int64, copy=False) for name, _ in layout[len(_ARRAYS):]}
+        timeline = {name: arrays[name].astype(np.int64, copy=False) for name, _ in layout[len(_ARRAYS) :]}
         if timeline and not (timeline["plan_pts"].shape[0] == n and timeline["plan_key_pts"].shape[0] == n_keys):
             raise ValueError("inconsistent decode timeline")
         plan_step = int(meta.get("plan_step", 1))

@@ -65,9 +65,22 @@ class Yuv420ToRgb:
                 _MODULES[key] = cupy.RawModule(code=kernel_source("yuv420_to_rgb.cu"), options=("--std=c++14",))
         return _MODULES[key]
 
-    def __call__(self, *, luma_ptr: int, chroma_ptr: int, pitch: int, width: int, height: int, dst_ptr: int,
-                 planar: bool, spec: ColorSpec, stream_ptr: int, frames: int = 1, src_frame_stride: int = 0,
-                 dst_frame_stride: int = 0) -> None:
+    def __call__(
+        self,
+        *,
+        luma_ptr: int,
+        chroma_ptr: int,
+        pitch: int,
+        width: int,
+        height: int,
+        dst_ptr: int,
+        planar: bool,
+        spec: ColorSpec,
+        stream_ptr: int,
+        frames: int = 1,
+        src_frame_stride: int = 0,
+        dst_frame_stride: int = 0,
+    ) -> None:
         """Convert ``frames`` surfaces into ``dst`` on the given CUDA stream (asynchronously)."""
         cp = self._cp
         mat = self._matrices.get(spec)
@@ -77,9 +90,18 @@ class Yuv420ToRgb:
         if stream is None:
             stream = self._streams[stream_ptr] = cp.cuda.ExternalStream(stream_ptr, self._device_index)
         grid = ((width + BLOCK[0] - 1) // BLOCK[0], (height + BLOCK[1] - 1) // BLOCK[1], frames)
-        args = [np.uint64(luma_ptr), np.uint64(chroma_ptr), np.int64(src_frame_stride), np.int32(pitch),
-                np.int32(width), np.int32(height), np.uint64(dst_ptr), np.int64(dst_frame_stride),
-                np.int32(1 if planar else 0), *mat]
+        args = [
+            np.uint64(luma_ptr),
+            np.uint64(chroma_ptr),
+            np.int64(src_frame_stride),
+            np.int32(pitch),
+            np.int32(width),
+            np.int32(height),
+            np.uint64(dst_ptr),
+            np.int64(dst_frame_stride),
+            np.int32(1 if planar else 0),
+            *mat,
+        ]
         with cp.cuda.Device(self._device_index), stream:
             if spec.bit_depth > 8:
                 self._k16(grid, BLOCK, (*args, np.int32(16 - spec.bit_depth)))

@@ -55,7 +55,8 @@ def new_frames(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         n, h, w = shape[0], shape[1], shape[2]
         raise AllocationError(
             f"Cannot allocate {math.prod(shape) / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer frames at "
-            "a time (the stream may also claim more frames or a larger size than it has).") from exc
+            "a time (the stream may also claim more frames or a larger size than it has)."
+        ) from exc
     nbytes = out.numel()
     if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _MIN_BYTES:
         start = out.data_ptr()

@@ -9,11 +9,30 @@ __all__ = ["VideoStreamMetadata"]
 
 # The order torchcodec 0.17 prints its VideoStreamMetadata in.
 _TORCHCODEC_ORDER = (
-    "duration_seconds_from_header", "begin_stream_seconds_from_header", "bit_rate", "codec", "stream_index",
-    "media_type", "width", "height", "num_frames_from_header", "average_fps_from_header", "pixel_aspect_ratio",
-    "rotation", "color_primaries", "color_space", "color_transfer_characteristic", "pixel_format",
-    "begin_stream_seconds_from_content", "end_stream_seconds_from_content", "num_frames_from_content",
-    "duration_seconds", "begin_stream_seconds", "end_stream_seconds", "num_frames", "average_fps",
+    "duration_seconds_from_header",
+    "begin_stream_seconds_from_header",
+    "bit_rate",
+    "codec",
+    "stream_index",
+    "media_type",
+    "width",
+    "height",
+    "num_frames_from_header",
+    "average_fps_from_header",
+    "pixel_aspect_ratio",
+    "rotation",
+    "color_primaries",
+    "color_space",
+    "color_transfer_characteristic",
+    "pixel_format",
+    "begin_stream_seconds_from_content",
+    "end_stream_seconds_from_content",
+    "num_frames_from_content",
+    "duration_seconds",
+    "begin_stream_seconds",
+    "end_stream_seconds",
+    "num_frames",
+    "average_fps",
 )
 
 

@@ -200,7 +200,7 @@ def _parse_track(data: memoryview, start: int, end: int) -> Mp4Track:
                     track.rotation_degrees = _rotation_from_matrix(data, matrix_off)
                     track.display_matrix = struct.unpack_from(">9i", data, matrix_off) != _IDENTITY
             elif kind == b"hdlr":
-                track.handler = bytes(data[bs + 8: bs + 12]).decode("latin-1")
+                track.handler = bytes(data[bs + 8 : bs + 12]).decode("latin-1")
             elif kind == b"stsz":
                 _sample_size, count = struct.unpack_from(">II", data, bs + 4)
                 track.sample_count = count

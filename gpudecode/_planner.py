@@ -249,13 +249,14 @@ class Planner:
             need = self._need_key(tgt, int(start_keys[j]) if exact else None)
             # Behind: the last decoder output is at or past the target (approximate: it already covers it).
             behind = pos.last_pts is not None and (
-                tgt <= pos.last_pts if exact else tgt < (pos.last_end if pos.last_end is not None else pos.last_pts))
+                tgt <= pos.last_pts if exact else tgt < (pos.last_end if pos.last_end is not None else pos.last_pts)
+            )
             behind = behind or self._was_skipped(tgt, exact)
             if pos.packets is None or behind or self._must_seek(need, tgt):
                 if overshoots > 3:
                     self._restart()
                 else:
-                    self._seek(max(need, 0) if exact else need, tgt, 4 ** overshoots)
+                    self._seek(max(need, 0) if exact else need, tgt, 4**overshoots)
             first_after_seek = pos.last_pts is None and not pos.at_start
             eof = True
             overshoot = False
@@ -298,8 +299,11 @@ class Planner:
                 held = None
                 if not exact and j < n and last_frame is not None:
                     # Convert before draining: a hardware decoder may reuse the surface.
-                    held = (self.backend.convert(last_frame), last_frame.pts,
-                            last_frame.duration or self.nominal_duration)
+                    held = (
+                        self.backend.convert(last_frame),
+                        last_frame.pts,
+                        last_frame.duration or self.nominal_duration,
+                    )
                 frames = self._drain()
                 last_flushed = None
                 for f in frames:
@@ -320,8 +324,14 @@ class Planner:
                 pos.last_pts = pos.last_end = None
         return missing
 
-    def run_sequence(self, target: int, count: int, step: int, emit: Callable[[int, Any, int, int], None],
-                     owner: object | None = None) -> int:
+    def run_sequence(
+        self,
+        target: int,
+        count: int,
+        step: int,
+        emit: Callable[[int, Any, int, int], None],
+        owner: object | None = None,
+    ) -> int:
         """Approximate mode: emit ``count`` decoder outputs in a row, every ``step``-th.
 
         The first is the frame shown at ``target``; or, when ``owner`` ran the previous sequence and nothing

@@ -217,15 +217,18 @@ class ResilientLoader:
         if not isinstance(loader, DataLoader):
             raise InvalidArgumentError(f"Invalid loader ({type(loader).__name__}). Pass a torch.utils.data.DataLoader.")
         if isinstance(loader.dataset, IterableDataset):
-            raise InvalidArgumentError("Invalid loader (its dataset is an IterableDataset). ResilientLoader needs a "
-                                       "map-style dataset, whose batches can be named and re-made.")
+            raise InvalidArgumentError(
+                "Invalid loader (its dataset is an IterableDataset). ResilientLoader needs a "
+                "map-style dataset, whose batches can be named and re-made."
+            )
         if batch_timeout_s is None and loader.timeout > 0:
             batch_timeout_s = float(loader.timeout)
         if batch_timeout_s is not None and not batch_timeout_s > 0:
             raise InvalidArgumentError(f"Invalid batch_timeout_s ({batch_timeout_s}). Supported values: > 0 or None.")
         if max_lost_batches is not None and max_lost_batches < 0:
-            raise InvalidArgumentError(f"Invalid max_lost_batches ({max_lost_batches}). "
-                                       "Supported values: >= 0 or None.")
+            raise InvalidArgumentError(
+                f"Invalid max_lost_batches ({max_lost_batches}). Supported values: >= 0 or None."
+            )
         if on_error not in _ON_ERROR:
             raise invalid_choice("on_error", on_error, _ON_ERROR)
         self.loader = loader
@@ -292,12 +295,17 @@ class ResilientLoader:
 
     def _lose(self, number: int, indices: tuple[int, ...], reason: str) -> None:
         self.lost.append(LostItems(number, indices, reason))
-        warnings.warn(f"gpudecode.data.ResilientLoader lost batch {number} (dataset indices {list(indices)}): "
-                      f"{reason}", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"gpudecode.data.ResilientLoader lost batch {number} (dataset indices {list(indices)}): {reason}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         lost_batches = len({item.batch_number for item in self.lost})
         if self.max_lost_batches is not None and lost_batches > self.max_lost_batches:
-            raise WorkerCrashError(f"Too many lost batches ({lost_batches}) in one epoch; max_lost_batches is "
-                                   f"{self.max_lost_batches}. Last: batch {number}, {reason}.")
+            raise WorkerCrashError(
+                f"Too many lost batches ({lost_batches}) in one epoch; max_lost_batches is "
+                f"{self.max_lost_batches}. Last: batch {number}, {reason}."
+            )
 
     def _dead_workers(self, it: Iterator[Any], exc: BaseException) -> set[int]:
         """Pids of the workers behind ``exc``.
@@ -386,12 +394,15 @@ class ResilientLoader:
         pending = dict(enumerate(batches))
         fruitless = 0
         while pending:
-            self._keys.keys = [[(n, i) for i in b] for n, b in pending.items()] if auto else \
-                [(n, b[0]) for n, b in pending.items()]
+            self._keys.keys = (
+                [[(n, i) for i in b] for n, b in pending.items()] if auto else [(n, b[0]) for n, b in pending.items()]
+            )
             it = self._start()
             progress = (yield from self._round(it, pending)) if it is not None else False  # None: died starting
             if pending:
                 fruitless = 0 if progress else fruitless + 1
                 if fruitless >= _MAX_FRUITLESS_RESTARTS:
-                    raise WorkerCrashError(f"DataLoader workers died {fruitless} times in a row without making a "
-                                           "batch (a crash in worker_init_fn or outside the dataset?).")
+                    raise WorkerCrashError(
+                        f"DataLoader workers died {fruitless} times in a row without making a "
+                        "batch (a crash in worker_init_fn or outside the dataset?)."
+                    )

@@ -15,8 +15,10 @@ from gpudecode._errors import InvalidArgumentError, InvalidArgumentTypeError, So
 
 __all__ = ["Source", "make_source"]
 
-_SOURCE_TYPES = "str or pathlib.Path, bytes, bytearray, memoryview, a 1-D torch.uint8 tensor on the CPU, " \
+_SOURCE_TYPES = (
+    "str or pathlib.Path, bytes, bytearray, memoryview, a 1-D torch.uint8 tensor on the CPU, "
     "or a seekable binary file object"
+)
 
 
 class BufferReader(io.RawIOBase):
@@ -141,7 +143,8 @@ def make_source(source: Any) -> Source:
         if isinstance(source, str) and _URL.match(path):
             raise InvalidArgumentError(
                 f"Invalid source ({path!r}): URLs are not supported. Download the file first and pass its path, "
-                "its bytes, or an open binary file object (gpudecode reads file objects on demand).")
+                "its bytes, or an open binary file object (gpudecode reads file objects on demand)."
+            )
         if not os.path.exists(path):
             raise SourceNotFoundError(f"No such file: {path!r}. Pass the path of an existing video file.")
         if os.path.isdir(path):
@@ -151,8 +154,7 @@ def make_source(source: Any) -> Source:
         buf = memoryview(source).cast("B") if isinstance(source, memoryview) else memoryview(source)
         if buf.nbytes == 0:
             raise InvalidArgumentError("Invalid source (empty buffer). Pass the bytes of a video file.")
-        return Source(description=f"<{type(source).__name__} of {buf.nbytes} bytes>", buffer=buf,
-                      size_bytes=buf.nbytes)
+        return Source(description=f"<{type(source).__name__} of {buf.nbytes} bytes>", buffer=buf, size_bytes=buf.nbytes)
     if type(source).__module__.startswith("torch") and hasattr(source, "dtype"):
         buf = _tensor_buffer(source)
         if buf.nbytes == 0:
@@ -163,8 +165,7 @@ def make_source(source: Any) -> Source:
         try:
             can_seek = bool(seekable()) if callable(seekable) else hasattr(source, "seek")
         except (OSError, ValueError) as exc:
-            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") \
-                from exc
+            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") from exc
         if not can_seek:
             raise InvalidArgumentError(
                 "Invalid source (file object is not seekable). Pass a seekable binary file object, "
@@ -175,12 +176,14 @@ def make_source(source: Any) -> Source:
             source.seek(0, io.SEEK_SET)
             probe = source.read(0)
         except (OSError, ValueError) as exc:
-            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") \
-                from exc
+            raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") from exc
         if isinstance(probe, str):
-            raise InvalidArgumentTypeError("Invalid source (text-mode file object). Open the file in binary mode "
-                                       "'rb'.")
-        return Source(description=f"<file object {getattr(source, 'name', type(source).__name__)!s}>",
-                      file=source, size_bytes=size if isinstance(size, int) else None)
-    raise InvalidArgumentTypeError(f"Invalid source type ({type(source).__name__}). Supported sources are: "
-                                   f"{_SOURCE_TYPES}.")
+            raise InvalidArgumentTypeError("Invalid source (text-mode file object). Open the file in binary mode 'rb'.")
+        return Source(
+            description=f"<file object {getattr(source, 'name', type(source).__name__)!s}>",
+            file=source,
+            size_bytes=size if isinstance(size, int) else None,
+        )
+    raise InvalidArgumentTypeError(
+        f"Invalid source type ({type(source).__name__}). Supported sources are: {_SOURCE_TYPES}."
+    )

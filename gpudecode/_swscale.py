@@ -63,13 +63,26 @@ def _load() -> tuple[Any, Any] | None:
             sws.sws_getCoefficients.restype = ctypes.POINTER(ctypes.c_int)
             sws.sws_getCoefficients.argtypes = [ctypes.c_int]
             sws.sws_setColorspaceDetails.restype = ctypes.c_int
-            sws.sws_setColorspaceDetails.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
-                                                     ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int,
-                                                     ctypes.c_int, ctypes.c_int]
+            sws.sws_setColorspaceDetails.argtypes = [
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_int),
+                ctypes.c_int,
+                ctypes.POINTER(ctypes.c_int),
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.c_int,
+            ]
             sws.sws_scale.restype = ctypes.c_int
-            sws.sws_scale.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int),
-                                      ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
-                                      ctypes.POINTER(ctypes.c_int)]
+            sws.sws_scale.argtypes = [
+                ctypes.c_void_p,
+                ctypes.POINTER(ctypes.c_void_p),
+                ctypes.POINTER(ctypes.c_int),
+                ctypes.c_int,
+                ctypes.c_int,
+                ctypes.POINTER(ctypes.c_void_p),
+                ctypes.POINTER(ctypes.c_int),
+            ]
             sws.sws_freeContext.restype = None
             sws.sws_freeContext.argtypes = [ctypes.c_void_p]
             _libs = (sws, avu)
@@ -133,7 +146,7 @@ class DirectConverter:
             rows = -(-height // _PAD_ROWS) * _PAD_ROWS
             raw = np.empty(linesize * rows + _PAD_BYTES + _ALIGN, dtype=np.uint8)
             skip = -raw.ctypes.data % _ALIGN
-            self._scratch = raw[skip: skip + linesize * rows + _PAD_BYTES]
+            self._scratch = raw[skip : skip + linesize * rows + _PAD_BYTES]
             self._scratch_shape = (width, height)
         return self._scratch[: linesize * height].reshape(height, linesize)
 
@@ -160,7 +173,7 @@ class DirectConverter:
         ctx = self._context(frame, fmt)
         if ctx is None:
             return False
-        direct = (w % _ALIGN == 0 and out.strides == (w * 3, 3, 1) and out.ctypes.data % _ALIGN == 0)
+        direct = w % _ALIGN == 0 and out.strides == (w * 3, 3, 1) and out.ctypes.data % _ALIGN == 0
         rows = None if direct else self._scratch_rows(w, h)
         dst_ptr = out.ctypes.data if rows is None else rows.ctypes.data
         dst_stride = w * 3 if rows is None else rows.strides[0]

@@ -97,11 +97,16 @@ def _resized(batch: FrameBatch, size: tuple[int, int], channels_last: bool) -> F
     x = data.reshape(-1, *frame)
     x = x.permute(0, 3, 1, 2) if channels_last else x
     if (x.shape[-2], x.shape[-1]) != size:
-        x = torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", antialias=True,
-                                            align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+        x = (
+            torch.nn.functional.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+            .round_()
+            .clamp_(0, 255)
+            .to(torch.uint8)
+        )
     x = x.permute(0, 2, 3, 1) if channels_last else x
-    return FrameBatch(data=x.reshape(*lead, *x.shape[1:]), pts_seconds=batch.pts_seconds,
-                      duration_seconds=batch.duration_seconds)
+    return FrameBatch(
+        data=x.reshape(*lead, *x.shape[1:]), pts_seconds=batch.pts_seconds, duration_seconds=batch.duration_seconds
+    )
 
 
 def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -114,8 +119,11 @@ def collate_clips(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ``{"frames": [tensor, ...], "pts_seconds": [tensor, ...], "index": int64 tensor}``, plus ``"label"``
         (collated by torch's ``default_collate``) when every item has one.
     """
-    out: dict[str, Any] = {"frames": [it["frames"] for it in items], "pts_seconds": [it["pts_seconds"] for it in items],
-                           "index": torch.tensor([it["index"] for it in items], dtype=torch.int64)}
+    out: dict[str, Any] = {
+        "frames": [it["frames"] for it in items],
+        "pts_seconds": [it["pts_seconds"] for it in items],
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.int64),
+    }
     if items and all("label" in it for it in items):
         out["label"] = torch.utils.data.default_collate([it["label"] for it in items])
     return out
@@ -174,8 +182,9 @@ class ClipDataset(torch.utils.data.Dataset):
         max_open_decoders = as_int(max_open_decoders, "max_open_decoders", 1)
         if frame_size is not None:
             if not isinstance(frame_size, (tuple, list)) or len(frame_size) != 2:
-                raise InvalidArgumentError(f"Invalid frame_size ({frame_size!r}). Supported values are: None or "
-                                           "(height, width).")
+                raise InvalidArgumentError(
+                    f"Invalid frame_size ({frame_size!r}). Supported values are: None or (height, width)."
+                )
             frame_size = (as_int(frame_size[0], "frame_size height", 1), as_int(frame_size[1], "frame_size width", 1))
         self.frame_size = frame_size
         self.mixed_sizes = bool(mixed_sizes)
@@ -200,8 +209,9 @@ class ClipDataset(torch.utils.data.Dataset):
             self._pid = os.getpid()
         dec = self._decoders.get(index)
         if dec is None:
-            dec = VideoDecoder(self.entries[index].path, device=self.device, seek_mode=self.seek_mode,
-                               **self.decoder_kwargs)
+            dec = VideoDecoder(
+                self.entries[index].path, device=self.device, seek_mode=self.seek_mode, **self.decoder_kwargs
+            )
             self._decoders[index] = dec
             while len(self._decoders) > self.max_open_decoders:
                 _, old = self._decoders.popitem(last=False)
@@ -214,8 +224,10 @@ class ClipDataset(torch.utils.data.Dataset):
         """Sample clips from video ``index``."""
         index = as_int(index, "index")
         if not 0 <= index < len(self.entries):
-            raise FrameIndexError(f"Invalid index ({index}). The dataset has {len(self.entries)} videos; supported "
-                                  f"indices are 0..{len(self.entries) - 1}.")
+            raise FrameIndexError(
+                f"Invalid index ({index}). The dataset has {len(self.entries)} videos; supported "
+                f"indices are 0..{len(self.entries) - 1}."
+            )
         batch = self.sampler(self.decoder(index), **self.sampler_kwargs)
         if self.frame_size is not None:
             batch = _resized(batch, self.frame_size, self.decoder_kwargs.get("dimension_order") == "NHWC")
@@ -239,7 +251,8 @@ class ClipDataset(torch.utils.data.Dataset):
                     f"Invalid batch: videos {list(indices)} give clips of different shapes {sorted(shapes)}, which "
                     "cannot be stacked into one batch. Pass frame_size=(height, width) to ClipDataset to resize "
                     "every clip, or mixed_sizes=True to ClipDataset and collate_fn=gpudecode.data.collate_clips to "
-                    "the DataLoader to get lists.")
+                    "the DataLoader to get lists."
+                )
         return items
 
     def __getstate__(self) -> dict[str, Any]:

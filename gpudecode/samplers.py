@@ -54,8 +54,9 @@ def _to_clips(batch: FrameBatch, num_clips: int, per_clip: int) -> FrameBatch:
 def _common(decoder: Any, num_frames_per_clip: Any, policy: Any) -> int:
     """Check the arguments every sampler has; return ``num_frames_per_clip`` as an ``int``."""
     if not isinstance(decoder, VideoDecoder):
-        raise InvalidArgumentTypeError(f"Invalid decoder ({type(decoder).__name__}). Supported values are: a "
-                                       "gpudecode.VideoDecoder.")
+        raise InvalidArgumentTypeError(
+            f"Invalid decoder ({type(decoder).__name__}). Supported values are: a gpudecode.VideoDecoder."
+        )
     per_clip = as_int(num_frames_per_clip, "num_frames_per_clip", 1)
     if policy not in POLICIES:
         raise invalid_choice("policy", policy, POLICIES)
@@ -67,8 +68,9 @@ def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
     start = as_int(start, "sampling_range_start")
     s = start + n if start < 0 else start
     if not 0 <= s < n:
-        raise InvalidArgumentError(f"Invalid sampling_range_start ({start}). Supported values are "
-                                   f"-{n}..{n - 1} for a video of {n} frames.")
+        raise InvalidArgumentError(
+            f"Invalid sampling_range_start ({start}). Supported values are -{n}..{n - 1} for a video of {n} frames."
+        )
     if end is None:
         e = max(n - span + 1, 1)
         if s >= e:
@@ -82,17 +84,28 @@ def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
     end = as_int(end, "sampling_range_end")
     e = min(end + n if end < 0 else end, n)  # past the end: clamped, as torchcodec does
     if e < 0:
-        raise InvalidArgumentError(f"Invalid sampling_range_end ({end}). Supported values are >= -{n} for a "
-                                   f"video of {n} frames.")
+        raise InvalidArgumentError(
+            f"Invalid sampling_range_end ({end}). Supported values are >= -{n} for a video of {n} frames."
+        )
     if s >= e:
-        raise InvalidArgumentError(f"Invalid sampling range [{s}, {e}): it is empty. Supported ranges have "
-                                   "sampling_range_start < sampling_range_end.")
+        raise InvalidArgumentError(
+            f"Invalid sampling range [{s}, {e}): it is empty. Supported ranges have "
+            "sampling_range_start < sampling_range_end."
+        )
     return s, e
 
 
-def _index_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, num_frames_per_clip: Any,
-                   num_indices_between_frames: Any, sampling_range_start: Any, sampling_range_end: Any,
-                   policy: Any, generator: torch.Generator | None) -> FrameBatch:
+def _index_sampler(
+    kind: str,
+    decoder: VideoDecoder,
+    num_clips: Any,
+    num_frames_per_clip: Any,
+    num_indices_between_frames: Any,
+    sampling_range_start: Any,
+    sampling_range_end: Any,
+    policy: Any,
+    generator: torch.Generator | None,
+) -> FrameBatch:
     num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)
     num_clips = as_int(num_clips, "num_clips", 1)
     num_indices_between_frames = as_int(num_indices_between_frames, "num_indices_between_frames", 1)
@@ -106,9 +119,16 @@ def _index_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, num_frames_
     indices: list[int] = []
     for c, start in enumerate(starts):
         clip = list(range(start, min(start + span, n), num_indices_between_frames))
-        indices += _pad(clip, num_frames_per_clip, policy, c, lambda c=clip, st=start: (
-            f"it starts at frame {st} and needs {num_frames_per_clip} frames {num_indices_between_frames} apart, "
-            f"but only {len(c)} fit before the end of the video ({n} frames)."))
+        indices += _pad(
+            clip,
+            num_frames_per_clip,
+            policy,
+            c,
+            lambda c=clip, st=start: (
+                f"it starts at frame {st} and needs {num_frames_per_clip} frames {num_indices_between_frames} apart, "
+                f"but only {len(c)} fit before the end of the video ({n} frames)."
+            ),
+        )
     return _to_clips(decoder.get_frames_at(indices), num_clips, num_frames_per_clip)
 
 
@@ -144,8 +164,17 @@ def clips_at_random_indices(
         InvalidArgumentError: Invalid counts, an empty or out-of-video range, or a clip that does not fit under
             policy ``"error"``.
     """
-    return _index_sampler("random", decoder, num_clips, num_frames_per_clip, num_indices_between_frames,
-                          sampling_range_start, sampling_range_end, policy, generator)
+    return _index_sampler(
+        "random",
+        decoder,
+        num_clips,
+        num_frames_per_clip,
+        num_indices_between_frames,
+        sampling_range_start,
+        sampling_range_end,
+        policy,
+        generator,
+    )
 
 
 def clips_at_regular_indices(
@@ -164,48 +193,75 @@ def clips_at_regular_indices(
     start positions repeats starts. Arguments, return value and errors are those of
     :func:`clips_at_random_indices`.
     """
-    return _index_sampler("regular", decoder, num_clips, num_frames_per_clip, num_indices_between_frames,
-                          sampling_range_start, sampling_range_end, policy, None)
+    return _index_sampler(
+        "regular",
+        decoder,
+        num_clips,
+        num_frames_per_clip,
+        num_indices_between_frames,
+        sampling_range_start,
+        sampling_range_end,
+        policy,
+        None,
+    )
 
 
 # -- time based --------------------------------------------------------------------------------------------
-def _time_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, seconds_between_clip_starts: Any,
-                  num_frames_per_clip: Any, seconds_between_frames: Any, sampling_range_start: Any,
-                  sampling_range_end: Any, policy: Any, generator: torch.Generator | None) -> FrameBatch:
+def _time_sampler(
+    kind: str,
+    decoder: VideoDecoder,
+    num_clips: Any,
+    seconds_between_clip_starts: Any,
+    num_frames_per_clip: Any,
+    seconds_between_frames: Any,
+    sampling_range_start: Any,
+    sampling_range_end: Any,
+    policy: Any,
+    generator: torch.Generator | None,
+) -> FrameBatch:
     num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)
     m = decoder.metadata
     begin, end = m.begin_stream_seconds, m.end_stream_seconds
     if end is None or not m.average_fps:
-        raise InvalidArgumentError("Invalid decoder for time-based sampling: its metadata has no end time or "
-                                   "frame rate. Use an index-based sampler.")
+        raise InvalidArgumentError(
+            "Invalid decoder for time-based sampling: its metadata has no end time or "
+            "frame rate. Use an index-based sampler."
+        )
     if kind == "random":
         num_clips = as_int(num_clips, "num_clips", 1)
     else:
         gap = as_seconds(seconds_between_clip_starts, "seconds_between_clip_starts")
         if gap <= 0:
-            raise InvalidArgumentError(f"Invalid seconds_between_clip_starts ({gap}). Supported values are: "
-                                       "numbers > 0.")
+            raise InvalidArgumentError(
+                f"Invalid seconds_between_clip_starts ({gap}). Supported values are: numbers > 0."
+            )
     if seconds_between_frames is None:
         step = 1.0 / m.average_fps
     else:
         step = as_seconds(seconds_between_frames, "seconds_between_frames")
         if step <= 0:
-            raise InvalidArgumentError(f"Invalid seconds_between_frames ({step}). Supported values are: numbers "
-                                       "> 0, or None for one frame duration.")
+            raise InvalidArgumentError(
+                f"Invalid seconds_between_frames ({step}). Supported values are: numbers "
+                "> 0, or None for one frame duration."
+            )
     if sampling_range_start is None:
         s = begin
     else:
         s = as_seconds(sampling_range_start, "sampling_range_start")
         if not begin <= s < end:
-            raise InvalidArgumentError(f"Invalid sampling_range_start ({s}). Supported values are in [{begin}, "
-                                       f"{end}), the times the stream plays.")
+            raise InvalidArgumentError(
+                f"Invalid sampling_range_start ({s}). Supported values are in [{begin}, "
+                f"{end}), the times the stream plays."
+            )
     if sampling_range_end is None:
         e = end - (num_frames_per_clip - 1) * step
     else:
         e = as_seconds(sampling_range_end, "sampling_range_end")
         if not begin < e:
-            raise InvalidArgumentError(f"Invalid sampling_range_end ({e}). Supported values are > {begin}, the "
-                                       "stream's start (values past its end are clamped to it).")
+            raise InvalidArgumentError(
+                f"Invalid sampling_range_end ({e}). Supported values are > {begin}, the "
+                "stream's start (values past its end are clamped to it)."
+            )
     if s >= e:
         raise InvalidArgumentError(
             f"Invalid sampling range [{s}, {e}): it is empty. Clips of {num_frames_per_clip} frames "
@@ -223,9 +279,16 @@ def _time_sampler(kind: str, decoder: VideoDecoder, num_clips: Any, seconds_betw
     times: list[float] = []
     for c, t0 in enumerate(starts):
         clip = [t for i in range(num_frames_per_clip) if (t := t0 + i * step) < end]
-        times += _pad(clip, num_frames_per_clip, policy, c, lambda c=clip, t0=t0: (
-            f"it starts at {t0:.6g} s and needs {num_frames_per_clip} frames {step:.6g} s apart, but only "
-            f"{len(c)} fall before the end of the stream ({end:.6g} s)."))
+        times += _pad(
+            clip,
+            num_frames_per_clip,
+            policy,
+            c,
+            lambda c=clip, t0=t0: (
+                f"it starts at {t0:.6g} s and needs {num_frames_per_clip} frames {step:.6g} s apart, but only "
+                f"{len(c)} fall before the end of the stream ({end:.6g} s)."
+            ),
+        )
     return _to_clips(decoder.get_frames_played_at(times), num_clips, num_frames_per_clip)
 
 
@@ -260,8 +323,18 @@ def clips_at_random_timestamps(
         InvalidArgumentError: Invalid counts, non-finite seconds, an empty or out-of-stream range, or a clip that
             does not fit under policy ``"error"``.
     """
-    return _time_sampler("random", decoder, num_clips, None, num_frames_per_clip, seconds_between_frames,
-                         sampling_range_start, sampling_range_end, policy, generator)
+    return _time_sampler(
+        "random",
+        decoder,
+        num_clips,
+        None,
+        num_frames_per_clip,
+        seconds_between_frames,
+        sampling_range_start,
+        sampling_range_end,
+        policy,
+        generator,
+    )
 
 
 def clips_at_regular_timestamps(
@@ -279,5 +352,15 @@ def clips_at_regular_timestamps(
     Other arguments, return value and errors are those of :func:`clips_at_random_timestamps`; the number of clips
     follows from the range and the spacing.
     """
-    return _time_sampler("regular", decoder, None, seconds_between_clip_starts, num_frames_per_clip,
-                         seconds_between_frames, sampling_range_start, sampling_range_end, policy, None)
+    return _time_sampler(
+        "regular",
+        decoder,
+        None,
+        seconds_between_clip_starts,
+        num_frames_per_clip,
+        seconds_between_frames,
+        sampling_range_start,
+        sampling_range_end,
+        policy,
+        None,
+    )

@@ -17,8 +17,9 @@ def main() -> None:
     manifest, out_dir = sys.argv[1], sys.argv[2]
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    ds = ClipDataset(manifest, sampler=samplers.clips_at_regular_indices,
-                     sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 3})
+    ds = ClipDataset(
+        manifest, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 3}
+    )
     sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=1, sampler=sampler, num_workers=1)
     seen = []

@@ -39,8 +39,17 @@ class PyNvVCExceptionUnsupported(Exception):
     pass
 
 
-FFMPEG_NAMES = {"H264": "h264", "HEVC": "hevc", "VP9": "vp9", "AV1": "libdav1d", "MPEG4": "mpeg4",
-                "MPEG2": "mpeg2video", "VP8": "vp8", "MPEG1": "mpeg1video", "VC1": "vc1"}
+FFMPEG_NAMES = {
+    "H264": "h264",
+    "HEVC": "hevc",
+    "VP9": "vp9",
+    "AV1": "libdav1d",
+    "MPEG4": "mpeg4",
+    "MPEG2": "mpeg2video",
+    "VP8": "vp8",
+    "MPEG1": "mpeg1video",
+    "VC1": "vc1",
+}
 
 
 class PacketData:
@@ -54,8 +63,11 @@ class PacketData:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("pts", "dts", "bsl", "bsl_data", "duration", "pos") and (
-                not isinstance(value, int) or isinstance(value, bool) or not -(2 ** 63) <= value < 2 ** 63
-                or (name.startswith("bsl") and value < 0)):
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not -(2**63) <= value < 2**63
+            or (name.startswith("bsl") and value < 0)
+        ):
             raise TypeError(f"incompatible type for PacketData.{name}: {value!r}")
         object.__setattr__(self, name, value)
 
@@ -99,9 +111,9 @@ class Surface:
         y, u, v = plane(0, w, h), plane(1, cw, ch), plane(2, cw, ch)
         lum = self.buf[: self.pitch * h].view(dt).reshape(h, self.pitch // bps)
         lum[:, :w] = (y << shift).astype(dt)
-        chroma = self.buf[self.pitch * h: self.pitch * (h + ch)].view(dt).reshape(ch, self.pitch // bps)
-        chroma[:, 0: 2 * cw: 2] = (u << shift).astype(dt)
-        chroma[:, 1: 2 * cw: 2] = (v << shift).astype(dt)
+        chroma = self.buf[self.pitch * h : self.pitch * (h + ch)].view(dt).reshape(ch, self.pitch // bps)
+        chroma[:, 0 : 2 * cw : 2] = (u << shift).astype(dt)
+        chroma[:, 1 : 2 * cw : 2] = (v << shift).astype(dt)
         self.h = h
 
     def getPTS(self) -> int:
@@ -113,10 +125,22 @@ class Surface:
     def cuda(self) -> list[_View]:
         w, h, typestr = self._even_w, self.h, "|u1" if self._bps == 1 else "|u2"
         row = self.pitch // self._bps  # in elements, as the real views report it (w with no padding)
-        luma = {"shape": (h, w, 1), "strides": (row, 1, 1), "typestr": typestr, "version": 3, "stream": 0,
-                "data": (self.GetPtrToPlane(0), False)}
-        chroma = {"shape": (h // 2, w // 2, 2), "strides": (row, 2, 1), "typestr": typestr, "version": 3,
-                  "stream": 0, "data": (self.GetPtrToPlane(1), False)}
+        luma = {
+            "shape": (h, w, 1),
+            "strides": (row, 1, 1),
+            "typestr": typestr,
+            "version": 3,
+            "stream": 0,
+            "data": (self.GetPtrToPlane(0), False),
+        }
+        chroma = {
+            "shape": (h // 2, w // 2, 2),
+            "strides": (row, 2, 1),
+            "typestr": typestr,
+            "version": 3,
+            "stream": 0,
+            "data": (self.GetPtrToPlane(1), False),
+        }
         return [_View(luma), _View(chroma)]
 
     def poison(self) -> None:
@@ -193,8 +217,9 @@ class FakeDecoder:
         return self._emit(frames)
 
 
-def make_module(caps: dict | None = None, fail_create: bool = False,
-                unsupported_at_decode: str | None = None, pitch_pad: int = 0) -> types.SimpleNamespace:
+def make_module(
+    caps: dict | None = None, fail_create: bool = False, unsupported_at_decode: str | None = None, pitch_pad: int = 0
+) -> types.SimpleNamespace:
     created: list[FakeDecoder] = []
 
     def CreateDecoder(**kwargs):
@@ -212,15 +237,30 @@ def make_module(caps: dict | None = None, fail_create: bool = False,
         check_call("GetDecoderCaps", kwargs)
         assert isinstance(kwargs.get("chromaformat", cudaVideoChromaFormat["420"]), cudaVideoChromaFormat)
         caps_calls.append(kwargs)
-        full = {"supported": 1, "width_max": 8192, "height_max": 8192, "width_min": 48, "height_min": 16,
-                "mb_num_max": 1 << 20, "num_decoder_engines": 4}
+        full = {
+            "supported": 1,
+            "width_max": 8192,
+            "height_max": 8192,
+            "width_min": 48,
+            "height_min": 16,
+            "mb_num_max": 1 << 20,
+            "num_decoder_engines": 4,
+        }
         full.update(caps or {})
         unknown = set(full) - set(CAPS_KEYS)
         assert not unknown, f"the real caps dict has no keys {unknown}"
         return full
 
-    return types.SimpleNamespace(cudaVideoCodec=cudaVideoCodec, cudaVideoChromaFormat=cudaVideoChromaFormat,
-                                 OutputColorType=OutputColorType, Pixel_Format=Pixel_Format, PacketData=PacketData,
-                                 PyNvVCException=PyNvVCException,
-                                 PyNvVCExceptionUnsupported=PyNvVCExceptionUnsupported, CreateDecoder=CreateDecoder,
-                                 GetDecoderCaps=GetDecoderCaps, created=created, caps_calls=caps_calls)
+    return types.SimpleNamespace(
+        cudaVideoCodec=cudaVideoCodec,
+        cudaVideoChromaFormat=cudaVideoChromaFormat,
+        OutputColorType=OutputColorType,
+        Pixel_Format=Pixel_Format,
+        PacketData=PacketData,
+        PyNvVCException=PyNvVCException,
+        PyNvVCExceptionUnsupported=PyNvVCExceptionUnsupported,
+        CreateDecoder=CreateDecoder,
+        GetDecoderCaps=GetDecoderCaps,
+        created=created,
+        caps_calls=caps_calls,
+    )

@@ -38,15 +38,15 @@ def mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
         if kind == "flip":
             buf[pos] ^= 1 << rng.randrange(8)
         elif kind == "zero":
-            buf[pos: pos + span] = bytes(min(span, n - pos))
+            buf[pos : pos + span] = bytes(min(span, n - pos))
         elif kind == "random":
-            buf[pos: pos + span] = bytes(rng.getrandbits(8) for _ in range(min(span, n - pos)))
+            buf[pos : pos + span] = bytes(rng.getrandbits(8) for _ in range(min(span, n - pos)))
         elif kind == "truncate":
             del buf[pos:]
         elif kind == "dup":
-            buf[pos:pos] = buf[pos: pos + span]
+            buf[pos:pos] = buf[pos : pos + span]
         else:
-            del buf[pos: pos + span]
+            del buf[pos : pos + span]
         ops.append(f"{kind}@{pos}+{span}")
     return bytes(buf), ",".join(ops)
 
@@ -56,7 +56,7 @@ def mutate_moov(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     at = data.find(b"moov")
     if at < 4:
         return mutate(data, rng)
-    start, end = at - 4, min(len(data), at - 4 + int.from_bytes(data[at - 4: at], "big"))
+    start, end = at - 4, min(len(data), at - 4 + int.from_bytes(data[at - 4 : at], "big"))
     buf = bytearray(data)
     ops = []
     for _ in range(rng.randint(1, 4)):
@@ -68,9 +68,9 @@ def mutate_moov(data: bytes, rng: random.Random) -> tuple[bytes, str]:
             buf[pos] = rng.randrange(256)
         elif kind == "int32":
             value = rng.choice([0, 1, 0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, rng.getrandbits(32)])
-            buf[pos: pos + 4] = value.to_bytes(4, "big")
+            buf[pos : pos + 4] = value.to_bytes(4, "big")
         else:
-            buf[pos: pos + 4] = bytes(4)
+            buf[pos : pos + 4] = bytes(4)
         ops.append(f"moov-{kind}@{pos}")
     return bytes(buf[: len(data)]), ",".join(ops)
 
@@ -92,11 +92,14 @@ def exercise(data: bytes) -> str:
         n = len(dec)
         m = dec.metadata
         calls = [
-            lambda d=dec: d[0], lambda d=dec, n=n: d[n - 1], lambda d=dec, n=n: d.get_frames_at([n // 2, 0, n - 1]),
+            lambda d=dec: d[0],
+            lambda d=dec, n=n: d[n - 1],
+            lambda d=dec, n=n: d.get_frames_at([n // 2, 0, n - 1]),
             lambda d=dec, n=n: d.get_frames_in_range(0, n, max(1, n // 5)),
             lambda d=dec, m=m: d.get_frame_played_at(m.begin_stream_seconds),
             lambda d=dec, m=m: d.get_frames_played_in_range(
-                m.begin_stream_seconds, min(m.end_stream_seconds or math.inf, m.begin_stream_seconds + 0.5)),
+                m.begin_stream_seconds, min(m.end_stream_seconds or math.inf, m.begin_stream_seconds + 0.5)
+            ),
             lambda d=dec: samplers.clips_at_random_indices(d, num_clips=2, num_frames_per_clip=2),
         ]
         for call in calls:
@@ -200,8 +203,9 @@ def seeds(media_dir: Path) -> list[Path]:
     return out
 
 
-def fuzz(media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None,
-         focus: str = "file") -> dict[str, Any]:
+def fuzz(
+    media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None, focus: str = "file"
+) -> dict[str, Any]:
     """Run ``cases`` mutations (or until ``deadline_s``); return counts and findings.
 
     ``focus="moov"`` mutates only the ``moov`` box of the MP4 seeds (the tables gpudecode parses itself).
@@ -250,8 +254,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--media", default="/tmp/gpudecode-fuzz-media")
     ap.add_argument("--out", default=None, help="write the report as JSON here")
-    ap.add_argument("--focus", choices=["file", "moov"], default="file",
-                    help="mutate anywhere in the file, or only inside the MP4 seeds' moov box")
+    ap.add_argument(
+        "--focus",
+        choices=["file", "moov"],
+        default="file",
+        help="mutate anywhere in the file, or only inside the MP4 seeds' moov box",
+    )
     args = ap.parse_args()
     media = Path(args.media)
     media.mkdir(parents=True, exist_ok=True)

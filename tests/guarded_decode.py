@@ -40,10 +40,15 @@ def _dataloader_workers(paths: list[str]) -> None:
 
     from gpudecode.data import ClipDataset, collate_clips
 
-    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices, mixed_sizes=True,
-                     sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2})
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork",
-                                         collate_fn=collate_clips)
+    ds = ClipDataset(
+        paths,
+        sampler=samplers.clips_at_regular_indices,
+        mixed_sizes=True,
+        sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2},
+    )
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=2, num_workers=2, multiprocessing_context="fork", collate_fn=collate_clips
+    )
     assert sum(len(b["frames"]) for b in loader) == len(paths)
 
 

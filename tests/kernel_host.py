@@ -20,17 +20,67 @@ def host_kernel() -> ctypes.CDLL:
     if cxx is None:
         raise RuntimeError("no C++ compiler")
     out = Path(tempfile.mkdtemp()) / "yuv420_host.so"
-    subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{ROOT / 'kernels'}", f"-I{ROOT / 'tests'}",
-                    str(ROOT / "tests" / "kernel_host_runner.cpp"), "-o", str(out)], check=True)
+    subprocess.run(
+        [
+            cxx,
+            "-O2",
+            "-std=c++17",
+            "-shared",
+            "-fPIC",
+            f"-I{ROOT / 'kernels'}",
+            f"-I{ROOT / 'tests'}",
+            str(ROOT / "tests" / "kernel_host_runner.cpp"),
+            "-o",
+            str(out),
+        ],
+        check=True,
+    )
     lib = ctypes.CDLL(str(out))
-    lib.run_yuv420_to_rgb.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int,
-                                      ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong, ctypes.c_int,
-                                      ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    lib.run_yuv420_to_rgb.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_longlong,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_longlong,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_int,
+    ]
     return lib
 
 
-def run(bits: int, luma_ptr: int, chroma_ptr: int, pitch: int, width: int, height: int, dst_ptr: int, planar: bool,
-        matrix12: np.ndarray, frames: int = 1, src_frame_stride: int = 0, dst_frame_stride: int = 0) -> None:
+def run(
+    bits: int,
+    luma_ptr: int,
+    chroma_ptr: int,
+    pitch: int,
+    width: int,
+    height: int,
+    dst_ptr: int,
+    planar: bool,
+    matrix12: np.ndarray,
+    frames: int = 1,
+    src_frame_stride: int = 0,
+    dst_frame_stride: int = 0,
+) -> None:
     m = np.ascontiguousarray(matrix12, dtype=np.float32)
-    host_kernel().run_yuv420_to_rgb(bits, luma_ptr, chroma_ptr, src_frame_stride, pitch, width, height, dst_ptr,
-                                    dst_frame_stride, int(planar), m.ctypes.data, frames, 16 - bits if bits > 8 else 0)
+    host_kernel().run_yuv420_to_rgb(
+        bits,
+        luma_ptr,
+        chroma_ptr,
+        src_frame_stride,
+        pitch,
+        width,
+        height,
+        dst_ptr,
+        dst_frame_stride,
+        int(planar),
+        m.ctypes.data,
+        frames,
+        16 - bits if bits > 8 else 0,
+    )

@@ -37,35 +37,63 @@ class Spec:
 X264 = {"bf": "3", "g": "12", "preset": "ultrafast", "tune": "zerolatency"}
 X264_B = {"bf": "3", "g": "12", "preset": "veryfast"}
 
-SPECS = {s.name: s for s in [
-    Spec("h264_bframes", options=X264_B),
-    Spec("h264_mkv", container="matroska", options=X264_B),
-    # open GOP with leading pictures: B-frames coded after each I-frame but shown before it (b-adapt=0 keeps them)
-    Spec("h264_open_gop", container="matroska",
-         options={**X264_B, "x264-params": "open-gop=1:keyint=10:min-keyint=10:scenecut=0:b-adapt=0"}),
-    Spec("hevc8", codec="libx265", options={"x265-params": "keyint=10:bframes=3:log-level=none"}),
-    Spec("hevc10", codec="libx265", container="matroska", pix_fmt="yuv420p10le",
-         options={"x265-params": "keyint=10:bframes=2:log-level=none"}),
-    Spec("vp9", codec="libvpx-vp9", container="webm", options={"g": "10", "deadline": "realtime",
-                                                                "cpu-used": "8"}),
-    Spec("av1", codec="libsvtav1", container="matroska", width=128, height=72, num_frames=24,
-         options={"g": "10", "preset": "12"}),
-    Spec("mpeg4_avi", codec="mpeg4", container="avi", options={"g": "10", "bf": "1"}, header_exact=False),
-    Spec("odd_size", codec="libvpx-vp9", container="webm", width=65, height=49,
-         options={"g": "10", "deadline": "realtime", "cpu-used": "8"}),
-    Spec("nonzero_start", container="matroska", options=X264_B, start_pts=60, header_exact=False),
-    Spec("vfr", container="matroska", options=X264_B, num_frames=30,
-         pts_list=tuple(int(x) for x in np.cumsum([0] + [40 if i % 3 else 90 for i in range(29)])),
-         header_exact=False),
-    Spec("rotated90", options=X264_B, rotation=90),
-    Spec("rotated270", options=X264_B, rotation=-90),
-    Spec("rotated180", options=X264_B, rotation=180),
-    Spec("editlist", options={"bf": "2", "g": "10", "preset": "veryfast"}, start_pts=-3, header_exact=False),
-    Spec("full_range", pix_fmt="yuvj420p", options=X264_B),
-    Spec("bt709", options=X264_B, colorspace=1, color_range=1),
-    Spec("bt601", container="matroska", options=X264_B, colorspace=6, color_range=1),
-    Spec("with_audio", options=X264_B, with_audio=True),
-]}
+SPECS = {
+    s.name: s
+    for s in [
+        Spec("h264_bframes", options=X264_B),
+        Spec("h264_mkv", container="matroska", options=X264_B),
+        # open GOP with leading pictures: B-frames coded after each I-frame but shown before it (b-adapt=0 keeps them)
+        Spec(
+            "h264_open_gop",
+            container="matroska",
+            options={**X264_B, "x264-params": "open-gop=1:keyint=10:min-keyint=10:scenecut=0:b-adapt=0"},
+        ),
+        Spec("hevc8", codec="libx265", options={"x265-params": "keyint=10:bframes=3:log-level=none"}),
+        Spec(
+            "hevc10",
+            codec="libx265",
+            container="matroska",
+            pix_fmt="yuv420p10le",
+            options={"x265-params": "keyint=10:bframes=2:log-level=none"},
+        ),
+        Spec("vp9", codec="libvpx-vp9", container="webm", options={"g": "10", "deadline": "realtime", "cpu-used": "8"}),
+        Spec(
+            "av1",
+            codec="libsvtav1",
+            container="matroska",
+            width=128,
+            height=72,
+            num_frames=24,
+            options={"g": "10", "preset": "12"},
+        ),
+        Spec("mpeg4_avi", codec="mpeg4", container="avi", options={"g": "10", "bf": "1"}, header_exact=False),
+        Spec(
+            "odd_size",
+            codec="libvpx-vp9",
+            container="webm",
+            width=65,
+            height=49,
+            options={"g": "10", "deadline": "realtime", "cpu-used": "8"},
+        ),
+        Spec("nonzero_start", container="matroska", options=X264_B, start_pts=60, header_exact=False),
+        Spec(
+            "vfr",
+            container="matroska",
+            options=X264_B,
+            num_frames=30,
+            pts_list=tuple(int(x) for x in np.cumsum([0] + [40 if i % 3 else 90 for i in range(29)])),
+            header_exact=False,
+        ),
+        Spec("rotated90", options=X264_B, rotation=90),
+        Spec("rotated270", options=X264_B, rotation=-90),
+        Spec("rotated180", options=X264_B, rotation=180),
+        Spec("editlist", options={"bf": "2", "g": "10", "preset": "veryfast"}, start_pts=-3, header_exact=False),
+        Spec("full_range", pix_fmt="yuvj420p", options=X264_B),
+        Spec("bt709", options=X264_B, colorspace=1, color_range=1),
+        Spec("bt601", container="matroska", options=X264_B, colorspace=6, color_range=1),
+        Spec("with_audio", options=X264_B, with_audio=True),
+    ]
+}
 
 
 def _frame_image(i: int, w: int, h: int) -> np.ndarray:
@@ -77,7 +105,7 @@ def _frame_image(i: int, w: int, h: int) -> np.ndarray:
     img[..., 2] = ((x // 8 + y // 8) % 2) * 160 + (i * 13) % 90
     # a moving block and a fixed corner marker (shows orientation)
     bx = (i * 3) % max(1, w - 8)
-    img[h // 3: h // 3 + 8, bx: bx + 8] = (250, 250, 20)
+    img[h // 3 : h // 3 + 8, bx : bx + 8] = (250, 250, 20)
     img[:6, :10] = (255, 0, 0)
     return img
 
@@ -112,8 +140,7 @@ def make_video(spec: Spec, path: Path) -> Path:
     for i in range(spec.num_frames):
         img = _frame_image(i, spec.width, spec.height)
         frame = av.VideoFrame.from_ndarray(img, src_fmt)
-        frame = frame.reformat(format=spec.pix_fmt, dst_colorspace=spec.colorspace,
-                               dst_color_range=spec.color_range)
+        frame = frame.reformat(format=spec.pix_fmt, dst_colorspace=spec.colorspace, dst_color_range=spec.color_range)
         frame.pts = spec.pts_list[i] if spec.pts_list is not None else i + spec.start_pts
         frame.time_base = tb
         for pkt in stream.encode(frame):
@@ -231,7 +258,7 @@ def yuv_frames_float_rgb(path: Path | str) -> list[tuple[int, np.ndarray]]:
 
 def patch_bytes(data: bytes, offset: int, new: bytes) -> bytes:
     """Return ``data`` with ``new`` written at ``offset``."""
-    return data[:offset] + new + data[offset + len(new):]
+    return data[:offset] + new + data[offset + len(new) :]
 
 
 def find_box(data: bytes, kind: bytes) -> int:

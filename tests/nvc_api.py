@@ -22,12 +22,31 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ENUMS = ("cudaVideoCodec", "cudaVideoChromaFormat", "OutputColorType", "Pixel_Format", "DisplayDecodeLatencyType",
-         "cudaVideoSurfaceFormat")
+ENUMS = (
+    "cudaVideoCodec",
+    "cudaVideoChromaFormat",
+    "OutputColorType",
+    "Pixel_Format",
+    "DisplayDecodeLatencyType",
+    "cudaVideoSurfaceFormat",
+)
 FUNCTIONS = ("CreateDecoder", "GetDecoderCaps")
 CLASSES = ("PyNvDecoder", "DecodedFrame", "PacketData", "CAIMemoryView")
-CAPS_KEYS = ("supported", "width_max", "height_max", "width_min", "height_min", "mb_num_max", "num_decoder_engines",
-             "max_width", "max_height", "nMaxWidth", "nMaxHeight", "is_supported", "bIsSupported")
+CAPS_KEYS = (
+    "supported",
+    "width_max",
+    "height_max",
+    "width_min",
+    "height_min",
+    "mb_num_max",
+    "num_decoder_engines",
+    "max_width",
+    "max_height",
+    "nMaxWidth",
+    "nMaxHeight",
+    "is_supported",
+    "bIsSupported",
+)
 
 
 def compiled_module() -> str | None:
@@ -42,13 +61,20 @@ def compiled_module() -> str | None:
 def build_stub_libcuda(module: str, folder: Path) -> Path:
     """Compile a ``libcuda.so.1`` defining every ``cu*`` symbol ``module`` links, each failing with 'no device'."""
     nm = subprocess.run(["nm", "-D", "--undefined-only", module], capture_output=True, text=True, check=True).stdout
-    symbols = sorted({line.split()[-1] for line in nm.splitlines()
-                      if line.split() and line.split()[-1].startswith("cu") and "@" not in line.split()[-1]})
+    symbols = sorted(
+        {
+            line.split()[-1]
+            for line in nm.splitlines()
+            if line.split() and line.split()[-1].startswith("cu") and "@" not in line.split()[-1]
+        }
+    )
     lines = ["/* stub libcuda: every driver call reports CUDA_ERROR_NO_DEVICE (100) */"]
     for name in symbols:
         if name in ("cuGetErrorName", "cuGetErrorString"):
-            lines.append(f'int {name}(int e, const char **s) {{ static const char m[] = "CUDA_ERROR_NO_DEVICE"; '
-                         "if (s) *s = m; return 0; }")
+            lines.append(
+                f'int {name}(int e, const char **s) {{ static const char m[] = "CUDA_ERROR_NO_DEVICE"; '
+                "if (s) *s = m; return 0; }"
+            )
         else:
             lines.append(f"int {name}(void) {{ return 100; }}")
     (folder / "stub.c").write_text("\n".join(lines) + "\n")
@@ -85,13 +111,18 @@ def _describe_in_child(module: str) -> dict[str, Any]:
         "enums": {e: {k: int(v.value) for k, v in getattr(m, e).__members__.items()} for e in ENUMS},
         "functions": {f: _keywords(getattr(m, f).__doc__ or "", f) for f in FUNCTIONS},
         "classes": {c: sorted(x for x in dir(getattr(m, c)) if not x.startswith("_")) for c in CLASSES},
-        "methods": {"PyNvDecoder.setReconfigParams": _keywords(m.PyNvDecoder.setReconfigParams.__doc__ or "",
-                                                               "setReconfigParams")},
-        "exceptions": {e: [b.__name__ for b in getattr(m, e).__mro__] for e in
-                       ("PyNvVCException", "PyNvVCExceptionUnsupported")},
-        "packet_setters": {f"{p}={v!r}": _probe_setter(m.PacketData, p, v) for p, v in
-                           (("pts", 5), ("pts", None), ("pts", 2 ** 63), ("bsl_data", -1), ("bsl", 10),
-                            ("bsl_data", 12345))},
+        "methods": {
+            "PyNvDecoder.setReconfigParams": _keywords(
+                m.PyNvDecoder.setReconfigParams.__doc__ or "", "setReconfigParams"
+            )
+        },
+        "exceptions": {
+            e: [b.__name__ for b in getattr(m, e).__mro__] for e in ("PyNvVCException", "PyNvVCExceptionUnsupported")
+        },
+        "packet_setters": {
+            f"{p}={v!r}": _probe_setter(m.PacketData, p, v)
+            for p, v in (("pts", 5), ("pts", None), ("pts", 2**63), ("bsl_data", -1), ("bsl", 10), ("bsl_data", 12345))
+        },
         "binary_strings": {k: data.count(k.encode() + b"\x00") for k in CAPS_KEYS},
     }
 
@@ -104,8 +135,9 @@ def describe() -> dict[str, Any] | None:
     with tempfile.TemporaryDirectory() as tmp:
         build_stub_libcuda(module, Path(tmp))
         env = dict(os.environ, LD_LIBRARY_PATH=f"{tmp}:{os.environ.get('LD_LIBRARY_PATH', '')}")
-        out = subprocess.run([sys.executable, __file__, "--child", module], capture_output=True, text=True, env=env,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", module], capture_output=True, text=True, env=env, timeout=120
+        )
     if out.returncode != 0:
         raise RuntimeError(f"loading {module} against the stub libcuda failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout)

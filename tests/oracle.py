@@ -69,8 +69,27 @@ def cli_rgb_frames(path: str) -> np.ndarray:
     with av.open(path) as c:
         s = c.streams.video[0]
         w, h = s.codec_context.width, s.codec_context.height
-    raw = subprocess.run([exe, "-v", "error", "-nostdin", "-i", path, "-map", "0:v:0", "-fps_mode", "passthrough",
-                          "-vf", "format=rgb24", "-f", "rawvideo", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            exe,
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            path,
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-vf",
+            "format=rgb24",
+            "-f",
+            "rawvideo",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
 
 

@@ -26,18 +26,41 @@ SEED = 7
 def cases() -> list[tuple[str, dict]]:
     """The argument grid (about 400 calls per fixture)."""
     out: list[tuple[str, dict]] = []
-    for nc, pc, step, start, end, pol in itertools.product((1, 3), (1, 4), (1, 3), (0, -10), (None, 30, -2, 10**6),
-                                                           ("repeat_last", "wrap", "error")):
-        kw = dict(num_clips=nc, num_frames_per_clip=pc, num_indices_between_frames=step, sampling_range_start=start,
-                  sampling_range_end=end, policy=pol)
+    for nc, pc, step, start, end, pol in itertools.product(
+        (1, 3), (1, 4), (1, 3), (0, -10), (None, 30, -2, 10**6), ("repeat_last", "wrap", "error")
+    ):
+        kw = dict(
+            num_clips=nc,
+            num_frames_per_clip=pc,
+            num_indices_between_frames=step,
+            sampling_range_start=start,
+            sampling_range_end=end,
+            policy=pol,
+        )
         out += [("clips_at_random_indices", kw), ("clips_at_regular_indices", kw)]
-    for nc, pc, sbf, start, end, pol in itertools.product((1, 4), (1, 3), (None, 0.1), (None, 0.2), (None, 100.0),
-                                                          ("repeat_last", "wrap", "error")):
-        out.append(("clips_at_random_timestamps", dict(num_clips=nc, num_frames_per_clip=pc, seconds_between_frames=sbf,
-                                                       sampling_range_start=start, sampling_range_end=end, policy=pol)))
+    for nc, pc, sbf, start, end, pol in itertools.product(
+        (1, 4), (1, 3), (None, 0.1), (None, 0.2), (None, 100.0), ("repeat_last", "wrap", "error")
+    ):
+        out.append(
+            (
+                "clips_at_random_timestamps",
+                dict(
+                    num_clips=nc,
+                    num_frames_per_clip=pc,
+                    seconds_between_frames=sbf,
+                    sampling_range_start=start,
+                    sampling_range_end=end,
+                    policy=pol,
+                ),
+            )
+        )
     for gap, pc, sbf in itertools.product((0.3, 0.55), (1, 2, 5), (None, 0.25)):
-        out.append(("clips_at_regular_timestamps", dict(seconds_between_clip_starts=gap, num_frames_per_clip=pc,
-                                                        seconds_between_frames=sbf)))
+        out.append(
+            (
+                "clips_at_regular_timestamps",
+                dict(seconds_between_clip_starts=gap, num_frames_per_clip=pc, seconds_between_frames=sbf),
+            )
+        )
     return out
 
 
@@ -73,8 +96,19 @@ def main() -> None:
             assert torch.allclose(frame_pts[idx], pts.flatten(), atol=1e-6)
             results[name].append(idx.reshape(b.pts_seconds.shape).tolist())
     out = Path(__file__).resolve().parent / "torchcodec_samplers.json"
-    out.write_text(json.dumps({"torchcodec": torchcodec.__version__, "torch": torch.__version__, "seed": SEED,
-                               "cases": grid, "frames": results}, separators=(",", ":")) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "torchcodec": torchcodec.__version__,
+                "torch": torch.__version__,
+                "seed": SEED,
+                "cases": grid,
+                "frames": results,
+            },
+            separators=(",", ":"),
+        )
+        + "\n"
+    )
     print(f"{len(grid)} cases x {len(FIXTURES)} fixtures -> {out}")
 
 

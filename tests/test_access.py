@@ -243,8 +243,13 @@ def test_approximate_mode_targets_the_middle_of_each_nominal_interval(media_dir,
 
     options = {"g": "10", "bf": "2", "preset": "veryfast"}
     if kind == "shifted":
-        spec = Spec(kind, container="matroska", num_frames=30, options=options,
-                    pts_list=tuple([0] + [40 * i + 12 for i in range(1, 30)]))
+        spec = Spec(
+            kind,
+            container="matroska",
+            num_frames=30,
+            options=options,
+            pts_list=tuple([0] + [40 * i + 12 for i in range(1, 30)]),
+        )
     else:
         spec = Spec(kind, container="matroska", num_frames=30, fps=Fraction(24000, 1001), options=options)
     path = make_video(spec, media_dir / f"{kind}.mkv")

@@ -64,16 +64,19 @@ def test_demo_runs():
     assert "frames/s" in res.stdout and "decoding on: cpu" in res.stdout and "num_frames: 100" in res.stdout
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["frames", "/no/such/file.mp4", "--at", "1", "-o", "/tmp/x"], 1, "No such file"),
-    (["info", "/no/such/file.mp4"], 1, "No such file"),
-    (["frames", str(sample_video_path()), "--at", "1000", "-o", "/tmp/x"], 1, "Invalid frame index"),
-    (["frames", str(sample_video_path()), "--at", "1"], 2, "required"),
-    (["bench"], 2, "required"),
-    (["frames", str(sample_video_path()), "--at", "1,x", "-o", "/tmp/x"], 2, "argument --at: invalid list '1,x'"),
-    (["frames", str(sample_video_path()), "--times", "abc", "-o", "/tmp/x"], 2, "argument --times: invalid list"),
-    (["frames", str(sample_video_path()), "--at", ",", "-o", "/tmp/x"], 2, "invalid list"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["frames", "/no/such/file.mp4", "--at", "1", "-o", "/tmp/x"], 1, "No such file"),
+        (["info", "/no/such/file.mp4"], 1, "No such file"),
+        (["frames", str(sample_video_path()), "--at", "1000", "-o", "/tmp/x"], 1, "Invalid frame index"),
+        (["frames", str(sample_video_path()), "--at", "1"], 2, "required"),
+        (["bench"], 2, "required"),
+        (["frames", str(sample_video_path()), "--at", "1,x", "-o", "/tmp/x"], 2, "argument --at: invalid list '1,x'"),
+        (["frames", str(sample_video_path()), "--times", "abc", "-o", "/tmp/x"], 2, "argument --times: invalid list"),
+        (["frames", str(sample_video_path()), "--at", ",", "-o", "/tmp/x"], 2, "invalid list"),
+    ],
+)
 def test_exit_codes(args, code, message):
     res = run(*args)
     assert res.returncode == code

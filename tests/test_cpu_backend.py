@@ -26,8 +26,9 @@ def _plain_pts(path) -> list[int]:
         return [f.pts for f in c.decode(video=0)]
 
 
-@pytest.mark.parametrize(("name", "skips"), [("h264_bframes", True), ("hevc8", True), ("vp9", False), ("av1", False),
-                                              ("h264_mkv", True)])
+@pytest.mark.parametrize(
+    ("name", "skips"), [("h264_bframes", True), ("hevc8", True), ("vp9", False), ("av1", False), ("h264_mkv", True)]
+)
 def test_decodes_every_frame_like_pyav_and_converts_like_the_cli(video, name, skips):
     path = video(name)
     c, s, packets = _packets(path)

@@ -22,8 +22,9 @@ def paths(video):
 
 
 def test_items_match_the_sampler(paths):
-    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
-                     sampler_kwargs={"num_clips": 3, "num_frames_per_clip": 4})
+    ds = ClipDataset(
+        paths, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 3, "num_frames_per_clip": 4}
+    )
     assert len(ds) == 5
     item = ds[2]
     ref = samplers.clips_at_regular_indices(VideoDecoder(paths[2]), num_clips=3, num_frames_per_clip=4)
@@ -33,9 +34,11 @@ def test_items_match_the_sampler(paths):
 
 
 def test_transform_and_labels(paths):
-    ds = ClipDataset([VideoEntry(str(p), label=i) for i, p in enumerate(paths)],
-                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
-                     transform=lambda b: b.data.float().mean())
+    ds = ClipDataset(
+        [VideoEntry(str(p), label=i) for i, p in enumerate(paths)],
+        sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+        transform=lambda b: b.data.float().mean(),
+    )
     item = ds[4]
     assert item["label"] == 4 and item["frames"].dim() == 0
 
@@ -71,8 +74,9 @@ def test_decoders_are_lazy_and_bounded(paths):
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers(paths, context):
-    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
-                     sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2})
+    ds = ClipDataset(
+        paths, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 2}
+    )
     ds[0]  # a decoder opened in the parent must not be reused by the workers
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
     got = {item["index"]: item["frames"] for item in loader}
@@ -85,8 +89,21 @@ def test_torchrun_distributed_sampler(paths, tmp_path):
     manifest = tmp_path / "m.txt"
     manifest.write_text("\n".join(str(p) for p in paths))
     script = Path(__file__).parent / "ddp_check.py"
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(manifest), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(manifest),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     r0 = json.loads((tmp_path / "rank0.json").read_text())
     r1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -100,8 +117,9 @@ def mixed(video):
 
 
 def test_mixed_sizes_give_a_clear_error_in_a_dataloader(mixed):
-    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices,
-                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    ds = ClipDataset(
+        mixed, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2}
+    )
     loader = torch.utils.data.DataLoader(ds, batch_size=3)
     with pytest.raises(InvalidArgumentError, match=r"different shapes .*frame_size=\(height, width\)"):
         next(iter(loader))
@@ -109,8 +127,12 @@ def test_mixed_sizes_give_a_clear_error_in_a_dataloader(mixed):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_mixed_sizes_as_lists(mixed, workers):
-    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices, mixed_sizes=True,
-                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    ds = ClipDataset(
+        mixed,
+        sampler=samplers.clips_at_regular_indices,
+        mixed_sizes=True,
+        sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+    )
     loader = torch.utils.data.DataLoader(ds, batch_size=3, num_workers=workers, collate_fn=collate_clips)
     batch = next(iter(loader))
     assert batch["index"].tolist() == [0, 1, 2]
@@ -121,14 +143,25 @@ def test_mixed_sizes_as_lists(mixed, workers):
 
 @pytest.mark.parametrize("order", ["NCHW", "NHWC"])
 def test_mixed_sizes_resized(mixed, order):
-    ds = ClipDataset(mixed, sampler=samplers.clips_at_regular_indices, frame_size=(40, 60),
-                     decoder_kwargs={"dimension_order": order},
-                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    ds = ClipDataset(
+        mixed,
+        sampler=samplers.clips_at_regular_indices,
+        frame_size=(40, 60),
+        decoder_kwargs={"dimension_order": order},
+        sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+    )
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, num_workers=2)))
     assert batch["frames"].shape == ((3, 1, 2, 3, 40, 60) if order == "NCHW" else (3, 1, 2, 40, 60, 3))
     ref = samplers.clips_at_regular_indices(VideoDecoder(mixed[1]), num_clips=1, num_frames_per_clip=2).data.float()
-    want = torch.nn.functional.interpolate(ref.reshape(-1, 3, 72, 128), size=(40, 60), mode="bilinear",
-                                           antialias=True).round().clamp(0, 255).to(torch.uint8)
-    got = batch["frames"][1].reshape(-1, 3, 40, 60) if order == "NCHW" else \
-        batch["frames"][1].reshape(-1, 40, 60, 3).permute(0, 3, 1, 2)
+    want = (
+        torch.nn.functional.interpolate(ref.reshape(-1, 3, 72, 128), size=(40, 60), mode="bilinear", antialias=True)
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+    )
+    got = (
+        batch["frames"][1].reshape(-1, 3, 40, 60)
+        if order == "NCHW"
+        else batch["frames"][1].reshape(-1, 40, 60, 3).permute(0, 3, 1, 2)
+    )
     assert torch.equal(got, want)

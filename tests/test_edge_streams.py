@@ -24,8 +24,21 @@ W, H = 160, 120
 
 def _encode(out: Path, *extra: str, seconds: str = "2", pix_fmt: str = "yuv420p", codec: str = "libx264") -> Path:
     opts = ["-bf", "2", "-g", "12"] if codec == "libx264" else ["-x265-params", "log-level=none:keyint=12"]
-    run_ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", seconds, "-c:v", codec, *opts,
-               "-pix_fmt", pix_fmt, *extra, str(out))
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={W}x{H}:rate=25",
+        "-t",
+        seconds,
+        "-c:v",
+        codec,
+        *opts,
+        "-pix_fmt",
+        pix_fmt,
+        *extra,
+        str(out),
+    )
     return out
 
 
@@ -43,8 +56,21 @@ def made(tmp_path_factory):
             out = folder / name  # three packets into a GOP
             if "mpeg4" in name:  # FFmpeg's MPEG-4 part 2 decoder outputs the pictures before the first keyframe
                 base = folder / "base_mpeg4.mkv"
-                run_ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={W}x{H}:rate=25", "-t", "2", "-c:v", "mpeg4",
-                           "-g", "12", "-bf", "0", str(base))
+                run_ffmpeg(
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    f"testsrc2=size={W}x{H}:rate=25",
+                    "-t",
+                    "2",
+                    "-c:v",
+                    "mpeg4",
+                    "-g",
+                    "12",
+                    "-bf",
+                    "0",
+                    str(base),
+                )
             with av.open(str(base)) as src, av.open(str(out), "w") as dst:
                 s = src.streams.video[0]
                 t = dst.add_stream_from_template(s)
@@ -66,11 +92,28 @@ def made(tmp_path_factory):
             listing.write_text(f"file '{a}'\nfile '{b}'\n")
             run_ffmpeg("-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(folder / name))
         elif name == "bt2020nc.mkv":
-            _encode(folder / name, "-colorspace", "bt2020nc", "-color_primaries", "bt2020", "-color_trc",
-                    "bt2020-10", seconds="1", pix_fmt="yuv420p10le", codec="libx265")
+            _encode(
+                folder / name,
+                "-colorspace",
+                "bt2020nc",
+                "-color_primaries",
+                "bt2020",
+                "-color_trc",
+                "bt2020-10",
+                seconds="1",
+                pix_fmt="yuv420p10le",
+                codec="libx265",
+            )
         elif name == "bt2020c.mkv":  # the same pictures, only the VUI's matrix changed to BT.2020 CL (10)
-            run_ffmpeg("-i", str(build("bt2020nc.mkv")), "-c", "copy", "-bsf:v", "hevc_metadata=matrix_coefficients=10",
-                       str(folder / name))
+            run_ffmpeg(
+                "-i",
+                str(build("bt2020nc.mkv")),
+                "-c",
+                "copy",
+                "-bsf:v",
+                "hevc_metadata=matrix_coefficients=10",
+                str(folder / name),
+            )
         return folder / name
 
     def get(name: str) -> str:
@@ -105,12 +148,12 @@ def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name, caplog):
     assert lead > 0
     assert len(dec) == (len(keys) if "mpeg4" in name else len(keys) - lead)  # all lead pictures shown, or none
     said = [r.getMessage() for r in caplog.records if "before the first keyframe" in r.getMessage()]
-    assert said == ([] if "mpeg4" in name else [f"gpudecode: {lead} packets before the first keyframe decode to "
-                                                 "nothing"])
+    assert said == (
+        [] if "mpeg4" in name else [f"gpudecode: {lead} packets before the first keyframe decode to nothing"]
+    )
     np.testing.assert_array_equal(dec[:].numpy(), ref)
     assert dec.get_frames_in_range(0, len(dec)).pts_seconds.tolist() == pytest.approx(_plain_pts(path))
-    np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[len(dec) // 2].numpy(),
-                                  ref[len(dec) // 2])
+    np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[len(dec) // 2].numpy(), ref[len(dec) // 2])
 
 
 def test_negative_composition_offsets(made):
@@ -197,8 +240,21 @@ def test_approximate_mode_on_a_stream_that_does_not_start_at_zero(video):
 def _faststart_mp4(folder: Path) -> Path:
     """1.6 s of H.264 with B-frames in an MP4 whose moov comes first (``-movflags +faststart``)."""
     whole = folder / "whole.mp4"
-    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:d=1.6", "-c:v", "libx264", "-bf", "2", "-g", "10", "-movflags",
-               "+faststart", str(whole))
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=96x64:d=1.6",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "2",
+        "-g",
+        "10",
+        "-movflags",
+        "+faststart",
+        str(whole),
+    )
     return whole
 
 

@@ -30,8 +30,15 @@ def test_hierarchy():
     assert issubclass(DecodeError, RuntimeError)
     assert issubclass(CudaUnavailableError, RuntimeError)
     assert issubclass(WorkerCrashError, RuntimeError)
-    for cls in (InvalidArgumentError, MediaError, FrameIndexError, SourceNotFoundError, DecodeError,
-                CudaUnavailableError, WorkerCrashError):
+    for cls in (
+        InvalidArgumentError,
+        MediaError,
+        FrameIndexError,
+        SourceNotFoundError,
+        DecodeError,
+        CudaUnavailableError,
+        WorkerCrashError,
+    ):
         assert issubclass(cls, GpudecodeError)
 
 
@@ -47,8 +54,14 @@ def test_directory(tmp_path):
         VideoDecoder(tmp_path)
 
 
-@pytest.mark.parametrize("data", [b"hello world, not a video" * 10, bytes(range(256)) * 50,
-                                  np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"hello world, not a video" * 10,
+        bytes(range(256)) * 50,
+        np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+    ],
+)
 def test_not_media(data, tmp_path):
     with pytest.raises(MediaError, match="Could not open"):
         VideoDecoder(data)
@@ -74,15 +87,18 @@ def test_stream_index(video):
         VideoDecoder(path, stream_index="1")
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"seek_mode": "fast"}, r"Invalid seek_mode \('fast'\)\. Supported values are: exact, approximate\."),
-    ({"dimension_order": "CHW"}, r"Invalid dimension_order \('CHW'\)\. Supported values are: NCHW, NHWC\."),
-    ({"device": "tpu"}, r"Invalid device \('tpu'\)"),
-    ({"device": "mps"}, r"Invalid device \('mps'\)"),
-    ({"device": 3.5}, r"Invalid device"),
-    ({"num_threads": -1}, r"Invalid num_threads \(-1\)"),
-    ({"num_threads": "2"}, r"Invalid num_threads"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"seek_mode": "fast"}, r"Invalid seek_mode \('fast'\)\. Supported values are: exact, approximate\."),
+        ({"dimension_order": "CHW"}, r"Invalid dimension_order \('CHW'\)\. Supported values are: NCHW, NHWC\."),
+        ({"device": "tpu"}, r"Invalid device \('tpu'\)"),
+        ({"device": "mps"}, r"Invalid device \('mps'\)"),
+        ({"device": 3.5}, r"Invalid device"),
+        ({"num_threads": -1}, r"Invalid num_threads \(-1\)"),
+        ({"num_threads": "2"}, r"Invalid num_threads"),
+    ],
+)
 def test_invalid_arguments(video, kwargs, pattern):
     with pytest.raises(InvalidArgumentError, match=pattern):
         VideoDecoder(video("h264_bframes"), **kwargs)
@@ -241,7 +257,7 @@ def test_zeroed_bytes_in_the_middle(video, tmp_path):
     frames, _, _ = oracle(str(src))
     data = bytearray(src.read_bytes())
     mid = len(data) * 2 // 3
-    data[mid: mid + 400] = bytes(400)
+    data[mid : mid + 400] = bytes(400)
     bad = tmp_path / "z.mkv"
     bad.write_bytes(bytes(data))
     dec = VideoDecoder(bad, dimension_order="NHWC")

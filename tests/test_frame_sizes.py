@@ -28,8 +28,10 @@ def _assert_same(name: str, got: np.ndarray, ref: np.ndarray, indices: list[int]
         if not np.array_equal(got[k], ref[i]):
             d = np.abs(got[k].astype(int) - ref[i].astype(int))
             cols = np.nonzero(d.max(axis=(0, 2)))[0]
-            raise AssertionError(f"{name} frame {i}: {int((d > 0).sum())} values differ (max {d.max()}), "
-                                 f"columns {cols.min()}..{cols.max()}")
+            raise AssertionError(
+                f"{name} frame {i}: {int((d > 0).sum())} values differ (max {d.max()}), "
+                f"columns {cols.min()}..{cols.max()}"
+            )
 
 
 @pytest.mark.parametrize("mode", ["exact", "approximate"])
@@ -79,6 +81,7 @@ def test_no_write_outside_the_output_tensor(video):
     child = Path(__file__).parent / "guarded_decode.py"
     r = subprocess.run([sys.executable, str(child), *paths], capture_output=True, text=True, timeout=600)
     started = [ln.split(" ", 1)[1] for ln in r.stdout.splitlines() if ln.startswith("start ")]
-    assert r.returncode == 0, (f"child exited {r.returncode} while decoding {started[-1] if started else '?'}:\n"
-                               f"{r.stderr[-2000:]}")
+    assert r.returncode == 0, (
+        f"child exited {r.returncode} while decoding {started[-1] if started else '?'}:\n{r.stderr[-2000:]}"
+    )
     assert sum(ln.startswith("ok ") for ln in r.stdout.splitlines()) == len(paths)

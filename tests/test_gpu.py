@@ -19,8 +19,24 @@ from gpudecode import VideoDecoder, samplers
 
 pytestmark = pytest.mark.gpu
 
-CODEC_FIXTURES = ["h264_bframes", "h264_mkv", "h264_open_gop", "hevc8", "hevc10", "vp9", "av1", "mpeg4_avi",
-                  "editlist", "rotated90", "full_range", "bt709", "bt601", "nonzero_start", "vfr", "with_audio"]
+CODEC_FIXTURES = [
+    "h264_bframes",
+    "h264_mkv",
+    "h264_open_gop",
+    "hevc8",
+    "hevc10",
+    "vp9",
+    "av1",
+    "mpeg4_avi",
+    "editlist",
+    "rotated90",
+    "full_range",
+    "bt709",
+    "bt601",
+    "nonzero_start",
+    "vfr",
+    "with_audio",
+]
 
 
 def _compare(name, cpu_batch, gpu_batch, path=None):
@@ -215,9 +231,12 @@ def test_forked_child_never_reuses_cuda_state(video):
 def _cuda_clips(video, device):
     from gpudecode.data import ClipDataset
 
-    return ClipDataset([video(n) for n in ("h264_bframes", "hevc8", "vp9", "h264_mkv")] * 2, device=device,
-                       sampler=samplers.clips_at_regular_indices,
-                       sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 3})
+    return ClipDataset(
+        [video(n) for n in ("h264_bframes", "hevc8", "vp9", "h264_mkv")] * 2,
+        device=device,
+        sampler=samplers.clips_at_regular_indices,
+        sampler_kwargs={"num_clips": 2, "num_frames_per_clip": 3},
+    )
 
 
 def test_spawned_dataloader_workers_decode_on_cuda(video):
@@ -240,8 +259,9 @@ def test_resilient_loader_with_crashing_cuda_workers(video):
     from gpudecode.data import ResilientLoader
 
     cpu, gpu = _cuda_clips(video, "cpu"), _cuda_clips(video, "cuda")
-    loader = torch.utils.data.DataLoader(Faulty(gpu, crash=(3,)), batch_size=2, num_workers=2,
-                                         multiprocessing_context="spawn")
+    loader = torch.utils.data.DataLoader(
+        Faulty(gpu, crash=(3,)), batch_size=2, num_workers=2, multiprocessing_context="spawn"
+    )
     resilient = ResilientLoader(loader)
     with pytest.warns(RuntimeWarning, match="lost batch 1"):
         got = list(resilient)

@@ -14,8 +14,22 @@ from oracle import ALL, assert_frame_matches, oracle
 from gpudecode import MediaError, VideoDecoder
 from gpudecode._index import _from_packets, _scan_packets
 
-MP4S = [n for n in ALL if n in {"h264_bframes", "hevc8", "rotated90", "rotated270", "rotated180", "editlist",
-                                "full_range", "bt709", "with_audio"}]
+MP4S = [
+    n
+    for n in ALL
+    if n
+    in {
+        "h264_bframes",
+        "hevc8",
+        "rotated90",
+        "rotated270",
+        "rotated180",
+        "editlist",
+        "full_range",
+        "bt709",
+        "with_audio",
+    }
+]
 
 
 def _scan_index(path):
@@ -201,9 +215,9 @@ def test_regression_huge_ctts_count_does_not_allocate(video):
     path = video("h264_bframes")
     data = bytearray(path.read_bytes())
     at = data.find(b"ctts")
-    entries = int.from_bytes(data[at + 8: at + 12], "big")
+    entries = int.from_bytes(data[at + 8 : at + 12], "big")
     last = at + 12 + 8 * (entries - 1)
-    data[last: last + 4] = (0xF0000000).to_bytes(4, "big")  # the last run now "covers" 4 billion samples
+    data[last : last + 4] = (0xF0000000).to_bytes(4, "big")  # the last run now "covers" 4 billion samples
     dec = VideoDecoder(bytes(data))
     ref = VideoDecoder(path)
     assert dec.index.method == "packet-scan" and len(dec) == len(ref)
@@ -227,8 +241,10 @@ class _DemuxFailsAfter:
             yield pkt
 
 
-@pytest.mark.parametrize("error", [av.error.MemoryError(12, "Cannot allocate memory"),
-                                   av.error.InvalidDataError(1094995529, "Invalid data found")])
+@pytest.mark.parametrize(
+    "error",
+    [av.error.MemoryError(12, "Cannot allocate memory"), av.error.InvalidDataError(1094995529, "Invalid data found")],
+)
 def test_regression_scan_stops_at_any_ffmpeg_error(video, error, caplog):
     """Fuzz finding (seed 13): ENOMEM from a damaged size field leaked out of the packet scan as av's MemoryError."""
     with av.open(str(video("h264_mkv"))) as c:
@@ -396,11 +412,11 @@ def test_mp4_tables_shift_decode_times_as_ffmpegs_mov_demuxer_does(video, tmp_pa
     table path must still agree with the demuxer (a plain packet scan), and be used."""
     data = bytearray(video("h264_bframes").read_bytes())
     at = data.find(b"ctts")
-    entries = int.from_bytes(data[at + 8: at + 12], "big")
+    entries = int.from_bytes(data[at + 8 : at + 12], "big")
     assert entries >= 4
     data[at + 4] = 1  # version 1: signed offsets
     e = at + 12 + 8 * (entries - entry_from_end)
-    data[e + 4: e + 8] = (-7 & 0xFFFFFFFF).to_bytes(4, "big")
+    data[e + 4 : e + 8] = (-7 & 0xFFFFFFFF).to_bytes(4, "big")
     path = tmp_path / f"ctts{entry_from_end}.mp4"
     path.write_bytes(bytes(data))
     fast = VideoDecoder(path).index
@@ -413,8 +429,10 @@ def test_mp4_tables_shift_decode_times_as_ffmpegs_mov_demuxer_does(video, tmp_pa
 def test_a_one_frame_mkv_is_indexed_by_a_packet_scan(media_dir):
     from media import Spec, make_video
 
-    path = make_video(Spec("one_frame_mkv", container="matroska", num_frames=1, options={"preset": "veryfast"}),
-                      media_dir / "one_frame.mkv")
+    path = make_video(
+        Spec("one_frame_mkv", container="matroska", num_frames=1, options={"preset": "veryfast"}),
+        media_dir / "one_frame.mkv",
+    )
     dec = VideoDecoder(path)
     assert dec.index.method == "packet-scan" and len(dec) == 1 and dec[0].shape == (3, 64, 96)
 
@@ -426,8 +444,9 @@ def test_short_and_b_frame_free_mp4s_use_the_tables(media_dir, frames, bframes):
     from media import Spec, make_video
 
     name = f"short_{frames}_{bframes}"
-    path = make_video(Spec(name, num_frames=frames, options={"preset": "veryfast", "bf": str(bframes)}),
-                      media_dir / f"{name}.mp4")
+    path = make_video(
+        Spec(name, num_frames=frames, options={"preset": "veryfast", "bf": str(bframes)}), media_dir / f"{name}.mp4"
+    )
     idx = VideoDecoder(path).index
     assert idx.method == "mp4-tables" and idx.num_frames == frames
     slow = _scan_index(path)
@@ -445,11 +464,11 @@ def test_damaged_stts_falls_back_to_a_packet_scan(video, tmp_path, damage):
     data = bytearray(ref_path.read_bytes())
     at = data.find(b"stts")
     if damage == "stts_count":
-        data[at + 12: at + 16] = (int.from_bytes(data[at + 12: at + 16], "big") + 1).to_bytes(4, "big")
+        data[at + 12 : at + 16] = (int.from_bytes(data[at + 12 : at + 16], "big") + 1).to_bytes(4, "big")
     else:  # FFmpeg reads the deltas too: make the last run's delta 1 larger and check we notice via the dts
-        entries = int.from_bytes(data[at + 8: at + 12], "big")
+        entries = int.from_bytes(data[at + 8 : at + 12], "big")
         e = at + 12 + 8 * (entries - 1)
-        data[e + 4: e + 8] = (int.from_bytes(data[e + 4: e + 8], "big") + 1).to_bytes(4, "big")
+        data[e + 4 : e + 8] = (int.from_bytes(data[e + 4 : e + 8], "big") + 1).to_bytes(4, "big")
     path = tmp_path / f"{damage}.mp4"
     path.write_bytes(bytes(data))
     dec, ref = VideoDecoder(path), VideoDecoder(ref_path)
@@ -483,9 +502,14 @@ def test_packet_scan_reads_what_each_packet_says():
     """Packet scan over scripted packets: pts, else dts; empty packets and other streams' packets skipped; durations,
     key and discard flags and byte positions as given (-1 when unknown); no timestamps at all is an error."""
     stream = type("S", (), {"index": 0})()
-    packets = [_Packet(0, 0, key=True, duration=40, pos=100), _Packet(None, 40, duration=40, pos=200),
-               _Packet(80, None, pos=None, discard=True), _Packet(5, 5, stream_index=1),
-               _Packet(120, 120, size=0), _Packet(160, 100, key=True, duration=40, pos=400)]
+    packets = [
+        _Packet(0, 0, key=True, duration=40, pos=100),
+        _Packet(None, 40, duration=40, pos=200),
+        _Packet(80, None, pos=None, discard=True),
+        _Packet(5, 5, stream_index=1),
+        _Packet(120, 120, size=0),
+        _Packet(160, 100, key=True, duration=40, pos=400),
+    ]
     pts, dur, key, disc, pos = _scan_packets(_Scripted(packets), stream)
     assert pts.tolist() == [0, 40, 80, 160]
     assert dur.tolist() == [40, 40, 0, 40]
@@ -493,8 +517,10 @@ def test_packet_scan_reads_what_each_packet_says():
     assert pos.tolist() == [100, 200, -1, 400]
     with pytest.raises(MediaError, match="carry no timestamps") as e:
         _scan_packets(_Scripted([_Packet(0, 0, key=True), _Packet(None, None)]), stream)
-    assert str(e.value) == ("The video stream's packets carry no timestamps, so an exact index cannot be built. Use "
-                            "seek_mode='approximate' if the header gives a frame count or a duration.")
+    assert str(e.value) == (
+        "The video stream's packets carry no timestamps, so an exact index cannot be built. Use "
+        "seek_mode='approximate' if the header gives a frame count or a duration."
+    )
 
 
 def test_packet_scan_of_a_raw_elementary_stream():
@@ -502,8 +528,9 @@ def test_packet_scan_of_a_raw_elementary_stream():
     stream's rate), every packet that duration, and only the first packet is a place to start decoding."""
     from fractions import Fraction
 
-    rated = type("S", (), {"index": 0, "average_rate": Fraction(30), "guessed_rate": None,
-                           "time_base": Fraction(1, 1_200_000)})()
+    rated = type(
+        "S", (), {"index": 0, "average_rate": Fraction(30), "guessed_rate": None, "time_base": Fraction(1, 1_200_000)}
+    )()
     raw = [_Packet(None, None, key=True), _Packet(None, None, key=True), _Packet(None, None)]
     pts, dur, key, _disc, _pos = _scan_packets(_Scripted(raw, fmt="h264"), rated)
     assert pts.tolist() == [0, 40_000, 80_000] and dur.tolist() == [40_000] * 3  # 1/30 s at 1/1,200,000
@@ -535,12 +562,14 @@ def test_mp4_table_path_declines_what_it_cannot_map(video):
         assert _from_mp4_tables(c, s, with_track(track, fragmented=True), None) is None
         assert _from_mp4_tables(c, s, with_track(None), None) is None
         stts, ctts, count = track.stts, track.ctts, track.sample_count
-        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=None, ctts=ctts, sample_count=count)),
-                                None) is None
-        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=0)),
-                                None) is None
-        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)),
-                                None) is None
+        assert (
+            _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=None, ctts=ctts, sample_count=count)), None) is None
+        )
+        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=0)), None) is None
+        assert (
+            _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)), None)
+            is None
+        )
 
 
 def test_table_check_against_the_demuxer():
@@ -609,7 +638,8 @@ def test_tables_that_disagree_with_the_demuxer_give_way_to_a_fresh_packet_scan(v
     assert idx.method == "packet-scan"
     np.testing.assert_array_equal(idx.pts, _scan_index(path).pts)  # from the first packet: a fresh container
     assert "gpudecode: MP4 tables disagree with the demuxer; scanning packets instead" in [
-        r.getMessage() for r in caplog.records]
+        r.getMessage() for r in caplog.records
+    ]
 
 
 def test_a_stream_without_packets_is_a_media_error(video, monkeypatch):
@@ -624,8 +654,17 @@ def test_a_stream_without_packets_is_a_media_error(video, monkeypatch):
 
 def test_every_packet_discarded_is_a_media_error():
     with pytest.raises(MediaError, match="no decodable frames") as e:
-        _from_packets(np.array([0, 1]), np.array([1, 1]), np.array([True, False]), np.array([True, True]),
-                      np.array([0, 10]), Fraction(1, 25), "", 0, "x")
+        _from_packets(
+            np.array([0, 1]),
+            np.array([1, 1]),
+            np.array([True, False]),
+            np.array([True, True]),
+            np.array([0, 10]),
+            Fraction(1, 25),
+            "",
+            0,
+            "x",
+        )
     assert str(e.value) == "The video stream has no decodable frames (every packet is empty or discarded)."
 
 
@@ -662,8 +701,17 @@ def test_a_joined_stream_that_does_not_start_on_a_keyframe():
     assert idx.plan_key_pts.tolist() == [0, 160] and idx.key_pts.tolist() == [0, 100]
     assert idx.start_key.tolist() == [0, 0, 0, 0, 1, 1, 1]
     # one segment, first packet not a keyframe; 40 is a leading picture of keyframe 80: it starts at packet 0
-    plain = _from_packets(np.array([0, 80, 40, 120]), np.full(4, 40), np.array([False, True, False, False]),
-                          np.zeros(4, bool), np.arange(4) * 10, Fraction(1, 1000), "", 0, "x")
+    plain = _from_packets(
+        np.array([0, 80, 40, 120]),
+        np.full(4, 40),
+        np.array([False, True, False, False]),
+        np.zeros(4, bool),
+        np.arange(4) * 10,
+        Fraction(1, 1000),
+        "",
+        0,
+        "x",
+    )
     assert plain.plan_pts is None and plain.pts.tolist() == [0, 40, 80, 120]
     assert plain.key_pts.tolist() == [0, 80] and plain.start_key.tolist() == [0, 0, 1, 1]
     assert plain.is_key.tolist() == [True, False, True, False]
@@ -677,11 +725,21 @@ def test_a_step_back_without_usable_positions_warns_and_goes_by_timestamps(posit
     assert idx.plan_pts is None and idx.segment_starts is None
     assert [r.getMessage() for r in caplog.records] == [
         "gpudecode: the stream's timestamps repeat or step back and its packets have no byte positions to tell them "
-        "apart; frames with equal timestamps may be confused"]
+        "apart; frames with equal timestamps may be confused"
+    ]
     caplog.clear()
     with caplog.at_level("WARNING", logger="gpudecode"):
-        plain = _from_packets(np.array([0, 80, 40]), np.full(3, 40), np.array([True, False, False]), np.zeros(3, bool),
-                              np.full(3, -1), Fraction(1, 1000), "", 0, "x")
+        plain = _from_packets(
+            np.array([0, 80, 40]),
+            np.full(3, 40),
+            np.array([True, False, False]),
+            np.zeros(3, bool),
+            np.full(3, -1),
+            Fraction(1, 1000),
+            "",
+            0,
+            "x",
+        )
     assert plain.plan_pts is None and not caplog.records  # ordinary timestamps need no positions
 
 

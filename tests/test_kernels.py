@@ -14,8 +14,9 @@ from kernel_host import ROOT, run
 from gpudecode._color import ColorSpec, yuv_to_rgb_matrix
 from gpudecode._kernels import KERNEL_FILES, kernel_path, kernel_source, matrix_arg
 
-SPECS = [ColorSpec(m, full, bits) for m in ("bt601", "bt709", "bt2020") for full in (False, True)
-         for bits in (8, 10, 12)]
+SPECS = [
+    ColorSpec(m, full, bits) for m in ("bt601", "bt709", "bt2020") for full in (False, True) for bits in (8, 10, 12)
+]
 
 
 def make_surface(rng, width, height, bits, pitch_pad=0, frames=1):
@@ -33,16 +34,16 @@ def make_surface(rng, width, height, bits, pitch_pad=0, frames=1):
         if bps == 1:
             lum = buf[f, : pitch * luma_rows].reshape(luma_rows, pitch)
             lum[:, :width] = y[f]
-            chr_ = buf[f, pitch * luma_rows:].reshape(ch, pitch)
-            chr_[:, 0: 2 * cw: 2] = u[f]
-            chr_[:, 1: 2 * cw: 2] = v[f]
+            chr_ = buf[f, pitch * luma_rows :].reshape(ch, pitch)
+            chr_[:, 0 : 2 * cw : 2] = u[f]
+            chr_[:, 1 : 2 * cw : 2] = v[f]
         else:
             shift = 16 - bits
             lum = buf[f, : pitch * luma_rows].view(np.uint16).reshape(luma_rows, pitch // 2)
             lum[:, :width] = y[f] << shift
-            chr_ = buf[f, pitch * luma_rows:].view(np.uint16).reshape(ch, pitch // 2)
-            chr_[:, 0: 2 * cw: 2] = u[f] << shift
-            chr_[:, 1: 2 * cw: 2] = v[f] << shift
+            chr_ = buf[f, pitch * luma_rows :].view(np.uint16).reshape(ch, pitch // 2)
+            chr_[:, 0 : 2 * cw : 2] = u[f] << shift
+            chr_[:, 1 : 2 * cw : 2] = v[f] << shift
     return buf, pitch, frame_bytes, (y, u, v)
 
 
@@ -64,11 +65,24 @@ def test_kernel_matches_numpy(spec, width, height, planar):
     frames = 3
     buf, pitch, frame_bytes, yuv = make_surface(rng, width, height, spec.bit_depth, pitch_pad=24, frames=frames)
     out = np.full((frames, 3 * width * height), 7, np.uint8)  # poisoned: every byte must be written
-    run(spec.bit_depth, buf.ctypes.data, buf.ctypes.data + pitch * height, pitch, width, height, out.ctypes.data,
-        planar, matrix_arg(spec), frames=frames, src_frame_stride=frame_bytes, dst_frame_stride=3 * width * height)
+    run(
+        spec.bit_depth,
+        buf.ctypes.data,
+        buf.ctypes.data + pitch * height,
+        pitch,
+        width,
+        height,
+        out.ctypes.data,
+        planar,
+        matrix_arg(spec),
+        frames=frames,
+        src_frame_stride=frame_bytes,
+        dst_frame_stride=3 * width * height,
+    )
     ref = reference(yuv, spec, width, height)
-    got = out.reshape(frames, 3, height, width).transpose(0, 2, 3, 1) if planar else out.reshape(frames, height,
-                                                                                                  width, 3)
+    got = (
+        out.reshape(frames, 3, height, width).transpose(0, 2, 3, 1) if planar else out.reshape(frames, height, width, 3)
+    )
     diff = np.abs(got.astype(int) - ref.astype(int))
     # float32 on the device vs float64 here: only exact .5 ties can round differently
     assert diff.max() <= 1
@@ -81,7 +95,7 @@ def test_kernel_writes_nothing_outside_the_frame():
     buf, pitch, _, _ = make_surface(rng, 30, 10, 8, pitch_pad=8)
     out = np.full(3 * 30 * 10 + 64, 7, np.uint8)
     run(8, buf.ctypes.data, buf.ctypes.data + pitch * 10, pitch, 30, 10, out.ctypes.data, False, matrix_arg(spec))
-    assert (out[3 * 30 * 10:] == 7).all()
+    assert (out[3 * 30 * 10 :] == 7).all()
 
 
 def test_matrix_gives_known_colors():
@@ -104,12 +118,25 @@ def test_kernel_sources_ship_with_the_package():
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("name", [p.name for p in (ROOT / "kernels").glob("*.cu")])
 def test_kernels_compile_with_nvcc(tmp_path, arch, name):
-    nvcc = shutil.which("nvcc") or (Path("/usr/local/cuda/bin/nvcc") if Path("/usr/local/cuda/bin/nvcc").exists()
-                                    else None)
+    nvcc = shutil.which("nvcc") or (
+        Path("/usr/local/cuda/bin/nvcc") if Path("/usr/local/cuda/bin/nvcc").exists() else None
+    )
     if nvcc is None:
         pytest.skip("nvcc is not installed")
-    res = subprocess.run([str(nvcc), f"-arch={arch}", "-Werror", "all-warnings", "-c", str(ROOT / "kernels" / name),
-                          "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            str(nvcc),
+            f"-arch={arch}",
+            "-Werror",
+            "all-warnings",
+            "-c",
+            str(ROOT / "kernels" / name),
+            "-o",
+            str(tmp_path / "k.o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -191,10 +218,22 @@ STANDARD_COEFFICIENTS = {
 
 # 100% colour bars in 8-bit limited-range code values (ITU-R BT.601 and BT.709 tables): (Y, Cb, Cr) -> RGB
 BARS = {
-    "bt601": {(210, 16, 146): (255, 255, 0), (170, 166, 16): (0, 255, 255), (145, 54, 34): (0, 255, 0),
-              (106, 202, 222): (255, 0, 255), (81, 90, 240): (255, 0, 0), (41, 240, 110): (0, 0, 255)},
-    "bt709": {(219, 16, 138): (255, 255, 0), (188, 154, 16): (0, 255, 255), (173, 42, 26): (0, 255, 0),
-              (78, 214, 230): (255, 0, 255), (63, 102, 240): (255, 0, 0), (32, 240, 118): (0, 0, 255)},
+    "bt601": {
+        (210, 16, 146): (255, 255, 0),
+        (170, 166, 16): (0, 255, 255),
+        (145, 54, 34): (0, 255, 0),
+        (106, 202, 222): (255, 0, 255),
+        (81, 90, 240): (255, 0, 0),
+        (41, 240, 110): (0, 0, 255),
+    },
+    "bt709": {
+        (219, 16, 138): (255, 255, 0),
+        (188, 154, 16): (0, 255, 255),
+        (173, 42, 26): (0, 255, 0),
+        (78, 214, 230): (255, 0, 255),
+        (63, 102, 240): (255, 0, 0),
+        (32, 240, 118): (0, 0, 255),
+    },
 }
 
 
@@ -202,9 +241,9 @@ BARS = {
 def test_matrix_equals_the_standards_coefficients(matrix, full):
     a, b, c, d, e = STANDARD_COEFFICIENTS[(matrix, full)]
     y0 = 0.0 if full else 16.0
-    want = np.array([[a, 0.0, b, -(a * y0 + b * 128)],
-                     [a, -c, -d, -(a * y0 - (c + d) * 128)],
-                     [a, e, 0.0, -(a * y0 + e * 128)]])
+    want = np.array(
+        [[a, 0.0, b, -(a * y0 + b * 128)], [a, -c, -d, -(a * y0 - (c + d) * 128)], [a, e, 0.0, -(a * y0 + e * 128)]]
+    )
     got = yuv_to_rgb_matrix(ColorSpec(matrix, full, 8))
     np.testing.assert_allclose(got, want, atol=2e-4)
 

@@ -57,8 +57,12 @@ def test_metadata_facts(video, name):
 
 def test_metadata_color_tags(video):
     m = VideoDecoder(video("bt709")).metadata
-    assert (m.color_space, m.color_range, m.color_primaries, m.color_transfer_characteristic) == \
-        ("bt709", "tv", "bt709", "bt709")
+    assert (m.color_space, m.color_range, m.color_primaries, m.color_transfer_characteristic) == (
+        "bt709",
+        "tv",
+        "bt709",
+        "bt709",
+    )
     assert VideoDecoder(video("bt601")).metadata.color_space == "smpte170m"
     full = VideoDecoder(video("full_range")).metadata
     assert (full.color_range, full.pixel_format) == ("pc", "yuvj420p")
@@ -76,8 +80,9 @@ def test_approximate_metadata_comes_from_header(video, name):
     m = VideoDecoder(video(name), seek_mode="approximate").metadata
     spec = SPECS[name]
     assert m.rotation == spec.rotation  # read from tkhd by the header-only walk; None without a matrix
-    assert (m.width, m.height) == ((spec.height, spec.width) if (spec.rotation or 0) % 180 else (spec.width,
-                                                                                                spec.height))
+    assert (m.width, m.height) == (
+        (spec.height, spec.width) if (spec.rotation or 0) % 180 else (spec.width, spec.height)
+    )
     assert m.num_frames_from_content is None
     assert m.begin_stream_seconds_from_content is None
     assert m.end_stream_seconds_from_content is None
@@ -103,8 +108,10 @@ def test_len_and_repr(video):
     assert dec.decoding_device == "cpu"
     assert not dec.cpu_fallback
     frame, batch = dec.get_frame_at(2), dec.get_frames_at([1, 2])
-    assert repr(frame) == (f"Frame:\n  data (shape): torch.Size([3, 64, 96])\n  pts_seconds: {frame.pts_seconds}\n"
-                           f"  duration_seconds: {frame.duration_seconds}\n")  # torchcodec's layout, no pixels
+    assert repr(frame) == (
+        f"Frame:\n  data (shape): torch.Size([3, 64, 96])\n  pts_seconds: {frame.pts_seconds}\n"
+        f"  duration_seconds: {frame.duration_seconds}\n"
+    )  # torchcodec's layout, no pixels
     assert repr(batch).startswith("FrameBatch:\n  data (shape): torch.Size([2, 3, 64, 96])\n  pts_seconds: tensor(")
 
 
@@ -154,8 +161,9 @@ def _sources(path):
     }
 
 
-@pytest.mark.parametrize("kind", ["str", "path", "bytes", "bytearray", "memoryview", "tensor", "bytesio", "file",
-                                  "reader"])
+@pytest.mark.parametrize(
+    "kind", ["str", "path", "bytes", "bytearray", "memoryview", "tensor", "bytesio", "file", "reader"]
+)
 @pytest.mark.parametrize("name", ["h264_bframes", "h264_mkv", "vp9"])
 @pytest.mark.parametrize("mode", ["exact", "approximate"])
 def test_every_source_kind_gives_the_same_frames(video, kind, name, mode):
@@ -172,8 +180,10 @@ def test_every_source_kind_gives_the_same_frames(video, kind, name, mode):
 def test_file_object_is_read_on_demand(media_dir):
     from media import Spec, make_video
 
-    big = make_video(Spec("big", width=320, height=240, num_frames=250,
-                          options={"g": "25", "preset": "ultrafast", "crf": "10"}), media_dir / "big.mkv")
+    big = make_video(
+        Spec("big", width=320, height=240, num_frames=250, options={"g": "25", "preset": "ultrafast", "crf": "10"}),
+        media_dir / "big.mkv",
+    )
     data = big.read_bytes()
     reader = CountingReader(data)
     dec = VideoDecoder(reader, seek_mode="approximate")
@@ -238,11 +248,19 @@ def test_tag_names_follow_ffmpegs_names_and_say_none_for_unspecified():
     assert tag_name(COLORSPACE_NAMES, 3) == "3" and tag_name(TRANSFER_NAMES, 99) == "99"  # no FFmpeg name: the number
 
 
-@pytest.mark.parametrize(("colorspace", "color_range", "pix_fmt", "want"), [
-    (1, 1, "yuv420p", ("bt709", False)), (9, 2, "yuv420p10le", ("bt2020", True)), (10, 1, "yuv420p", ("bt2020", False)),
-    (5, 0, "yuvj420p", ("bt601", True)), (6, 1, "yuv420p", ("bt601", False)), (2, 0, None, ("bt601", False)),
-    (0, 1, "yuv420p", ("bt601", False)), (8, 1, "yuv420p", ("bt601", False)),
-])
+@pytest.mark.parametrize(
+    ("colorspace", "color_range", "pix_fmt", "want"),
+    [
+        (1, 1, "yuv420p", ("bt709", False)),
+        (9, 2, "yuv420p10le", ("bt2020", True)),
+        (10, 1, "yuv420p", ("bt2020", False)),
+        (5, 0, "yuvj420p", ("bt601", True)),
+        (6, 1, "yuv420p", ("bt601", False)),
+        (2, 0, None, ("bt601", False)),
+        (0, 1, "yuv420p", ("bt601", False)),
+        (8, 1, "yuv420p", ("bt601", False)),
+    ],
+)
 def test_color_spec_picks_swscale_s_matrix_and_range(colorspace, color_range, pix_fmt, want):
     """The GPU kernel's choice, as swscale makes it: BT.709 for 1, BT.2020 for 9 and 10 (CL approximated), BT.601
     for every other tag (unspecified included); full range for 'pc' and for every yuvj format."""

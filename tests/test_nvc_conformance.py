@@ -46,8 +46,13 @@ def test_backend_names_exist_in_the_real_module():
     assert set(_nvdec.NVDEC_CODECS.values()) <= set(enums["cudaVideoCodec"])
     assert _nvdec.CHROMA_420 in enums["cudaVideoChromaFormat"]
     assert "NATIVE" in enums["OutputColorType"]
-    for key in (_nvdec.CAPS_SUPPORTED, _nvdec.CAPS_WIDTH_MAX, _nvdec.CAPS_HEIGHT_MAX, _nvdec.CAPS_WIDTH_MIN,
-                _nvdec.CAPS_HEIGHT_MIN):
+    for key in (
+        _nvdec.CAPS_SUPPORTED,
+        _nvdec.CAPS_WIDTH_MAX,
+        _nvdec.CAPS_HEIGHT_MAX,
+        _nvdec.CAPS_WIDTH_MIN,
+        _nvdec.CAPS_HEIGHT_MIN,
+    ):
         assert REAL_API["binary_strings"][key] > 0, key
     assert {"Decode", "setReconfigParams"} <= set(REAL_API["classes"]["PyNvDecoder"])
     assert {"getPTS", "GetPtrToPlane", "cuda", "format"} <= set(REAL_API["classes"]["DecodedFrame"])
@@ -99,10 +104,12 @@ def test_a_driver_exit_inside_create_decoder_is_contained_by_the_probe(tmp_path)
     from nvc_api import build_stub_libcuda
 
     build_stub_libcuda(module, tmp_path)
-    code = (f"import importlib.util as u; s = u.spec_from_file_location('_PyNvVideoCodec', {module!r}); "
-            "n = u.module_from_spec(s); s.loader.exec_module(n); "
-            "n.CreateDecoder(gpuid=0, codec=n.cudaVideoCodec.H264, usedevicememory=True, maxwidth=64, maxheight=64); "
-            "print('gpudecode-probe-ok')")
+    code = (
+        f"import importlib.util as u; s = u.spec_from_file_location('_PyNvVideoCodec', {module!r}); "
+        "n = u.module_from_spec(s); s.loader.exec_module(n); "
+        "n.CreateDecoder(gpuid=0, codec=n.cudaVideoCodec.H264, usedevicememory=True, maxwidth=64, maxheight=64); "
+        "print('gpudecode-probe-ok')"
+    )
     env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))
     with pytest.raises(_nvdec.NvdecUnavailable, match=r"probe process \(exit status 1\): .*CUDA_ERROR_NO_DEVICE"):
         _nvdec.probe_decoder_creation(0, code=code, env=env)

@@ -18,10 +18,35 @@ from gpudecode._backends._nvdec import Modules, NvdecUnavailable, annexb_paramet
 from gpudecode._kernels import matrix_arg
 
 
-def host_convert(*, luma_ptr, chroma_ptr, pitch, width, height, dst_ptr, planar, spec, stream_ptr, frames=1,
-                 src_frame_stride=0, dst_frame_stride=0):
-    run_kernel(spec.bit_depth, luma_ptr, chroma_ptr, pitch, width, height, dst_ptr, planar, matrix_arg(spec), frames,
-               src_frame_stride, dst_frame_stride)
+def host_convert(
+    *,
+    luma_ptr,
+    chroma_ptr,
+    pitch,
+    width,
+    height,
+    dst_ptr,
+    planar,
+    spec,
+    stream_ptr,
+    frames=1,
+    src_frame_stride=0,
+    dst_frame_stride=0,
+):
+    run_kernel(
+        spec.bit_depth,
+        luma_ptr,
+        chroma_ptr,
+        pitch,
+        width,
+        height,
+        dst_ptr,
+        planar,
+        matrix_arg(spec),
+        frames,
+        src_frame_stride,
+        dst_frame_stride,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -37,16 +62,28 @@ def nvdec_decoder(path, nvc=None, **kwargs):
     dec = VideoDecoder(path, **kwargs)
     nvc = nvc or make_module()
     mods = Modules(nvc=nvc, convert=host_convert, cuda_ok=False)
-    backend = create_nvdec_backend(torch.device("cpu"), dec._demuxer.stream, dec.metadata.bit_depth, dec._color,
-                                   modules=mods)
+    backend = create_nvdec_backend(
+        torch.device("cpu"), dec._demuxer.stream, dec.metadata.bit_depth, dec._color, modules=mods
+    )
     dec._backend = backend
     dec._planner.backend = backend
     dec._planner.invalidate()
     return dec, nvc
 
 
-NAMES_8BIT = ["h264_bframes", "h264_mkv", "h264_open_gop", "hevc8", "vp9", "editlist", "rotated90", "bt709",
-              "full_range", "nonzero_start", "vfr"]
+NAMES_8BIT = [
+    "h264_bframes",
+    "h264_mkv",
+    "h264_open_gop",
+    "hevc8",
+    "vp9",
+    "editlist",
+    "rotated90",
+    "bt709",
+    "full_range",
+    "nonzero_start",
+    "vfr",
+]
 
 
 @pytest.mark.parametrize("name", NAMES_8BIT)
@@ -145,7 +182,7 @@ def test_surfaces_are_converted_before_the_next_decode(video):
     path = video("hevc8")
     cpu = VideoDecoder(path, dimension_order="NHWC")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
-    assert ((cpu[:].int() - gpu[:].int()).abs().max() <= 3)
+    assert (cpu[:].int() - gpu[:].int()).abs().max() <= 3
 
 
 def test_samplers_on_the_nvdec_path(video):
@@ -183,8 +220,11 @@ def test_annexb_parameter_sets_from_avcc_and_hvcc(video):
         ps = annexb_parameter_sets(codec, bytes(c.streams.video[0].codec_context.extradata))
         c.close()
         assert ps.startswith(b"\x00\x00\x00\x01")
-        nal_types = [(ps[i + 4] & 0x1F) if codec == "h264" else ((ps[i + 4] >> 1) & 0x3F)
-                     for i in range(len(ps) - 4) if ps[i: i + 4] == b"\x00\x00\x00\x01"]
+        nal_types = [
+            (ps[i + 4] & 0x1F) if codec == "h264" else ((ps[i + 4] >> 1) & 0x3F)
+            for i in range(len(ps) - 4)
+            if ps[i : i + 4] == b"\x00\x00\x00\x01"
+        ]
         # SPS, PPS for H.264; VPS, SPS, PPS (then possibly SEI) for HEVC
         assert nal_types[:3] == ([7, 8] if codec == "h264" else [32, 33, 34])
     assert annexb_parameter_sets("h264", b"\x00\x00\x00\x01\x67") == b"\x00\x00\x00\x01\x67"
@@ -222,8 +262,11 @@ def test_fallback_without_cuda_torch(video):
 def test_fallback_when_caps_say_no(video):
     mods = Modules(nvc=make_module(caps={"supported": False}), convert=host_convert, cuda_ok=False)
     assert "cannot decode h264" in _fallback_reason(video("h264_bframes"), modules=mods)
-    mods = Modules(nvc=make_module(caps={"supported": True, "width_max": 64, "height_max": 64}), convert=host_convert,
-                   cuda_ok=False)
+    mods = Modules(
+        nvc=make_module(caps={"supported": True, "width_max": 64, "height_max": 64}),
+        convert=host_convert,
+        cuda_ok=False,
+    )
     assert "exceeds this GPU's NVDEC limit of 64x64" in _fallback_reason(video("h264_bframes"), modules=mods)
 
 

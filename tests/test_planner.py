@@ -104,10 +104,18 @@ def test_exact_mode_with_a_demuxer_landing_early(video, name):
         _check(name, path, dec.get_frames_at([i]), [i])
 
 
-@pytest.mark.parametrize(("name", "late"), [
-    ("h264_bframes", 1), ("h264_bframes", 3), ("h264_mkv", 1), ("h264_mkv", 3), ("hevc8", 1), ("hevc8", 3),
-    ("vp9", 3),  # (its WebM cues name few keyframes: landing one late never passes these targets)
-])
+@pytest.mark.parametrize(
+    ("name", "late"),
+    [
+        ("h264_bframes", 1),
+        ("h264_bframes", 3),
+        ("h264_mkv", 1),
+        ("h264_mkv", 3),
+        ("hevc8", 1),
+        ("hevc8", 3),
+        ("vp9", 3),  # (its WebM cues name few keyframes: landing one late never passes these targets)
+    ],
+)
 def test_approximate_mode_detects_overshoot_after_a_seek(video, name, late):
     path = video(name)
     dec, w = _decoder(path, "approximate", late=late)
@@ -178,8 +186,9 @@ def test_groups_split_targets_where_a_seek_is_needed():
     fine = Planner(demuxer=None, backend=None, key_pts=np.array([0, 100]), nominal_duration=1)
     assert fine.groups(np.array([3, 150]), np.array([0, 1])) == [(0, 1, 4), (1, 2, 51)]
 
-    approx = Planner(demuxer=None, backend=None, approx_key_of=lambda ts: ts // 100, nominal_duration=10,
-                     seek_margin=20)
+    approx = Planner(
+        demuxer=None, backend=None, approx_key_of=lambda ts: ts // 100, nominal_duration=10, seek_margin=20
+    )
     # need = key_of(t - margin), run key = key_of(t): a new run where need > the previous target's key
     assert approx.groups(np.array([5, 50, 110, 130, 250, 330]), None) == [(0, 4, 15), (4, 5, 3), (5, 6, 3)]
     blind = Planner(demuxer=None, backend=None, nominal_duration=10)  # no index at all: one run
@@ -218,8 +227,25 @@ def _long_audio(tmp_path):
     from oracle import run_ffmpeg
 
     path = tmp_path / "long_audio.mkv"
-    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=25:d=1", "-f", "lavfi", "-i", "sine=d=1.5", "-c:v",
-               "libx264", "-bf", "2", "-g", "10", "-c:a", "flac", str(path))
+    run_ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=96x64:r=25:d=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=d=1.5",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "2",
+        "-g",
+        "10",
+        "-c:a",
+        "flac",
+        str(path),
+    )
     return path
 
 
@@ -241,8 +267,9 @@ def test_approximate_mode_past_the_real_end_repeats_the_last_frame(tmp_path):
     assert torch.equal(torch.stack(list(dec)), dec[:])  # iteration: a later chunk continues past the end
     _check("long_audio", path, dec.get_frames_in_range(30, n), [24] * (n - 30))  # a range wholly past the end
     _check("long_audio", path, dec.get_frames_in_range(n - 1, n), [24])
-    np.testing.assert_allclose(dec.get_frames_in_range(22, n).duration_seconds.numpy(), dur[[min(i, 24) for i in
-                                                                                              range(22, n)]])
+    np.testing.assert_allclose(
+        dec.get_frames_in_range(22, n).duration_seconds.numpy(), dur[[min(i, 24) for i in range(22, n)]]
+    )
 
 
 def test_past_the_real_end_on_the_nvdec_path(tmp_path):
@@ -288,14 +315,16 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
     pl = dec._planner
     i = 35
     t = int(dec._approx_targets(np.array([i]))[0])
-    for call, want in ((lambda: dec.get_frames_at([i]), [i]), (lambda: dec.get_frames_in_range(i, i + 3), [i, i + 1,
-                                                                                                         i + 2])):
+    for call, want in (
+        (lambda: dec.get_frames_at([i]), [i]),
+        (lambda: dec.get_frames_in_range(i, i + 3), [i, i + 1, i + 2]),
+    ):
         pl.invalidate()
         w.seeks.clear()
         _check(name, path, call(), want)
         retries = w.seeks[1:]
         assert retries, "the late demuxer must have caused a retry"
-        assert retries == [max(t - pl.seek_margin * 4 ** k, pl.begin_pts) for k in range(1, len(retries) + 1)]
+        assert retries == [max(t - pl.seek_margin * 4**k, pl.begin_pts) for k in range(1, len(retries) + 1)]
     owner = object()
     pl.invalidate()
     w.seeks.clear()

@@ -25,8 +25,11 @@ def _make_raw(path, codec: str, fmt: str, fps: int) -> str:
     c = av.open(str(path), "w", format=fmt)
     s = c.add_stream(codec, rate=fps)
     s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
-    s.options = {"x265-params": "keyint=10:bframes=2:log-level=none"} if codec == "libx265" else \
-        {"bf": "2", "g": "10", "preset": "veryfast"}
+    s.options = (
+        {"x265-params": "keyint=10:bframes=2:log-level=none"}
+        if codec == "libx265"
+        else {"bf": "2", "g": "10", "preset": "veryfast"}
+    )
     for i in range(N):
         f = av.VideoFrame.from_ndarray(_frame_image(i, 96, 64), "rgb24").reformat(format="yuv420p")
         f.pts = i
@@ -45,8 +48,12 @@ def raw(request, tmp_path_factory):
 
 
 def _cli_times(path: str) -> list[float]:
-    err = subprocess.run([ffmpeg_cli(), "-hide_banner", "-nostdin", "-i", path, "-vf", "showinfo", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
+    err = subprocess.run(
+        [ffmpeg_cli(), "-hide_banner", "-nostdin", "-i", path, "-vf", "showinfo", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
     return [float(t) for t in re.findall(r"pts_time:([0-9.]+)", err)]
 
 

@@ -45,7 +45,7 @@ def test_regression_stream_without_decoder_parameters(video):
     data = bytearray(video("h264_bframes").read_bytes())
     avcc = data.find(b"avcC")
     assert avcc > 0
-    data[avcc + 4: avcc + 40] = bytes(36)  # wipe the decoder configuration record
+    data[avcc + 4 : avcc + 40] = bytes(36)  # wipe the decoder configuration record
     kind, detail = run_case(bytes(data))
     assert kind == "ok", detail
 
@@ -77,8 +77,11 @@ def test_mutations_never_leak_foreign_errors_in_process(video, seed):
     data, _ = mutate(original, rng)
     assert data != original
     outcome = exercise(data)  # anything that is not a GpudecodeError propagates and fails the test
-    known = {cls.__name__ for cls in vars(gpudecode).values() if isinstance(cls, type) and
-             issubclass(cls, gpudecode.GpudecodeError)}
+    known = {
+        cls.__name__
+        for cls in vars(gpudecode).values()
+        if isinstance(cls, type) and issubclass(cls, gpudecode.GpudecodeError)
+    }
     assert outcome == "ok" or outcome in known, outcome
 
 
@@ -130,6 +133,7 @@ def test_threads_with_their_own_decoders_agree(video):
 def test_one_decoder_shared_by_threads_is_guarded(video):
     dec = VideoDecoder(video("h264_mkv"))
     ref = VideoDecoder(video("h264_mkv"))[:].data
+
     def work(i: int) -> None:
         rng = np.random.default_rng(i)
         for _ in range(20):
@@ -226,8 +230,9 @@ def test_dataloader_fork_workers_share_nothing(video):
         def __getitem__(self, i: int) -> torch.Tensor:
             return dec[i]
 
-    loader = torch.utils.data.DataLoader(Frames(), batch_size=5, num_workers=2,
-                                         multiprocessing_context="fork", shuffle=False)
+    loader = torch.utils.data.DataLoader(
+        Frames(), batch_size=5, num_workers=2, multiprocessing_context="fork", shuffle=False
+    )
     got = torch.cat(list(loader))
     assert torch.equal(got, ref)
 
@@ -237,10 +242,12 @@ def test_default_threads_follow_the_affinity_mask(video):
     import subprocess
     import sys
 
-    code = ("import os, sys; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-            "from gpudecode import VideoDecoder; from gpudecode._decoder import usable_cpus; "
-            f"d = VideoDecoder({str(video('h264_bframes'))!r}); "
-            "print(usable_cpus(), d._num_threads, len(d.get_frames_at([0, 39, 20])))")
+    code = (
+        "import os, sys; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from gpudecode import VideoDecoder; from gpudecode._decoder import usable_cpus; "
+        f"d = VideoDecoder({str(video('h264_bframes'))!r}); "
+        "print(usable_cpus(), d._num_threads, len(d.get_frames_at([0, 39, 20])))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", "3"]

@@ -24,8 +24,9 @@ class Faulty(Dataset):
     With ``once_dir``, each fault happens once (a marker file remembers it), as a transient crash would.
     """
 
-    def __init__(self, inner: Dataset, crash: tuple[int, ...] = (), hang: tuple[int, ...] = (),
-                 once_dir: Path | None = None) -> None:
+    def __init__(
+        self, inner: Dataset, crash: tuple[int, ...] = (), hang: tuple[int, ...] = (), once_dir: Path | None = None
+    ) -> None:
         self.inner, self.crash, self.hang, self.once_dir = inner, crash, hang, once_dir
 
     def __len__(self) -> int:
@@ -53,8 +54,9 @@ class Faulty(Dataset):
 @pytest.fixture
 def clips(video):
     paths = [video(NAMES[i % len(NAMES)]) for i in range(N_ITEMS)]
-    return ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
-                       sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    return ClipDataset(
+        paths, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2}
+    )
 
 
 def reference(dataset: Dataset, batch_size: int) -> list[dict]:
@@ -116,8 +118,9 @@ def test_the_loader_timeout_is_the_default_batch_timeout(clips):
 
 def test_persistent_workers_recover_for_the_next_epoch(clips, tmp_path):
     want = reference(clips, 3)
-    loader = DataLoader(Faulty(clips, crash=(4,), once_dir=tmp_path), batch_size=3, num_workers=2,
-                        persistent_workers=True)
+    loader = DataLoader(
+        Faulty(clips, crash=(4,), once_dir=tmp_path), batch_size=3, num_workers=2, persistent_workers=True
+    )
     resilient = ResilientLoader(loader)
     with pytest.warns(RuntimeWarning, match="lost batch 1"):
         first = list(resilient)
@@ -182,8 +185,9 @@ def test_on_error_skip_drops_only_the_failing_items(video, tmp_path, workers):
     bad.write_text("hello")
     paths = [video(NAMES[i % len(NAMES)]) for i in range(6)]
     paths[4] = bad
-    ds = ClipDataset(paths, sampler=samplers.clips_at_regular_indices,
-                     sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    ds = ClipDataset(
+        paths, sampler=samplers.clips_at_regular_indices, sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2}
+    )
     loader = DataLoader(ds, batch_size=3, num_workers=workers)
     with pytest.raises(MediaError):
         list(ResilientLoader(loader))
@@ -191,8 +195,11 @@ def test_on_error_skip_drops_only_the_failing_items(video, tmp_path, workers):
     with pytest.warns(RuntimeWarning, match=r"dataset indices \[4\]\): MediaError"):
         got = list(resilient)
     assert [b["index"].tolist() for b in got] == [[0, 1, 2], [3, 5]]
-    good = ClipDataset([p for i, p in enumerate(paths) if i != 4], sampler=samplers.clips_at_regular_indices,
-                       sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2})
+    good = ClipDataset(
+        [p for i, p in enumerate(paths) if i != 4],
+        sampler=samplers.clips_at_regular_indices,
+        sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+    )
     want = reference(good, 5)[0]
     assert torch.equal(torch.cat([b["frames"] for b in got]), want["frames"])
     assert resilient.lost == [LostItems(1, (4,), resilient.lost[0].reason)]

@@ -38,12 +38,21 @@ def _shape_ok(batch, dec, num_clips, per_clip):
 
 
 @SETTINGS
-@given(name=st.sampled_from(VIDEOS), kind=st.sampled_from(["random", "regular"]),
-       num_clips=st.integers(1, 6), per_clip=st.integers(1, 6), step=st.integers(1, 4),
-       start=st.integers(0, 20), width=st.integers(1, 30), policy=st.sampled_from(["repeat_last", "wrap"]),
-       seed=st.integers(0, 2**31 - 1), explicit_end=st.booleans())
-def test_index_samplers_property(decoders, name, kind, num_clips, per_clip, step, start, width, policy, seed,
-                                 explicit_end):
+@given(
+    name=st.sampled_from(VIDEOS),
+    kind=st.sampled_from(["random", "regular"]),
+    num_clips=st.integers(1, 6),
+    per_clip=st.integers(1, 6),
+    step=st.integers(1, 4),
+    start=st.integers(0, 20),
+    width=st.integers(1, 30),
+    policy=st.sampled_from(["repeat_last", "wrap"]),
+    seed=st.integers(0, 2**31 - 1),
+    explicit_end=st.booleans(),
+)
+def test_index_samplers_property(
+    decoders, name, kind, num_clips, per_clip, step, start, width, policy, seed, explicit_end
+):
     dec = decoders(name)
     n = len(dec)
     start = min(start, n - 1)
@@ -51,13 +60,26 @@ def test_index_samplers_property(decoders, name, kind, num_clips, per_clip, step
     span = step * (per_clip - 1) + 1
     if end is None and start >= max(n - span + 1, 1):
         with pytest.raises(InvalidArgumentError, match="cannot fit"):
-            samplers.clips_at_random_indices(dec, num_clips=num_clips, num_frames_per_clip=per_clip,
-                                             num_indices_between_frames=step, sampling_range_start=start)
+            samplers.clips_at_random_indices(
+                dec,
+                num_clips=num_clips,
+                num_frames_per_clip=per_clip,
+                num_indices_between_frames=step,
+                sampling_range_start=start,
+            )
         return
     fn = samplers.clips_at_random_indices if kind == "random" else samplers.clips_at_regular_indices
     kwargs = {"generator": torch.Generator().manual_seed(seed)} if kind == "random" else {}
-    batch = fn(dec, num_clips=num_clips, num_frames_per_clip=per_clip, num_indices_between_frames=step,
-               sampling_range_start=start, sampling_range_end=end, policy=policy, **kwargs)
+    batch = fn(
+        dec,
+        num_clips=num_clips,
+        num_frames_per_clip=per_clip,
+        num_indices_between_frames=step,
+        sampling_range_start=start,
+        sampling_range_end=end,
+        policy=policy,
+        **kwargs,
+    )
     _shape_ok(batch, dec, num_clips, per_clip)
     pts = dec.index.pts * float(dec.index.time_base)
     real_end = end if end is not None else max(n - span + 1, 1)
@@ -67,8 +89,11 @@ def test_index_samplers_property(decoders, name, kind, num_clips, per_clip, step
         # Reconstruct the clip's indices with the policy and compare every frame with get_frame_at.
         idx = list(range(first, min(first + span, n), step))
         if len(idx) < per_clip:
-            idx = idx + [idx[-1]] * (per_clip - len(idx)) if policy == "repeat_last" else \
-                (idx * (per_clip // len(idx) + 1))[:per_clip]
+            idx = (
+                idx + [idx[-1]] * (per_clip - len(idx))
+                if policy == "repeat_last"
+                else (idx * (per_clip // len(idx) + 1))[:per_clip]
+            )
         for k, i in enumerate(idx):
             f = dec.get_frame_at(i)
             assert torch.equal(batch.data[c, k], f.data)
@@ -76,9 +101,16 @@ def test_index_samplers_property(decoders, name, kind, num_clips, per_clip, step
 
 
 @SETTINGS
-@given(name=st.sampled_from(VIDEOS), num_clips=st.integers(1, 5), per_clip=st.integers(1, 5),
-       gap=st.floats(0.01, 0.3), start_frac=st.floats(0, 0.5), seed=st.integers(0, 2**31 - 1),
-       policy=st.sampled_from(["repeat_last", "wrap"]), mode=st.sampled_from(["exact", "approximate"]))
+@given(
+    name=st.sampled_from(VIDEOS),
+    num_clips=st.integers(1, 5),
+    per_clip=st.integers(1, 5),
+    gap=st.floats(0.01, 0.3),
+    start_frac=st.floats(0, 0.5),
+    seed=st.integers(0, 2**31 - 1),
+    policy=st.sampled_from(["repeat_last", "wrap"]),
+    mode=st.sampled_from(["exact", "approximate"]),
+)
 def test_timestamp_samplers_property(decoders, name, num_clips, per_clip, gap, start_frac, seed, policy, mode):
     dec = decoders(name, mode)
     m = dec.metadata
@@ -87,13 +119,24 @@ def test_timestamp_samplers_property(decoders, name, num_clips, per_clip, gap, s
     e_default = end - (per_clip - 1) * gap
     if s >= e_default:
         with pytest.raises(InvalidArgumentError, match="empty"):
-            samplers.clips_at_random_timestamps(dec, num_clips=num_clips, num_frames_per_clip=per_clip,
-                                                seconds_between_frames=gap, sampling_range_start=s)
+            samplers.clips_at_random_timestamps(
+                dec,
+                num_clips=num_clips,
+                num_frames_per_clip=per_clip,
+                seconds_between_frames=gap,
+                sampling_range_start=s,
+            )
         return
     g = torch.Generator().manual_seed(seed)
-    batch = samplers.clips_at_random_timestamps(dec, num_clips=num_clips, num_frames_per_clip=per_clip,
-                                                seconds_between_frames=gap, sampling_range_start=s, policy=policy,
-                                                generator=g)
+    batch = samplers.clips_at_random_timestamps(
+        dec,
+        num_clips=num_clips,
+        num_frames_per_clip=per_clip,
+        seconds_between_frames=gap,
+        sampling_range_start=s,
+        policy=policy,
+        generator=g,
+    )
     _shape_ok(batch, dec, num_clips, per_clip)
     g = torch.Generator().manual_seed(seed)
     starts = (torch.rand(num_clips, generator=g, dtype=torch.float64) * (min(e_default, end) - s) + s).tolist()
@@ -149,13 +192,26 @@ def test_global_seed_reproduces_draws(decoders):
 @pytest.mark.parametrize("policy", ["repeat_last", "wrap"])
 def test_policies_pad_clips_past_the_end(decoders, policy):
     dec = decoders("h264_bframes")
-    batch = samplers.clips_at_regular_indices(dec, num_clips=1, num_frames_per_clip=5, num_indices_between_frames=2,
-                                              sampling_range_start=36, sampling_range_end=37, policy=policy)
+    batch = samplers.clips_at_regular_indices(
+        dec,
+        num_clips=1,
+        num_frames_per_clip=5,
+        num_indices_between_frames=2,
+        sampling_range_start=36,
+        sampling_range_end=37,
+        policy=policy,
+    )
     idx = np.round(batch.pts_seconds[0].numpy() * 25).astype(int).tolist()
     assert idx == ([36, 38, 38, 38, 38] if policy == "repeat_last" else [36, 38, 36, 38, 36])
-    tb = samplers.clips_at_regular_timestamps(dec, seconds_between_clip_starts=1, num_frames_per_clip=4,
-                                              seconds_between_frames=0.2, sampling_range_start=1.3,
-                                              sampling_range_end=1.4, policy=policy)
+    tb = samplers.clips_at_regular_timestamps(
+        dec,
+        seconds_between_clip_starts=1,
+        num_frames_per_clip=4,
+        seconds_between_frames=0.2,
+        sampling_range_start=1.3,
+        sampling_range_end=1.4,
+        policy=policy,
+    )
     got = np.round(tb.pts_seconds[0].numpy() * 25).astype(int).tolist()
     assert got == ([32, 37, 37, 37] if policy == "repeat_last" else [32, 37, 32, 37])
 
@@ -163,42 +219,61 @@ def test_policies_pad_clips_past_the_end(decoders, policy):
 def test_policy_error_names_the_clip(decoders):
     dec = decoders("h264_bframes")
     with pytest.raises(InvalidArgumentError, match=r"Invalid clip 0: with policy='error', it starts at frame 36"):
-        samplers.clips_at_regular_indices(dec, num_clips=1, num_frames_per_clip=5, num_indices_between_frames=2,
-                                          sampling_range_start=36, sampling_range_end=37, policy="error")
+        samplers.clips_at_regular_indices(
+            dec,
+            num_clips=1,
+            num_frames_per_clip=5,
+            num_indices_between_frames=2,
+            sampling_range_start=36,
+            sampling_range_end=37,
+            policy="error",
+        )
     with pytest.raises(InvalidArgumentError, match=r"Invalid clip 0: with policy='error', it starts at 1.3"):
-        samplers.clips_at_regular_timestamps(dec, seconds_between_clip_starts=1, num_frames_per_clip=4,
-                                             seconds_between_frames=0.2, sampling_range_start=1.3,
-                                             sampling_range_end=1.4, policy="error")
+        samplers.clips_at_regular_timestamps(
+            dec,
+            seconds_between_clip_starts=1,
+            num_frames_per_clip=4,
+            seconds_between_frames=0.2,
+            sampling_range_start=1.3,
+            sampling_range_end=1.4,
+            policy="error",
+        )
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"num_clips": 0}, r"Invalid num_clips \(0\)"),
-    ({"num_clips": -2}, r"Invalid num_clips \(-2\)"),
-    ({"num_frames_per_clip": 0}, r"Invalid num_frames_per_clip \(0\)"),
-    ({"num_indices_between_frames": 0}, r"Invalid num_indices_between_frames \(0\)"),
-    ({"sampling_range_start": 40}, r"Invalid sampling_range_start \(40\)"),
-    ({"sampling_range_start": 10, "sampling_range_end": 10}, r"Invalid sampling range \[10, 10\): it is empty"),
-    ({"sampling_range_start": 10, "sampling_range_end": 5}, r"it is empty"),
-    ({"sampling_range_end": -41}, r"Invalid sampling_range_end \(-41\)"),
-    ({"policy": "clamp"}, r"Invalid policy \('clamp'\)\. Supported values are: repeat_last, wrap, error\."),
-    ({"num_clips": 1.5}, r"Invalid num_clips"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"num_clips": 0}, r"Invalid num_clips \(0\)"),
+        ({"num_clips": -2}, r"Invalid num_clips \(-2\)"),
+        ({"num_frames_per_clip": 0}, r"Invalid num_frames_per_clip \(0\)"),
+        ({"num_indices_between_frames": 0}, r"Invalid num_indices_between_frames \(0\)"),
+        ({"sampling_range_start": 40}, r"Invalid sampling_range_start \(40\)"),
+        ({"sampling_range_start": 10, "sampling_range_end": 10}, r"Invalid sampling range \[10, 10\): it is empty"),
+        ({"sampling_range_start": 10, "sampling_range_end": 5}, r"it is empty"),
+        ({"sampling_range_end": -41}, r"Invalid sampling_range_end \(-41\)"),
+        ({"policy": "clamp"}, r"Invalid policy \('clamp'\)\. Supported values are: repeat_last, wrap, error\."),
+        ({"num_clips": 1.5}, r"Invalid num_clips"),
+    ],
+)
 def test_index_sampler_validation(decoders, kwargs, pattern):
     with pytest.raises(InvalidArgumentError, match=pattern):
         samplers.clips_at_random_indices(decoders("h264_bframes"), **kwargs)
 
 
-@pytest.mark.parametrize(("kwargs", "pattern"), [
-    ({"num_clips": 0}, r"Invalid num_clips \(0\)"),
-    ({"seconds_between_frames": 0}, r"Invalid seconds_between_frames \(0.0\)"),
-    ({"seconds_between_frames": float("nan")}, r"finite numbers of seconds"),
-    ({"sampling_range_start": float("inf")}, r"finite numbers of seconds"),
-    ({"sampling_range_start": -1.0}, r"Invalid sampling_range_start \(-1.0\)"),
-    ({"sampling_range_start": 5.0}, r"Invalid sampling_range_start \(5.0\)"),
-    ({"sampling_range_end": -1.0}, r"Invalid sampling_range_end \(-1.0\)"),
-    ({"sampling_range_start": 1.0, "sampling_range_end": 0.5}, r"it is empty"),
-    ({"num_frames_per_clip": 100}, r"it is empty"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"num_clips": 0}, r"Invalid num_clips \(0\)"),
+        ({"seconds_between_frames": 0}, r"Invalid seconds_between_frames \(0.0\)"),
+        ({"seconds_between_frames": float("nan")}, r"finite numbers of seconds"),
+        ({"sampling_range_start": float("inf")}, r"finite numbers of seconds"),
+        ({"sampling_range_start": -1.0}, r"Invalid sampling_range_start \(-1.0\)"),
+        ({"sampling_range_start": 5.0}, r"Invalid sampling_range_start \(5.0\)"),
+        ({"sampling_range_end": -1.0}, r"Invalid sampling_range_end \(-1.0\)"),
+        ({"sampling_range_start": 1.0, "sampling_range_end": 0.5}, r"it is empty"),
+        ({"num_frames_per_clip": 100}, r"it is empty"),
+    ],
+)
 def test_time_sampler_validation(decoders, kwargs, pattern):
     with pytest.raises(InvalidArgumentError, match=pattern):
         samplers.clips_at_random_timestamps(decoders("h264_bframes"), **kwargs)
@@ -215,10 +290,16 @@ def test_sampling_range_end_past_the_end_is_clamped(decoders):
         b = fn(dec, num_clips=4, num_frames_per_clip=3, sampling_range_end=len(dec), **kw[1])
         assert torch.equal(a.pts_seconds, b.pts_seconds) and torch.equal(a.data, b.data)
     end = dec.metadata.end_stream_seconds
-    a = samplers.clips_at_random_timestamps(dec, num_clips=4, num_frames_per_clip=2, sampling_range_end=end + 100.0,
-                                            generator=torch.Generator().manual_seed(3))
-    b = samplers.clips_at_random_timestamps(dec, num_clips=4, num_frames_per_clip=2, sampling_range_end=end,
-                                            generator=torch.Generator().manual_seed(3))
+    a = samplers.clips_at_random_timestamps(
+        dec,
+        num_clips=4,
+        num_frames_per_clip=2,
+        sampling_range_end=end + 100.0,
+        generator=torch.Generator().manual_seed(3),
+    )
+    b = samplers.clips_at_random_timestamps(
+        dec, num_clips=4, num_frames_per_clip=2, sampling_range_end=end, generator=torch.Generator().manual_seed(3)
+    )
     assert torch.equal(a.pts_seconds, b.pts_seconds)
 
 

@@ -96,8 +96,13 @@ def test_make_source_kinds(tmp_path):
         assert f.read() == DATA
     assert f.closed  # a file it opened itself is closed
     words = np.frombuffer(DATA, np.uint8).view(np.int32)  # a memoryview of 4-byte items: read as its bytes
-    for kind in (DATA, bytearray(DATA), memoryview(DATA), memoryview(np.frombuffer(DATA, np.uint8).reshape(4, -1)),
-                 memoryview(words)):
+    for kind in (
+        DATA,
+        bytearray(DATA),
+        memoryview(DATA),
+        memoryview(np.frombuffer(DATA, np.uint8).reshape(4, -1)),
+        memoryview(words),
+    ):
         s = make_source(kind)
         assert s.buffer is not None and s.size_bytes == len(DATA) and s.path is None and s.file is None
         assert s.description == f"<{type(kind).__name__} of {len(DATA)} bytes>"
@@ -134,9 +139,11 @@ def test_make_source_errors(tmp_path):
     for url in ("http://x/v.mp4", "s3://bucket/v.mp4", "rtsp+tcp://cam/1"):
         with pytest.raises(InvalidArgumentError, match="URLs are not supported") as e:
             make_source(url)
-        assert str(e.value) == (f"Invalid source ({url!r}): URLs are not supported. Download the file first and "
-                                "pass its path, its bytes, or an open binary file object (gpudecode reads file "
-                                "objects on demand).")
+        assert str(e.value) == (
+            f"Invalid source ({url!r}): URLs are not supported. Download the file first and "
+            "pass its path, its bytes, or an open binary file object (gpudecode reads file "
+            "objects on demand)."
+        )
     assert not os.path.exists("C:")
     with pytest.raises(SourceNotFoundError, match="No such file"):
         make_source("C:/v.mp4")  # not a URL: no '://'
@@ -148,8 +155,9 @@ def test_make_source_errors(tmp_path):
     assert str(e.value) == "Invalid source (empty tensor). Pass the bytes of a video file."
     with pytest.raises(InvalidArgumentError, match="1-D") as e:
         make_source(torch.zeros((2, 2), dtype=torch.uint8))
-    assert str(e.value) == ("Invalid source tensor (dtype torch.uint8, 2 dimensions). A tensor source must be 1-D "
-                            "with dtype torch.uint8.")
+    assert str(e.value) == (
+        "Invalid source tensor (dtype torch.uint8, 2 dimensions). A tensor source must be 1-D with dtype torch.uint8."
+    )
     with pytest.raises(InvalidArgumentError, match="must be on the CPU"):
         make_source(torch.zeros(4, dtype=torch.uint8, device="meta"))
     with pytest.raises(InvalidArgumentTypeError, match="Invalid source type \\(list\\)"):
@@ -183,8 +191,10 @@ def test_make_source_errors(tmp_path):
 
     with pytest.raises(InvalidArgumentError, match="not seekable") as e:
         make_source(OnlyRead())
-    assert str(e.value) == ("Invalid source (file object is not seekable). Pass a seekable binary file object, or "
-                            "read the stream into bytes first.")
+    assert str(e.value) == (
+        "Invalid source (file object is not seekable). Pass a seekable binary file object, or "
+        "read the stream into bytes first."
+    )
     with pytest.raises(InvalidArgumentTypeError, match="text-mode") as e:
         make_source(io.StringIO("abc"))
     assert str(e.value) == "Invalid source (text-mode file object). Open the file in binary mode 'rb'."

@@ -17,8 +17,25 @@ from av.video.reformatter import Interpolation
 
 from gpudecode._swscale import DirectConverter, direct_converter, ffmpeg_linesize
 
-FORMATS = ["yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "yuv420p10le", "gray",
-           "gray10le", "gbrp", "gbrp10le", "gbrp12le", "rgb24", "bgr0", "p010le", "yuv444p12le"]
+FORMATS = [
+    "yuv420p",
+    "yuvj420p",
+    "yuv422p",
+    "yuvj422p",
+    "yuv444p",
+    "yuvj444p",
+    "nv12",
+    "yuv420p10le",
+    "gray",
+    "gray10le",
+    "gbrp",
+    "gbrp10le",
+    "gbrp12le",
+    "rgb24",
+    "bgr0",
+    "p010le",
+    "yuv444p12le",
+]
 # (AVColorSpace, AVColorRange): BT.709 tv, BT.470BG pc, BT.2020 NCL tv, BT.2020 CL tv, unspecified/unspecified,
 # SMPTE 170M pc, FCC tv
 TAGS = [(1, 1), (5, 2), (9, 1), (10, 1), (2, 0), (6, 2), (4, 1)]
@@ -49,8 +66,9 @@ def _oracle(f: av.VideoFrame) -> np.ndarray:
     if cs == 10:
         f.colorspace = 9
     try:
-        return f.reformat(format="rgb24", src_color_range=f.color_range,
-                          interpolation=Interpolation.BICUBIC).to_ndarray()
+        return f.reformat(
+            format="rgb24", src_color_range=f.color_range, interpolation=Interpolation.BICUBIC
+        ).to_ndarray()
     finally:
         f.colorspace = cs
 
@@ -66,7 +84,7 @@ def conv() -> DirectConverter:
 def test_every_format_matrix_range_and_size_matches_pyavs_reformatter(conv, fmt):
     rgb = av.VideoFormat(fmt).is_rgb
     # RGB streams are tagged as such (AVCOL_SPC_RGB, full range; see the FFV1 test below against the CLI)
-    for colorspace, color_range in ([(0, 2), (0, 0), (2, 2)] if rgb else TAGS):
+    for colorspace, color_range in [(0, 2), (0, 0), (2, 2)] if rgb else TAGS:
         for w, h in SIZES:
             if fmt in ("nv12", "p010le") and (w % 2 or h % 2):
                 continue
@@ -95,9 +113,18 @@ def test_yuvj_formats_are_full_range_even_untagged(conv):
 def test_a_change_of_matrix_range_format_or_size_rebuilds_the_context(conv):
     """One converter over frames whose tags, format and size change from frame to frame (a stream whose in-band
     parameters change): each frame == a fresh conversion."""
-    seq = [("yuv420p", 64, 16, 1, 1), ("yuv420p", 64, 16, 5, 1), ("yuv420p", 64, 16, 5, 2), ("yuv420p", 64, 16, 9, 2),
-           ("yuv422p", 64, 16, 9, 2), ("yuv420p", 66, 16, 9, 2), ("yuv420p", 66, 18, 9, 2), ("yuv420p", 64, 16, 1, 1),
-           ("yuvj420p", 64, 16, 1, 1), ("yuv420p", 64, 16, 1, 1)]
+    seq = [
+        ("yuv420p", 64, 16, 1, 1),
+        ("yuv420p", 64, 16, 5, 1),
+        ("yuv420p", 64, 16, 5, 2),
+        ("yuv420p", 64, 16, 9, 2),
+        ("yuv422p", 64, 16, 9, 2),
+        ("yuv420p", 66, 16, 9, 2),
+        ("yuv420p", 66, 18, 9, 2),
+        ("yuv420p", 64, 16, 1, 1),
+        ("yuvj420p", 64, 16, 1, 1),
+        ("yuv420p", 64, 16, 1, 1),
+    ]
     for k, (fmt, w, h, cs, r) in enumerate(seq):
         f = _frame(fmt, w, h, cs, r, seed=k)
         out = np.empty((h, w, 3), np.uint8)
@@ -110,8 +137,9 @@ def _libavutil() -> ctypes.CDLL:
     return ctypes.CDLL(sorted(glob.glob(os.path.join(libdir, "libavutil-*.so*")))[0])
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 21, 63, 64, 65, 127, 128, 129, 200, 256, 360, 426, 640, 854, 1280, 1920,
-                                   2560, 3840])
+@pytest.mark.parametrize(
+    "width", [1, 2, 3, 21, 63, 64, 65, 127, 128, 129, 200, 256, 360, 426, 640, 854, 1280, 1920, 2560, 3840]
+)
 def test_linesize_is_av_frame_get_buffers(width):
     """The scratch frame's rows are laid out as FFmpeg lays out its own RGB24 frames (linesize from the real
     av_frame_get_buffer: AVFrame's linesize[0] follows its 8 data pointers)."""
@@ -141,7 +169,7 @@ def test_scratch_layout_and_direct_path(conv):
     f = _frame("yuv420p", 128, 10, 1, 1)
     raw = np.zeros(128 * 10 * 3 + 64, np.uint8)
     skip = -raw.ctypes.data % 64
-    out = raw[skip: skip + 128 * 10 * 3].reshape(10, 128, 3)
+    out = raw[skip : skip + 128 * 10 * 3].reshape(10, 128, 3)
     assert c.convert_into(f, out) and c._scratch is None  # direct
     np.testing.assert_array_equal(out, _oracle(f))
     rows = c._scratch_rows(100, 10)
@@ -150,8 +178,10 @@ def test_scratch_layout_and_direct_path(conv):
     assert c._scratch.ctypes.data % 64 == 0
     again = c._scratch_rows(100, 10)
     assert again.ctypes.data == rows.ctypes.data  # reused for the same size
-    assert c._scratch_rows(100, 40).shape == (40, ffmpeg_linesize(100)) and c._scratch.shape[0] >= \
-        ffmpeg_linesize(100) * 64 + 64
+    assert (
+        c._scratch_rows(100, 40).shape == (40, ffmpeg_linesize(100))
+        and c._scratch.shape[0] >= ffmpeg_linesize(100) * 64 + 64
+    )
     # a strided destination inside a canvas of sentinels
     for w, h in ((128, 10), (100, 7), (65, 3)):
         f = _frame("yuv420p", w, h, 1, 1, seed=w)
@@ -183,11 +213,20 @@ def test_bad_destinations_and_unknown_formats(conv):
     assert conv._pix_fmt("yuv420p") == 0 and conv._pix_fmt("rgb24") == 2  # AVPixelFormat values
 
 
-@pytest.mark.parametrize(("pix_fmt", "codec", "ext"), [
-    ("gbrp10le", "ffv1", "mkv"), ("gbrp12le", "ffv1", "mkv"), ("gbrp", "ffv1", "mkv"), ("gray10le", "ffv1", "mkv"),
-    ("gray12le", "ffv1", "mkv"), ("yuv444p10le", "ffv1", "mkv"),
-    ("gray10le", "rawvideo", "nut"), ("gray", "rawvideo", "nut"), ("yuv420p", "rawvideo", "nut"),  # untagged range
-])
+@pytest.mark.parametrize(
+    ("pix_fmt", "codec", "ext"),
+    [
+        ("gbrp10le", "ffv1", "mkv"),
+        ("gbrp12le", "ffv1", "mkv"),
+        ("gbrp", "ffv1", "mkv"),
+        ("gray10le", "ffv1", "mkv"),
+        ("gray12le", "ffv1", "mkv"),
+        ("yuv444p10le", "ffv1", "mkv"),
+        ("gray10le", "rawvideo", "nut"),
+        ("gray", "rawvideo", "nut"),
+        ("yuv420p", "rawvideo", "nut"),  # untagged range
+    ],
+)
 def test_rgb_and_gray_streams_are_bit_exact_with_the_cli(tmp_path, pix_fmt, codec, ext):
     """Planar RGB and gray at 8-12 bits (what lossless archives hold), tagged (FFV1) and untagged (raw video in NUT):
     == ``ffmpeg -vf format=rgb24``. Two bugs these caught: a 10/12-bit RGB input goes through YUV inside swscale,

@@ -18,8 +18,9 @@ from gpudecode._errors import TimeOutOfRangeError
 def ntsc_avi(tmp_path_factory):
     """MPEG-4 in AVI at 30000/1001 fps: the stream's time base is 1001/30000 (numerator not 1)."""
     path = tmp_path_factory.mktemp("ntsc") / "ntsc.avi"
-    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=s=96x64:r=30000/1001:d=1", "-c:v", "mpeg4", "-bf", "0", "-g", "10",
-               str(path))
+    run_ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=s=96x64:r=30000/1001:d=1", "-c:v", "mpeg4", "-bf", "0", "-g", "10", str(path)
+    )
     return str(path)
 
 
@@ -53,23 +54,29 @@ def test_time_argument_errors_name_the_argument(video):
     m = dec.metadata
     begin, end = m.begin_stream_seconds, m.end_stream_seconds
     assert _message(lambda: dec.get_frame_played_at(end)) == (
-        f"Invalid seconds ({end}). Supported values are in [{begin}, {end}), the times the stream plays.")
+        f"Invalid seconds ({end}). Supported values are in [{begin}, {end}), the times the stream plays."
+    )
     assert _message(lambda: dec.get_frames_played_at([0.1, -1.0])) == (
-        f"Invalid seconds (-1.0). Supported values are in [{begin}, {end}), the times the stream plays.")
+        f"Invalid seconds (-1.0). Supported values are in [{begin}, {end}), the times the stream plays."
+    )
     assert _message(lambda: dec.get_frames_played_in_range(end + 1, end + 2)) == (
-        f"Invalid start_seconds ({end + 1}). Supported values are in [{begin}, {end}), the times the stream plays.")
+        f"Invalid start_seconds ({end + 1}). Supported values are in [{begin}, {end}), the times the stream plays."
+    )
     assert _message(lambda: dec.get_frames_played_in_range(0.5, 0.2)) == (
         "Invalid range: stop_seconds (0.2) is before start_seconds (0.5). Supported ranges have start_seconds <= "
-        "stop_seconds.")
+        "stop_seconds."
+    )
     assert _message(lambda: dec.get_frames_played_in_range(0.5, end + 1)) == (
-        f"Invalid stop_seconds ({end + 1}). Supported values are in [{begin}, {end}].")
+        f"Invalid stop_seconds ({end + 1}). Supported values are in [{begin}, {end}]."
+    )
     assert "start_seconds" in _message(lambda: dec.get_frames_played_in_range(float("nan"), 1.0))
     assert "stop_seconds" in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
     assert "start_seconds" not in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
     dec._metadata = dataclasses.replace(m, end_stream_seconds=None)
     assert _message(lambda: dec.get_all_frames(fps=5)) == (
         "Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use get_frames_played_in_range() with "
-        "explicit times.")
+        "explicit times."
+    )
 
 
 @pytest.mark.parametrize("name", ["nonzero_start", "h264_bframes"])
@@ -81,9 +88,16 @@ def test_approximate_ranges_by_time_match_exact_mode(video, name):
     exact, approx = VideoDecoder(path), VideoDecoder(path, seek_mode="approximate")
     pts = exact.get_frames_in_range(0, len(exact)).pts_seconds.numpy()
     np.testing.assert_allclose(pts, oracle(str(path))[1], atol=1e-9)
-    bounds = [(pts[0], pts[4]), (pts[5], pts[9]), (pts[5] + 0.01, pts[5] + 0.02), (pts[0], pts[1]),
-              (pts[7] + 0.03, pts[12] + 0.001), (pts[20], pts[-1]), (pts[-2] + 0.001, pts[-1] + 0.01),
-              (pts[5] + 1e-11, pts[5] + 2e-11)]  # far shorter than a frame, just after its start
+    bounds = [
+        (pts[0], pts[4]),
+        (pts[5], pts[9]),
+        (pts[5] + 0.01, pts[5] + 0.02),
+        (pts[0], pts[1]),
+        (pts[7] + 0.03, pts[12] + 0.001),
+        (pts[20], pts[-1]),
+        (pts[-2] + 0.001, pts[-1] + 0.01),
+        (pts[5] + 1e-11, pts[5] + 2e-11),
+    ]  # far shorter than a frame, just after its start
     for t0, t1 in bounds:
         want = exact.get_frames_played_in_range(float(t0), float(t1)).pts_seconds
         got = approx.get_frames_played_in_range(float(t0), float(t1)).pts_seconds

@@ -34,14 +34,33 @@ def joined(tmp_path_factory):
             parts = []
             for fps in (25, 10, 60):
                 part = folder / f"{codec}_{fps}.mp4"
-                subprocess.run([exe, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={fps}",
-                                "-t", "1", *CODECS[codec], "-pix_fmt", "yuv420p", str(part)], check=True)
+                subprocess.run(
+                    [
+                        exe,
+                        "-v",
+                        "error",
+                        "-y",
+                        "-f",
+                        "lavfi",
+                        "-i",
+                        f"testsrc2=size=160x120:rate={fps}",
+                        "-t",
+                        "1",
+                        *CODECS[codec],
+                        "-pix_fmt",
+                        "yuv420p",
+                        str(part),
+                    ],
+                    check=True,
+                )
                 parts.append(f"file '{part}'\n")
             listing = folder / f"{codec}.txt"
             listing.write_text("".join(parts))
             out = folder / f"{codec}_joined.{ext}"
-            subprocess.run([exe, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
-                            str(out)], check=True)
+            subprocess.run(
+                [exe, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out)],
+                check=True,
+            )
             made[(codec, ext)] = str(out)
         return made[(codec, ext)]
 
@@ -124,7 +143,7 @@ def test_time_calls_follow_the_documented_rule(joined, codec, ext):
     # a range over the overlap holds the frames of both segments, in frame order
     span = dec.get_frames_played_in_range(t, pts[last] + 1e-3).pts_seconds.numpy()
     from_first = [p for p in first_segment if p > t or p == first_segment[first_segment <= t].max()]
-    from_second = [p for p in pts[last + 1:] if t < p < pts[last] + 1e-3]
+    from_second = [p for p in pts[last + 1 :] if t < p < pts[last] + 1e-3]
     assert from_second, "the range must reach into the second segment"
     np.testing.assert_allclose(span, from_first + from_second, atol=1e-9)
 
@@ -141,8 +160,9 @@ def test_ranges_follow_the_documented_rule(joined, codec, ext):
     rng = np.random.default_rng(3)
     end = float((pts + dur).max())
     for _ in range(120):
-        t0, t1 = sorted(float(x) if rng.random() < 0.6 else float(rng.uniform(pts.min(), end))
-                        for x in rng.choice(reported, 2))
+        t0, t1 = sorted(
+            float(x) if rng.random() < 0.6 else float(rng.uniform(pts.min(), end)) for x in rng.choice(reported, 2)
+        )
         if not t0 < t1:
             continue
         first = _reference_played_at(reported, dur, t0)  # the reported seconds: t0 may be one of them exactly
@@ -207,8 +227,12 @@ def test_played_at_rules_written_out():
     # one segment: plain "last frame starting at or before t"
     one = segments_of(None, 3)
     assert one == [(0, 3)] and segments_of(np.array([], dtype=np.int64), 3) == [(0, 3)]
-    assert played_at(np.array([0.0, 1, 2]), np.array([1.0, 2, 3]), one, np.array([-1, 0, 1.5, 9])).tolist() == \
-        [0, 0, 1, 2]
+    assert played_at(np.array([0.0, 1, 2]), np.array([1.0, 2, 3]), one, np.array([-1, 0, 1.5, 9])).tolist() == [
+        0,
+        0,
+        1,
+        2,
+    ]
     assert segments_of(np.array([0, 2, 2]), 4) == [(0, 2), (2, 4)]  # an empty segment is dropped
 
 

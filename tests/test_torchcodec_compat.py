@@ -56,49 +56,55 @@ def test_frame_and_frame_batch_validate_their_shapes():
     with pytest.raises(ValueError, match="3-dimensional"):
         Frame(data=torch.zeros(2, 3, 4, 5, dtype=torch.uint8), pts_seconds=0.0, duration_seconds=0.04)
     with pytest.raises(ValueError, match="at least 3-dimensional"):
-        FrameBatch(data=torch.zeros(3, 4, dtype=torch.uint8), pts_seconds=torch.zeros(0),
-                   duration_seconds=torch.zeros(0))
+        FrameBatch(
+            data=torch.zeros(3, 4, dtype=torch.uint8), pts_seconds=torch.zeros(0), duration_seconds=torch.zeros(0)
+        )
     with pytest.raises(ValueError, match="leading shape"):
-        FrameBatch(data=torch.zeros(2, 3, 4, 5, dtype=torch.uint8), pts_seconds=torch.zeros(3),
-                   duration_seconds=torch.zeros(3))
+        FrameBatch(
+            data=torch.zeros(2, 3, 4, 5, dtype=torch.uint8), pts_seconds=torch.zeros(3), duration_seconds=torch.zeros(3)
+        )
     f = Frame(data=torch.zeros(3, 4, 5, dtype=torch.uint8), pts_seconds=1, duration_seconds=np.float64(0.5))
     assert type(f.pts_seconds) is float and type(f.duration_seconds) is float
 
 
 # -- 2. exception classes ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("call", "builtin"), [
-    (lambda p: VideoDecoder(12345), TypeError),  # "Unknown source type"
-    (lambda p: VideoDecoder([p]), TypeError),
-    (lambda p: VideoDecoder(open(p)), TypeError),  # noqa: SIM115  text-mode file
-    (lambda p: VideoDecoder("/no/such/file.mp4"), RuntimeError),
-    (lambda p: VideoDecoder(b"not a video" * 50), RuntimeError),
-    (lambda p: VideoDecoder(p, device="tpu"), RuntimeError),
-    (lambda p: VideoDecoder(p, seek_mode="fast"), ValueError),
-    (lambda p: VideoDecoder(p, dimension_order="CHW"), ValueError),
-    (lambda p: VideoDecoder(p, stream_index=7), ValueError),
-    (lambda p: VideoDecoder(b""), ValueError),
-    (lambda p: VideoDecoder(p)[40], IndexError),
-    (lambda p: VideoDecoder(p)[-41], IndexError),
-    (lambda p: VideoDecoder(p)[1.5], TypeError),
-    (lambda p: VideoDecoder(p)["a"], TypeError),
-    (lambda p: VideoDecoder(p).get_frame_at(40), IndexError),
-    (lambda p: VideoDecoder(p).get_frames_at([0, 40]), IndexError),
-    (lambda p: VideoDecoder(p).get_frames_in_range(0, 3, 0), ValueError),
-    (lambda p: VideoDecoder(p).get_frame_played_at(-1.0), IndexError),
-    (lambda p: VideoDecoder(p).get_frame_played_at(100.0), IndexError),
-    (lambda p: VideoDecoder(p).get_frame_played_at(math.nan), IndexError),
-    (lambda p: VideoDecoder(p).get_frames_played_at([0.0, 100.0]), RuntimeError),
-    (lambda p: VideoDecoder(p).get_frames_played_in_range(1.0, 0.5), ValueError),
-    (lambda p: VideoDecoder(p).get_frames_played_in_range(0.0, 100.0), ValueError),
-    (lambda p: VideoDecoder(p).get_frames_played_in_range(-1.0, 0.5), ValueError),
-    (lambda p: samplers.clips_at_random_indices(VideoDecoder(p), num_clips=0), ValueError),
-    (lambda p: samplers.clips_at_random_indices(VideoDecoder(p), num_frames_per_clip=50, policy="error"),
-     ValueError),
-    (lambda p: samplers.clips_at_random_indices(VideoDecoder(p), policy="clamp"), ValueError),
-    (lambda p: samplers.clips_at_random_timestamps(VideoDecoder(p), sampling_range_start=-1.0), ValueError),
-    (lambda p: samplers.clips_at_regular_timestamps(VideoDecoder(p), seconds_between_clip_starts=0.0),
-     ValueError),
-])
+@pytest.mark.parametrize(
+    ("call", "builtin"),
+    [
+        (lambda p: VideoDecoder(12345), TypeError),  # "Unknown source type"
+        (lambda p: VideoDecoder([p]), TypeError),
+        (lambda p: VideoDecoder(open(p)), TypeError),  # noqa: SIM115  text-mode file
+        (lambda p: VideoDecoder("/no/such/file.mp4"), RuntimeError),
+        (lambda p: VideoDecoder(b"not a video" * 50), RuntimeError),
+        (lambda p: VideoDecoder(p, device="tpu"), RuntimeError),
+        (lambda p: VideoDecoder(p, seek_mode="fast"), ValueError),
+        (lambda p: VideoDecoder(p, dimension_order="CHW"), ValueError),
+        (lambda p: VideoDecoder(p, stream_index=7), ValueError),
+        (lambda p: VideoDecoder(b""), ValueError),
+        (lambda p: VideoDecoder(p)[40], IndexError),
+        (lambda p: VideoDecoder(p)[-41], IndexError),
+        (lambda p: VideoDecoder(p)[1.5], TypeError),
+        (lambda p: VideoDecoder(p)["a"], TypeError),
+        (lambda p: VideoDecoder(p).get_frame_at(40), IndexError),
+        (lambda p: VideoDecoder(p).get_frames_at([0, 40]), IndexError),
+        (lambda p: VideoDecoder(p).get_frames_in_range(0, 3, 0), ValueError),
+        (lambda p: VideoDecoder(p).get_frame_played_at(-1.0), IndexError),
+        (lambda p: VideoDecoder(p).get_frame_played_at(100.0), IndexError),
+        (lambda p: VideoDecoder(p).get_frame_played_at(math.nan), IndexError),
+        (lambda p: VideoDecoder(p).get_frames_played_at([0.0, 100.0]), RuntimeError),
+        (lambda p: VideoDecoder(p).get_frames_played_in_range(1.0, 0.5), ValueError),
+        (lambda p: VideoDecoder(p).get_frames_played_in_range(0.0, 100.0), ValueError),
+        (lambda p: VideoDecoder(p).get_frames_played_in_range(-1.0, 0.5), ValueError),
+        (lambda p: samplers.clips_at_random_indices(VideoDecoder(p), num_clips=0), ValueError),
+        (
+            lambda p: samplers.clips_at_random_indices(VideoDecoder(p), num_frames_per_clip=50, policy="error"),
+            ValueError,
+        ),
+        (lambda p: samplers.clips_at_random_indices(VideoDecoder(p), policy="clamp"), ValueError),
+        (lambda p: samplers.clips_at_random_timestamps(VideoDecoder(p), sampling_range_start=-1.0), ValueError),
+        (lambda p: samplers.clips_at_regular_timestamps(VideoDecoder(p), seconds_between_clip_starts=0.0), ValueError),
+    ],
+)
 def test_exceptions_inherit_what_torchcodec_raises(video, call, builtin):
     from gpudecode import GpudecodeError
 
@@ -137,8 +143,13 @@ def test_sampler_range_end_past_the_end_is_clamped(dec):
 
 def test_integer_like_indices_are_accepted(dec):
     want = dec.get_frames_at([0, 2, 5]).pts_seconds
-    for idx in (torch.tensor([0.0, 2.0, 5.0]), torch.tensor([0, 2, 5]), np.array([0, 2, 5]), np.array([0.0, 2, 5]),
-                [np.int64(0), torch.tensor(2), 5]):
+    for idx in (
+        torch.tensor([0.0, 2.0, 5.0]),
+        torch.tensor([0, 2, 5]),
+        np.array([0, 2, 5]),
+        np.array([0.0, 2, 5]),
+        [np.int64(0), torch.tensor(2), 5],
+    ):
         assert torch.equal(dec.get_frames_at(idx).pts_seconds, want)
     assert torch.equal(dec[np.int64(2)], dec[2])
     with pytest.raises(ValueError, match="whole numbers"):
@@ -166,13 +177,33 @@ def test_unknown_metadata_is_none_as_in_torchcodec(video):
 def test_metadata_prints_torchcodecs_fields_in_torchcodecs_order(dec):
     names = [line.split(":")[0].strip() for line in str(dec.metadata).splitlines()[1:]]
     torchcodec_order = [
-        "duration_seconds_from_header", "begin_stream_seconds_from_header", "bit_rate", "codec", "stream_index",
-        "media_type", "width", "height", "num_frames_from_header", "average_fps_from_header", "pixel_aspect_ratio",
-        "rotation", "color_primaries", "color_space", "color_transfer_characteristic", "pixel_format",
-        "begin_stream_seconds_from_content", "end_stream_seconds_from_content", "num_frames_from_content",
-        "duration_seconds", "begin_stream_seconds", "end_stream_seconds", "num_frames", "average_fps"]
+        "duration_seconds_from_header",
+        "begin_stream_seconds_from_header",
+        "bit_rate",
+        "codec",
+        "stream_index",
+        "media_type",
+        "width",
+        "height",
+        "num_frames_from_header",
+        "average_fps_from_header",
+        "pixel_aspect_ratio",
+        "rotation",
+        "color_primaries",
+        "color_space",
+        "color_transfer_characteristic",
+        "pixel_format",
+        "begin_stream_seconds_from_content",
+        "end_stream_seconds_from_content",
+        "num_frames_from_content",
+        "duration_seconds",
+        "begin_stream_seconds",
+        "end_stream_seconds",
+        "num_frames",
+        "average_fps",
+    ]
     assert names[: len(torchcodec_order)] == torchcodec_order
-    assert set(names[len(torchcodec_order):]) == {"bit_depth", "color_range", "coded_width", "coded_height"}
+    assert set(names[len(torchcodec_order) :]) == {"bit_depth", "color_range", "coded_width", "coded_height"}
 
 
 class _Recorder(io.RawIOBase):

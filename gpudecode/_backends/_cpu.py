@@ -150,9 +150,11 @@ class CpuBackend:
     def _reformat(self, frame: Any) -> np.ndarray:
         """PyAV's reformatter (its own FFmpeg-allocated frame): for builds whose swscale ctypes cannot reach."""
         try:
-            rgb = self._reformatter.reformat(frame, format="rgb24", src_color_range=frame.color_range,
-                                             interpolation=Interpolation.BICUBIC)
+            rgb = self._reformatter.reformat(
+                frame, format="rgb24", src_color_range=frame.color_range, interpolation=Interpolation.BICUBIC
+            )
             return rgb.to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise DecodeError(f"swscale could not convert a {frame.format.name} frame to RGB: "
-                              f"{ffmpeg_reason(exc)}") from exc
+            raise DecodeError(
+                f"swscale could not convert a {frame.format.name} frame to RGB: {ffmpeg_reason(exc)}"
+            ) from exc

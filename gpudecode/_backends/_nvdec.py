@@ -37,8 +37,16 @@ logger = logging.getLogger("gpudecode")
 # FFmpeg codec name -> PyNvVideoCodec cudaVideoCodec member.
 # MPEG-4 Part 2 is left to the CPU: from MP4/MKV its VOL header lives only in extradata, which NVDEC's parser
 # never receives through the low-level decoder (PyNvVideoCodec's own demuxer prepends it), so nothing would decode.
-NVDEC_CODECS = {"h264": "H264", "hevc": "HEVC", "vp9": "VP9", "av1": "AV1", "mpeg2video": "MPEG2",
-                "mpeg1video": "MPEG1", "vp8": "VP8", "vc1": "VC1"}
+NVDEC_CODECS = {
+    "h264": "H264",
+    "hevc": "HEVC",
+    "vp9": "VP9",
+    "av1": "AV1",
+    "mpeg2video": "MPEG2",
+    "mpeg1video": "MPEG1",
+    "vp8": "VP8",
+    "vc1": "VC1",
+}
 # Names in the real PyNvVideoCodec 2.2.4 (checked by tests/test_nvc_conformance.py against the compiled module).
 CHROMA_420 = "420"  # cudaVideoChromaFormat member; there is no "YUV420"
 CAPS_SUPPORTED, CAPS_WIDTH_MAX, CAPS_HEIGHT_MAX = "supported", "width_max", "height_max"
@@ -123,8 +131,10 @@ def _import_modules(device_index: int) -> Modules:
         raise NvdecUnavailable(f"PyNvVideoCodec is not installed ({exc}); install gpudecode[gpu]") from exc
     except (RuntimeError, OSError) as exc:  # no driver: it fails to load libnvidia-encode.so.1
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NvdecUnavailable(f"PyNvVideoCodec could not load the NVIDIA video driver ({first}); in containers "
-                               "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video") from exc
+        raise NvdecUnavailable(
+            f"PyNvVideoCodec could not load the NVIDIA video driver ({first}); in containers "
+            "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"
+        ) from exc
     finally:
         nvc_logger.disabled = disabled
     probe_decoder_creation(device_index)
@@ -137,8 +147,10 @@ def _import_modules(device_index: int) -> Modules:
     return Modules(nvc=nvc, convert=convert)
 
 
-_PROBE_CODE = ("import PyNvVideoCodec as n; n.CreateDecoder(gpuid={index}, codec=n.cudaVideoCodec.H264, "
-               "usedevicememory=True, maxwidth=64, maxheight=64); print('gpudecode-probe-ok')")
+_PROBE_CODE = (
+    "import PyNvVideoCodec as n; n.CreateDecoder(gpuid={index}, codec=n.cudaVideoCodec.H264, "
+    "usedevicememory=True, maxwidth=64, maxheight=64); print('gpudecode-probe-ok')"
+)
 
 
 def probe_decoder_creation(device_index: int, code: str | None = None, env: dict[str, str] | None = None) -> None:
@@ -159,15 +171,21 @@ def probe_decoder_creation(device_index: int, code: str | None = None, env: dict
     if code is None and device_index in _PROBED:
         return
     try:
-        done = subprocess.run([sys.executable, "-c", code or _PROBE_CODE.format(index=int(device_index))],
-                              capture_output=True, text=True, timeout=120, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", code or _PROBE_CODE.format(index=int(device_index))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NvdecUnavailable(f"the NVDEC probe process could not run ({exc})") from exc
     if "gpudecode-probe-ok" not in done.stdout:
         lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
         last = lines[-1] if lines else "no output"
-        raise NvdecUnavailable(f"creating an NVDEC decoder failed in a probe process (exit status "
-                               f"{done.returncode}): {last[:300]}")
+        raise NvdecUnavailable(
+            f"creating an NVDEC decoder failed in a probe process (exit status {done.returncode}): {last[:300]}"
+        )
     if code is None:
         _PROBED.add(device_index)
 
@@ -196,13 +214,13 @@ def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
             pos += 1
             for _ in range(n_sps):
                 (size,) = struct.unpack_from(">H", extradata, pos)
-                out.append(_START + extradata[pos + 2: pos + 2 + size])
+                out.append(_START + extradata[pos + 2 : pos + 2 + size])
                 pos += 2 + size
             n_pps = extradata[pos]
             pos += 1
             for _ in range(n_pps):
                 (size,) = struct.unpack_from(">H", extradata, pos)
-                out.append(_START + extradata[pos + 2: pos + 2 + size])
+                out.append(_START + extradata[pos + 2 : pos + 2 + size])
                 pos += 2 + size
         elif codec == "hevc" and len(extradata) > 23:
             pos = 22
@@ -213,7 +231,7 @@ def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
                 pos += 3
                 for _ in range(count):
                     (size,) = struct.unpack_from(">H", extradata, pos)
-                    out.append(_START + extradata[pos + 2: pos + 2 + size])
+                    out.append(_START + extradata[pos + 2 : pos + 2 + size])
                     pos += 2 + size
     except (IndexError, struct.error):
         return b""
@@ -332,9 +350,19 @@ class NvdecBackend:
 
     output_device_type = "cuda"  # convert_into writes into CUDA tensors
 
-    def __init__(self, *, modules: Modules, device: torch.device, stream: Any, bit_depth: int,
-                 color: ColorSpec, decoder: Any, cache_key: tuple[Any, ...], streams: Any,
-                 decode_stream: Any) -> None:
+    def __init__(
+        self,
+        *,
+        modules: Modules,
+        device: torch.device,
+        stream: Any,
+        bit_depth: int,
+        color: ColorSpec,
+        decoder: Any,
+        cache_key: tuple[Any, ...],
+        streams: Any,
+        decode_stream: Any,
+    ) -> None:
         self._m = modules
         self._nvc = modules.nvc
         self._device = device
@@ -353,8 +381,11 @@ class NvdecBackend:
         self._bsf = None
         extradata = bytes(cc.extradata or b"")
         self._param_sets = b""
-        if self._codec in ANNEXB_FILTERS and extradata and not (
-                extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START)):
+        if (
+            self._codec in ANNEXB_FILTERS
+            and extradata
+            and not (extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START))
+        ):
             import av
 
             self._bsf = av.bitstream.BitStreamFilterContext(ANNEXB_FILTERS[self._codec], in_stream=stream)
@@ -464,8 +495,10 @@ class NvdecBackend:
         if fmt is not None and fmt != self._expected_format:
             name = getattr(fmt, "name", fmt)
             depth = "an 8" if self._bytes == 1 else "a 10/12"
-            raise DecodeError(f"NVDEC returned a {name} surface for {depth}-bit stream (expected "
-                              f"{self._expected_format.name}); please report this with your GPU and driver.")
+            raise DecodeError(
+                f"NVDEC returned a {name} surface for {depth}-bit stream (expected "
+                f"{self._expected_format.name}); please report this with your GPU and driver."
+            )
         luma = int(surface.GetPtrToPlane(0))
         pitch = self._pitch if self._pitch is not None else self._surface_pitch(surface)
         try:
@@ -475,8 +508,10 @@ class NvdecBackend:
         if not chroma:
             chroma = luma + pitch * self._height
         if pitch < self._width * self._bytes or chroma - luma < pitch * self._height:
-            raise DecodeError(f"NVDEC surface layout is inconsistent (pitch {pitch}, planes {luma:#x}/{chroma:#x} "
-                              f"for {self._width}x{self._height}); please report this with your GPU and driver.")
+            raise DecodeError(
+                f"NVDEC surface layout is inconsistent (pitch {pitch}, planes {luma:#x}/{chroma:#x} "
+                f"for {self._width}x{self._height}); please report this with your GPU and driver."
+            )
         self._pitch = pitch
         return luma, chroma, pitch
 
@@ -510,14 +545,25 @@ class NvdecBackend:
             DecodeError: The slot's shape is not the stream's frame size, or the surface is not as expected.
         """
         if tuple(out.shape) != (self._height, self._width, 3) or not out.is_contiguous():
-            raise DecodeError(f"A decoded frame is {self._width}x{self._height}, but the output slot is "
-                              f"{tuple(out.shape)}; resolution changes are not supported.")
+            raise DecodeError(
+                f"A decoded frame is {self._width}x{self._height}, but the output slot is "
+                f"{tuple(out.shape)}; resolution changes are not supported."
+            )
         luma, chroma, pitch = self._planes(frame.surface)
         streams, decode_stream = self._streams, self._decode_stream
         if streams is not None:
             streams.wait(decode_stream, streams.current(self._device))
-        self._m.convert(luma_ptr=luma, chroma_ptr=chroma, pitch=pitch, width=self._width, height=self._height,
-                        dst_ptr=out.data_ptr(), planar=False, spec=self._color, stream_ptr=self._stream_ptr)
+        self._m.convert(
+            luma_ptr=luma,
+            chroma_ptr=chroma,
+            pitch=pitch,
+            width=self._width,
+            height=self._height,
+            dst_ptr=out.data_ptr(),
+            planar=False,
+            spec=self._color,
+            stream_ptr=self._stream_ptr,
+        )
         if streams is not None:
             streams.record(out, decode_stream)
             streams.wait(streams.current(self._device), decode_stream)
@@ -534,8 +580,9 @@ class NvdecBackend:
             self._dec = None
 
 
-def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, color: ColorSpec,
-                         modules: Modules | None = None) -> NvdecBackend:
+def create_nvdec_backend(
+    device: torch.device, stream: Any, bit_depth: int, color: ColorSpec, modules: Modules | None = None
+) -> NvdecBackend:
     """Create an NVDEC backend for ``stream`` on ``device``.
 
     Args:
@@ -577,9 +624,16 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
 
     def create() -> Any:
         try:
-            dec = nvc.CreateDecoder(gpuid=index, codec=codec_enum, cudacontext=0, cudastream=stream_ptr,
-                                    usedevicememory=True, maxwidth=max_w, maxheight=max_h,
-                                    outputColorType=nvc.OutputColorType.NATIVE)
+            dec = nvc.CreateDecoder(
+                gpuid=index,
+                codec=codec_enum,
+                cudacontext=0,
+                cudastream=stream_ptr,
+                usedevicememory=True,
+                maxwidth=max_w,
+                maxheight=max_h,
+                outputColorType=nvc.OutputColorType.NATIVE,
+            )
         except Exception as exc:
             raise NvdecUnavailable(f"NVDEC decoder creation failed: {exc}") from exc
         _DECODER_SIZES[id(dec)] = (width, height)
@@ -591,8 +645,17 @@ def create_nvdec_backend(device: torch.device, stream: Any, bit_depth: int, colo
         # decode_reconfigure sample does the same).
         decoder.setReconfigParams(width, height)
         _DECODER_SIZES[id(decoder)] = (width, height)
-    return NvdecBackend(modules=modules, device=device, stream=stream, bit_depth=bit_depth, color=color,
-                        decoder=decoder, cache_key=key, streams=streams, decode_stream=decode_stream)
+    return NvdecBackend(
+        modules=modules,
+        device=device,
+        stream=stream,
+        bit_depth=bit_depth,
+        color=color,
+        decoder=decoder,
+        cache_key=key,
+        streams=streams,
+        decode_stream=decode_stream,
+    )
 
 
 # (module id, codec, bit depth) -> (module, caps): queried once per process and module (the module is kept so its
@@ -610,9 +673,12 @@ def _caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int) -> dict[str, An
     key = (id(nvc), codec, bit_depth)
     if key not in _CAPS:
         try:
-            caps = nvc.GetDecoderCaps(gpuid=0, codec=codec_enum,
-                                      chromaformat=getattr(nvc.cudaVideoChromaFormat, CHROMA_420),
-                                      bitdepth=bit_depth)
+            caps = nvc.GetDecoderCaps(
+                gpuid=0,
+                codec=codec_enum,
+                chromaformat=getattr(nvc.cudaVideoChromaFormat, CHROMA_420),
+                bitdepth=bit_depth,
+            )
         except Exception as exc:  # PyNvVCException, RuntimeError: no caps, try to create the decoder anyway
             logger.debug("gpudecode: GetDecoderCaps failed (%s); trying to create the decoder anyway", exc)
             caps = None
@@ -620,8 +686,7 @@ def _caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int) -> dict[str, An
     return _CAPS[key][1]
 
 
-def _check_caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int, width: int,
-                height: int) -> tuple[int, int]:
+def _check_caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int, width: int, height: int) -> tuple[int, int]:
     """Refuse what this GPU's NVDEC cannot decode; return its largest frame size (unbounded when unknown).
 
     Raises:
