@@ -1,15 +1,20 @@
-"""The VideoDecoder: torchcodec's API over PyAV demuxing, a shared planner and a CPU or NVDEC backend."""
+"""The VideoDecoder: torchcodec's API as a thin façade over the decoding parts.
+
+Data flow (``docs/architecture.md``): the source is opened by PyAV (``_container``), its exact index comes from
+``_index_store`` (or the header, in approximate mode); the seek mode (``_seek_mode``), chosen once when the decoder
+opens, turns each access call into planner targets; the planner (``_planner``) feeds the demuxer's packets to a backend
+(``_device`` picks CPU or NVDEC); ``_output`` writes the converted frames into the returned batch, and
+``_parallel`` spreads independent keyframe runs over worker threads on the CPU.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,15 +24,7 @@ import numpy as np
 import torch
 
 from gpudecode._args import as_fps, as_int, as_seconds, float_array, int_array
-from gpudecode._color import (
-    COLORSPACE_NAMES,
-    PRIMARIES_NAMES,
-    RANGE_NAMES,
-    TRANSFER_NAMES,
-    ColorSpec,
-    color_spec,
-    tag_name,
-)
+from gpudecode._color import ColorSpec, color_spec
 from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
 from gpudecode._device import (
     CpuFallbackStatus,
@@ -45,12 +42,13 @@ from gpudecode._errors import (
     invalid_choice,
 )
 from gpudecode._frame import Frame, FrameBatch
-from gpudecode._index import FrameIndex, build_exact_index, to_seconds
-from gpudecode._index_file import load_index_file, save_index_file, source_key
-from gpudecode._memory import new_frames
-from gpudecode._metadata import VideoStreamMetadata
-from gpudecode._mp4 import Mp4Info, read_mp4_info
+from gpudecode._index import FrameIndex
+from gpudecode._index_store import IndexStore, cache_dir_default
+from gpudecode._metadata import VideoStreamMetadata, stream_metadata
+from gpudecode._output import BatchWriter, empty_batch
+from gpudecode._parallel import ParallelDecode
 from gpudecode._planner import BackendUnsupported, Planner, PlanStats
+from gpudecode._seek_mode import ApproximateMode, DecodeRequest, ExactMode, Header, SeekMode
 from gpudecode._source import Source, make_source
 
 __all__ = ["VideoDecoder"]
@@ -59,7 +57,7 @@ logger = logging.getLogger("gpudecode")
 
 SEEK_MODES = ("exact", "approximate")
 DIMENSION_ORDERS = ("NCHW", "NHWC")
-INDEX_CACHE_ENV = "GPUDECODE_INDEX_CACHE"
+Emit = Callable[..., None]
 
 
 def _bit_depth(pix_fmt: str | None) -> int:
@@ -125,6 +123,8 @@ class VideoDecoder:
             torchvision transforms to the returned frames instead).
         output_dtype: Only ``torch.uint8`` (torchcodec's default) is supported.
         custom_frame_mappings: Not supported; pass a saved index with ``index=`` instead.
+        index_cache_dir: Where exact indexes are cached by content (gpudecode's own): a later decoder of the same
+            file opens from the cache without scanning. ``None``: ``$GPUDECODE_INDEX_CACHE`` if set, else no cache.
 
     Raises:
         SourceNotFoundError: The path does not exist.
@@ -147,6 +147,7 @@ class VideoDecoder:
         transforms: Sequence[Any] | None = None,
         output_dtype: Any = torch.uint8,
         custom_frame_mappings: Any = None,
+        index_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._closed = True
         num_threads = _torchcodec_arguments(
@@ -172,10 +173,8 @@ class VideoDecoder:
         self._lock = threading.RLock()
         self._source: Source = make_source(source)
         self._pid = os.getpid()
-        self._containers: list[Any] = []
         self._opened = False
-        self._mp4: Mp4Info | None = None
-        self._key: str | None = None
+        self._store = IndexStore(self._source, cache_dir_default(index_cache_dir))
         if self._init_from_cache(stream_index, num_threads, index):
             self._closed = False
             return
@@ -184,8 +183,6 @@ class VideoDecoder:
             self._init(container, stream_index, num_threads, index)
         except BaseException:
             container.close()
-            for c in self._containers:
-                c.close()
             raise
         self._closed = False
 
@@ -193,14 +190,12 @@ class VideoDecoder:
     def _init(self, container: Any, stream_index: int | None, num_threads: int | None, index_path: Any) -> None:
         stream = pick_stream(container, stream_index)
         facts = _stream_facts(container, stream)
-        self._time_base = Fraction(*facts["time_base"])
-        if self._mp4 is None:
-            with self._source.reader() as reader:
-                # approximate mode needs no sample tables, only the rotation
-                self._mp4 = read_mp4_info(reader, self._source.size_bytes, tables=self._seek_mode == "exact")
+        exact = self._seek_mode == "exact"  # the one place the mode is decided: an index, or the header alone
+        self._store.read_mp4(tables=exact)  # approximate mode needs no sample tables, only the rotation
         index = None
-        if self._seek_mode == "exact":
-            index = self._get_index(container, stream, index_path, facts, best=stream_index is None)
+        if exact:
+            tb = Fraction(*facts["time_base"])
+            index = self._store.index_for(container, stream, index_path, tb, facts, best=stream_index is None)
         self._setup(facts, index, num_threads)
         self._open_with(container)
 
@@ -210,82 +205,70 @@ class VideoDecoder:
         The cache key is the file's content, and the entry holds the stream facts the metadata derives from, so
         the container is opened on first use instead (``av.open`` of a long MP4 parses every sample's tables).
         """
-        cache_dir = os.environ.get(INDEX_CACHE_ENV)
-        if not cache_dir or self._seek_mode != "exact" or index_path is not None or self._device.type != "cpu":
+        if self._seek_mode != "exact" or index_path is not None or self._device.type != "cpu":
             return False
-        with self._source.reader() as reader:
-            self._mp4 = read_mp4_info(reader, self._source.size_bytes)
-            self._key = source_key(self._mp4, reader, self._source.size_bytes)
-        path = _cache_entry(cache_dir, self._key, stream_index)
-        if not path.exists():
+        idx = self._store.cached(stream_index)
+        if idx is None:
             return False
         try:
-            idx = load_index_file(path)
-        except (MediaError, OSError) as exc:
-            logger.warning("gpudecode: ignoring unusable cached index %s: %s", path, exc)
-            return False
-        facts = idx.facts
-        if not facts or idx.source_key != self._key or (stream_index is not None and idx.stream_index != stream_index):
-            return False
-        try:
-            self._setup(facts, idx, num_threads)
+            self._setup(idx.facts, idx, num_threads)
         except MediaError:
             raise
         except (KeyError, TypeError, ValueError) as exc:  # facts from another gpudecode version, or tampered
-            logger.warning("gpudecode: ignoring cached index %s with unusable stream facts: %r", path, exc)
+            logger.warning("gpudecode: ignoring a cached index with unusable stream facts: %r", exc)
             return False
         return True
 
     def _setup(self, facts: dict[str, Any], index: FrameIndex | None, num_threads: int | None) -> None:
-        """Everything that needs only the stream facts (not an open container)."""
+        """Everything that needs only the stream facts (not an open container); chooses the seek mode."""
         self._facts = facts
         self._stream_index = int(facts["stream_index"])
         self._time_base = Fraction(*facts["time_base"])
-        track = self._mp4.track(int(facts["stream_id"])) if self._mp4 is not None else None
+        mp4 = self._store.mp4
+        track = mp4.track(int(facts["stream_id"])) if mp4 is not None else None
         self._rotation = track.rotation_degrees if track is not None else 0
-        self._has_display_matrix = track is not None and track.display_matrix
+        has_display_matrix = track is not None and track.display_matrix
         self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
         pix_fmt = facts["pix_fmt"]
         self._bit_depth = _bit_depth(pix_fmt)
         self._color: ColorSpec = color_spec(facts["colorspace"], facts["color_range"], pix_fmt, self._bit_depth)
-        self._index = index
-        self._timeline = index.packet_timeline() if index is not None else None
-        if self._mp4 is not None:
-            self._mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
-        self._metadata = self._build_metadata(facts)
+        if mp4 is not None:
+            mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
+        header = Header.from_facts(facts, self._time_base)
+        tb = self._time_base
+        self._mode: SeekMode = ExactMode(index, tb, header) if index is not None else ApproximateMode(tb, header)
+        self._begin_pts = header.begin_pts
+        self._timeline = self._mode.timeline()
+        rotation = self._rotation if has_display_matrix else None
+        self._metadata = stream_metadata(facts, header, self._mode.extent, self._bit_depth, rotation, self._rot_k)
         if self._metadata.num_frames <= 0:
             raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
         self._num_threads_arg = num_threads
         self._num_threads = num_threads if num_threads is not None else usable_cpus()
-        self._workers: list[Planner] = []
-        self._pool: ThreadPoolExecutor | None = None
+        self._parallel = ParallelDecode(self._source, self._stream_index, self._mode, self._timeline, self._num_threads)
 
     def _open_with(self, container: Any) -> None:
         """Create the demuxer, the backend and the planner over an open container."""
         demuxer = PyAVDemuxer(self._source, self._stream_index, container=container, timeline=self._timeline)
         self._demuxer = demuxer
+        nominal = self._mode.nominal_duration()
         if demuxer.raw:
-            assert self._index is not None  # approximate mode refuses raw streams: their header counts nothing
+            # approximate mode refuses raw streams (their header counts nothing): an index is at hand
+            assert self._mode.index is not None
             self._backend, self._fallback = select_raw_stream_backend(
-                self._device, demuxer.stream, self._num_threads_arg, int(self._index.duration[0])
+                self._device, demuxer.stream, self._num_threads_arg, int(self._mode.index.duration[0])
             )
         else:
             self._backend, self._fallback = select_backend(
                 self._device, demuxer.stream, self._num_threads_arg, self._bit_depth, self._color
             )
-        approx_key_of = approx_key_ts = None
-        if self._index is None:
-            approx_key_of, approx_key_ts = self._approx_key_locator(demuxer)
-        nominal = self._nominal_duration()
         self._planner = Planner(
             demuxer=demuxer,
             backend=self._backend,
-            key_pts=self._index.decode_key_pts if self._index is not None else None,
-            approx_key_of=approx_key_of,
-            approx_key_ts=approx_key_ts,
             nominal_duration=nominal,
             seek_margin=nominal * (int(self._facts["has_b_frames"]) + 3),
-            begin_pts=self._begin_header_pts,
+            begin_pts=self._begin_pts,
+            **self._mode.planner_lookups(demuxer),
         )
         self._opened = True
 
@@ -302,8 +285,8 @@ class VideoDecoder:
                 or stream.codec_context.height != self._facts["height"]
             ):
                 raise MediaError(
-                    f"{self._source.description} no longer matches its cached index. Clear "
-                    f"{INDEX_CACHE_ENV} or rebuild the index."
+                    f"{self._source.description} no longer matches its cached index. Clear the index cache "
+                    f"({self._store.cache_dir}) or rebuild the index."
                 )
             self._open_with(container)
         except BaseException:
@@ -314,185 +297,6 @@ class VideoDecoder:
         if not self._opened:
             with self._lock:
                 self._ensure_open()
-
-    def _open_fresh(self, stream_index: int) -> tuple[Any, Any]:
-        """Open the source again; return the container (closed with the decoder) and its video stream."""
-        c = open_container(self._source)
-        self._containers.append(c)
-        return c, c.streams[stream_index]
-
-    def _source_key(self) -> str:
-        if self._key is None:
-            with self._source.reader() as reader:
-                self._key = source_key(self._mp4, reader, self._source.size_bytes)
-        return self._key
-
-    def _get_index(self, container: Any, stream: Any, index_path: Any, facts: dict[str, Any], best: bool) -> FrameIndex:
-        if index_path is not None:
-            idx = load_index_file(index_path)
-            self._check_index(idx, stream, f"index file {os.fspath(index_path)!r}")
-            return idx
-        cache_dir = os.environ.get(INDEX_CACHE_ENV)
-        cache_file = None
-        if cache_dir:
-            cache_file = _cache_entry(cache_dir, self._source_key(), stream.index)
-            if cache_file.exists():
-                try:
-                    idx = load_index_file(cache_file)
-                    self._check_index(idx, stream, "cached index")
-                    return idx
-                except (MediaError, OSError) as exc:
-                    logger.warning("gpudecode: ignoring unusable cached index %s: %s", cache_file, exc)
-        used = [False]
-
-        def open_stream() -> tuple[Any, Any]:
-            if not used[0]:
-                used[0] = True
-                return container, stream
-            return self._open_fresh(stream.index)  # during construction: self._stream_index is not set yet
-
-        idx = build_exact_index(
-            open_stream, self._mp4, self._source.size_bytes, self._key if self._key is not None else ""
-        )
-        for c in self._containers:
-            c.close()
-        self._containers.clear()
-        if cache_file is not None:
-            idx = _with_key(idx, self._source_key(), facts)
-            try:
-                save_index_file(idx, cache_file)
-                if best:  # also reachable without naming the stream, so stream_index=None is served lazily
-                    save_index_file(idx, _cache_entry(cache_dir, self._source_key(), None))
-            except OSError as exc:
-                logger.warning("gpudecode: could not write the index cache %s: %s", cache_file, exc)
-        return idx
-
-    def _check_index(self, idx: FrameIndex, stream: Any, what: str) -> None:
-        if idx.source_key != self._source_key() or idx.stream_index != stream.index or idx.time_base != self._time_base:
-            raise MediaError(
-                f"The {what} was built for a different file or stream. Rebuild it with save_index() on this source."
-            )
-
-    def _approx_key_locator(self, demuxer: PyAVDemuxer) -> tuple[Any, Any]:
-        """Keyframe lookups through FFmpeg's own container index (no scan), fetched lazily.
-
-        The closures capture values, never ``self``: a decoder ↔ planner reference cycle would leave PyAV's objects
-        to the cyclic collector, whose teardown order leaked native memory (measured: ~2 KB per decoder).
-        """
-        state: dict[str, Any] = {}
-        begin = self._begin_header_pts
-
-        def entries() -> Any:
-            # IndexEntries points into its stream: fetch it again whenever the demuxer re-opened the file.
-            if state.get("stream") is not demuxer.stream:
-                e = demuxer.stream.index_entries
-                state["stream"] = demuxer.stream
-                state["entries"] = e
-                state["usable"] = len(e) > 0
-                # Demuxers that index decode timestamps (mov) map a seek time to them with one constant shift:
-                # the stream's start minus its first decode timestamp. Seeking to entry + shift lands exactly
-                # on that keyframe (seeking to the entry itself lands one keyframe early).
-                state["shift"] = max(0, begin - int(e[0].timestamp)) if len(e) else 0
-            return state["entries"] if state["usable"] else None
-
-        def key_of(ts: int) -> int:
-            e = entries()
-            if e is None:
-                return 1 << 62
-            k = e.search_timestamp(int(ts), backward=True, any_frame=False)
-            return int(k) if k >= 0 else 0
-
-        def key_ts(k: int) -> int:
-            e = entries()
-            if e is None or not 0 <= k < len(e):
-                return begin
-            return int(e[k].timestamp) + state["shift"]
-
-        return key_of, key_ts
-
-    def _nominal_duration(self) -> int:
-        if self._index is not None:
-            d = self._index.duration
-            return int(np.median(d)) if d.shape[0] else 1
-        fps = self._fps_header
-        if fps:
-            return max(1, round(1 / (fps * self._time_base)))
-        return 1
-
-    def _build_metadata(self, f: dict[str, Any]) -> VideoStreamMetadata:
-        tb = self._time_base
-        duration_header = (
-            float(f["stream_duration"] * tb)
-            if f["stream_duration"]
-            else (f["container_duration"] / 1_000_000 if f["container_duration"] else None)
-        )
-        frames_header = f["frames"]
-        self._fps_header: Fraction | None = Fraction(*f["rate"]) if f["rate"] else None
-        fps_header = float(self._fps_header) if self._fps_header else None
-        begin_from_header = float(f["start_time"] * tb) if f["start_time"] is not None else None
-        begin_header = begin_from_header if begin_from_header is not None else 0.0
-        self._begin_header_pts = int(f["start_time"]) if f["start_time"] is not None else 0
-        bit_rate = f["bit_rate"]
-        idx = self._index
-        if idx is not None:
-            n_content = idx.num_frames
-            begin_c = float(idx.begin_pts() * tb)
-            end_c = float(idx.end_pts() * tb)
-            num_frames = n_content
-            duration = end_c - begin_c
-            avg_fps = n_content / duration if duration > 0 else fps_header
-            begin, end = begin_c, end_c
-        else:
-            n_content = begin_c = end_c = None
-            if frames_header:
-                num_frames = frames_header
-            elif duration_header and fps_header:
-                num_frames = round(duration_header * fps_header)
-            else:
-                raise MediaError(
-                    "The header gives neither a frame count nor a duration and frame rate, so "
-                    "approximate mode cannot index it. Use seek_mode='exact' (one scan of the packets; "
-                    "raw H.264/HEVC elementary streams such as .h264/.265 files open that way)."
-                )
-            if not fps_header:
-                raise MediaError(
-                    "The header gives no frame rate, so approximate mode cannot place frames. Use seek_mode='exact'."
-                )
-            duration = duration_header
-            avg_fps = fps_header
-            begin = begin_header
-            end = begin + duration_header if duration_header is not None else begin + num_frames / fps_header
-        cw, ch = f["width"], f["height"]
-        w, h = (ch, cw) if self._rot_k % 2 == 1 else (cw, ch)
-        return VideoStreamMetadata(
-            num_frames=int(num_frames),
-            duration_seconds=duration,
-            average_fps=avg_fps,
-            duration_seconds_from_header=duration_header,
-            bit_rate=float(bit_rate) if bit_rate else None,
-            num_frames_from_header=frames_header,
-            num_frames_from_content=n_content,
-            begin_stream_seconds_from_content=begin_c,
-            end_stream_seconds_from_content=end_c,
-            codec=f["codec"],
-            width=w,
-            height=h,
-            average_fps_from_header=fps_header,
-            stream_index=self._stream_index,
-            begin_stream_seconds=begin,
-            end_stream_seconds=end,
-            pixel_format=f["pix_fmt"],
-            bit_depth=self._bit_depth,
-            color_space=tag_name(COLORSPACE_NAMES, f["colorspace"]),
-            color_range=tag_name(RANGE_NAMES, f["color_range"]),
-            color_primaries=tag_name(PRIMARIES_NAMES, f["color_primaries"]),
-            color_transfer_characteristic=tag_name(TRANSFER_NAMES, f["color_trc"]),
-            rotation=self._rotation if self._has_display_matrix else None,
-            coded_width=cw,
-            coded_height=ch,
-            begin_stream_seconds_from_header=begin_from_header,
-            pixel_aspect_ratio=Fraction(*f["sample_aspect_ratio"]) if f.get("sample_aspect_ratio") else None,
-        )
 
     # -- properties --------------------------------------------------------------------------------------
     @property
@@ -559,25 +363,15 @@ class VideoDecoder:
         if not self._opened:
             return
         if self._pid != os.getpid():
-            _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._workers])
-            self._workers = []
+            _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._parallel.orphan()])
             return
         with self._lock:
             try:
                 self._planner.invalidate()
                 self._demuxer.close()
-                for w in self._workers:
-                    w.invalidate()
-                    w.demuxer.close()  # type: ignore[attr-defined]
-                    w.backend.close()  # type: ignore[attr-defined]  # their swscale contexts
-                self._workers.clear()
-                if self._pool is not None:
-                    self._pool.shutdown(wait=True)
-                    self._pool = None
+                self._parallel.close()
             finally:
-                close = getattr(self._backend, "close", None)
-                if close is not None:
-                    close()
+                self._backend.close()
 
     def __enter__(self) -> VideoDecoder:
         return self
@@ -593,7 +387,7 @@ class VideoDecoder:
         if self._closed:
             raise InvalidArgumentError("Invalid operation on a closed VideoDecoder. Create a new decoder.")
 
-    # -- index helpers -----------------------------------------------------------------------------------
+    # -- arguments to frames -----------------------------------------------------------------------------
     def _normalize_indices(self, indices: np.ndarray) -> np.ndarray:
         n = len(self)
         bad = (indices < -n) | (indices >= n)
@@ -603,13 +397,6 @@ class VideoDecoder:
                 f"supported indices are -{n}..{n - 1}."
             )
         return np.where(indices < 0, indices + n, indices)
-
-    def _seconds_to_ts(self, t: np.ndarray) -> np.ndarray:
-        tb = self._time_base
-        return np.floor(t * tb.denominator / tb.numerator + 1e-6).astype(np.int64)
-
-    def _pts_seconds(self, pts: np.ndarray) -> np.ndarray:
-        return to_seconds(pts, self._time_base)
 
     def _check_times(self, t: np.ndarray, name: str) -> None:
         m = self._metadata
@@ -621,115 +408,112 @@ class VideoDecoder:
                 f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the times the stream plays."
             )
 
-    def _approx_targets(self, frame_indices: np.ndarray) -> np.ndarray:
-        fps = self._fps_header
-        assert fps is not None
-        tb = self._time_base
-        # Middle of frame i's nominal interval, in time-base units (integer arithmetic).
-        num = (2 * frame_indices + 1) * fps.denominator * tb.denominator
-        den = 2 * fps.numerator * tb.numerator
-        return self._begin_header_pts + num // den
+    def _frames_at_indices(self, idx: np.ndarray) -> FrameBatch:
+        idx = self._normalize_indices(idx)
+        if idx.shape[0] == 0:
+            return self._empty_batch()
+        return self._decode(self._mode.for_indices(idx))
 
-    # -- decoding ----------------------------------------------------------------------------------------
-    def _decode(
-        self,
-        unique_targets: np.ndarray,
-        start_keys: np.ndarray | None,
-        positions: list[np.ndarray],
-        n_out: int,
-        labels: np.ndarray,
-    ) -> FrameBatch:
-        """Decode unique targets; write target ``j``'s frame at each of ``positions[j]`` of the output batch."""
-        return self._assemble(
-            lambda emit: self._run_planned(unique_targets, start_keys, emit), positions, n_out, labels
+    def _frames_at_times(self, t: np.ndarray, name: str) -> FrameBatch:
+        self._check_times(t, name)
+        if t.shape[0] == 0:
+            return self._empty_batch()
+        return self._decode(self._mode.for_times(t))
+
+    def _frames_in_range(self, lo: int, hi: int, step: int, owner: object | None = None) -> FrameBatch:
+        """Frames ``lo, lo + step, ...`` before ``hi``.
+
+        Approximate mode with ``step > 0`` takes decoder outputs in a row from frame ``lo``'s nominal time, so each
+        frame comes once even where timestamps step back; ``owner`` (an iterator's token) continues its own
+        previous sequence when nothing else decoded in between.
+        """
+        target = self._mode.sequence_target(lo) if step > 0 and hi > lo else None
+        if target is None:
+            return self._frames_at_indices(np.arange(lo, hi, step, dtype=np.int64))
+        count = len(range(lo, hi, step))
+        request = DecodeRequest(
+            targets=np.array([target], dtype=np.int64),
+            start_keys=None,
+            positions=[np.array([j]) for j in range(count)],
+            count=count,
+            labels=np.arange(lo, hi, step),
         )
 
-    def _assemble(
-        self,
-        run: Callable[[Callable[..., None]], list[int]],
-        positions: list[np.ndarray],
-        n_out: int,
-        labels: np.ndarray,
-    ) -> FrameBatch:
-        """Allocate the output batch, let ``run(emit)`` decode into it, then rotate and order its dimensions.
+        def run(emit: Emit) -> list[int]:
+            done = self._planner.run_sequence(target, count, step, emit, owner)
+            return list(range(done, count))
 
-        ``run`` calls ``emit(j, frame, pts, duration)`` for output ``j`` (written at each of ``positions[j]``) and
-        returns the outputs it could not produce.
+        return self._assemble(run, request)
+
+    def _empty_batch(self) -> FrameBatch:
+        m = self._metadata
+        return empty_batch(m.height, m.width, self._dimension_order, self._device)
+
+    # -- decoding ----------------------------------------------------------------------------------------
+    def _decode(self, request: DecodeRequest) -> FrameBatch:
+        """Decode a request's targets, each once, into its output slots."""
+        return self._assemble(lambda emit: self._run_planned(request.targets, request.start_keys, emit), request)
+
+    def _assemble(self, run: Callable[[Emit], list[int]], request: DecodeRequest) -> FrameBatch:
+        """Let ``run(emit)`` decode into a new batch for ``request``; then rotate and order its dimensions.
+
+        ``run`` calls ``emit(j, frame, pts, duration)`` for target ``j`` and returns the targets it could not produce.
+
+        Raises:
+            DecodeError: Frames could not be decoded (damaged or missing data).
         """
         m = self._metadata
-        out = new_frames((n_out, m.coded_height, m.coded_width, 3), self._device)
-        out_np = out.numpy() if out.device.type == "cpu" else None
-        pts_out = np.zeros(n_out, dtype=np.int64)
-        dur_out = np.zeros(n_out, dtype=np.int64)
-
-        last: dict[str, Any] = {"frame": None, "slot": -1}
-
-        def emit(j: int, frame: Any, pts: int, dur: int, backend: Any = None) -> None:
-            pos = positions[j]
-            first = int(pos[0])
-            backend = backend or self._backend
-            if last["frame"] is frame and last["slot"] >= 0:
-                out[first].copy_(out[last["slot"]])  # approximate mode: same frame for another target
-            elif not isinstance(frame, torch.Tensor) and out_np is None and backend.output_device_type == "cuda":
-                backend.convert_into(frame, out[first])  # straight into the batch, on the device
-            elif isinstance(frame, torch.Tensor) or out_np is None or backend.output_device_type != "cpu":
-                rgb = frame if isinstance(frame, torch.Tensor) else backend.convert(frame)
-                if rgb.shape[0] != out.shape[1] or rgb.shape[1] != out.shape[2]:
-                    raise DecodeError(
-                        f"A decoded frame is {rgb.shape[1]}x{rgb.shape[0]}, but the stream is "
-                        f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported."
-                    )
-                out[first].copy_(rgb, non_blocking=True)
-            else:
-                if frame.width != out.shape[2] or frame.height != out.shape[1]:
-                    raise DecodeError(
-                        f"A decoded frame is {frame.width}x{frame.height}, but the stream is "
-                        f"{out.shape[2]}x{out.shape[1]}; resolution changes are not supported."
-                    )
-                backend.convert_into(frame, out_np[first])
-            last["frame"], last["slot"] = frame, first
-            for p in pos[1:]:
-                out[int(p)].copy_(out[first])
-            pts_out[pos] = pts
-            dur_out[pos] = dur
-
         with self._lock:
             self._check_open()
             if self._pid != os.getpid():
                 self._after_fork()
             self._ensure_open()
-            self._planner.stats = PlanStats()
-            try:
-                missing = run(emit)
-            except BackendUnsupported as exc:  # NVDEC refused the stream at its first Decode: the CPU takes over
-                self._switch_to_cpu(str(exc))
-                last["frame"], last["slot"] = None, -1
-                missing = run(emit)
-            if missing and self._backend.set_threads(1):
-                # Frame threads lose the frames in flight when a damaged packet's error surfaces late: once more
-                # with one thread, which decodes everything decodable; then back to the configured threads.
-                self._planner.invalidate()
-                last["frame"], last["slot"] = None, -1
-                try:
-                    missing = run(emit)
-                finally:
-                    self._backend.set_threads(self._num_threads_arg)
-                    self._planner.invalidate()
+            writer = BatchWriter(
+                request.count, m.coded_height, m.coded_width, self._device, request.positions, self._backend
+            )
+            missing = self._run_with_retries(run, writer)
         if missing:
-            lost = [int(labels[j]) for j in missing[:10]]
+            lost = [int(request.labels[j]) for j in missing[:10]]
             raise DecodeError(
                 f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
                 "is damaged or missing. Other frames remain available."
             )
-        data = out
-        if self._rot_k:
-            data = torch.rot90(data, self._rot_k, dims=(1, 2)).contiguous()
-        if self._dimension_order == "NCHW":
-            data = data.permute(0, 3, 1, 2)
-        return FrameBatch(
-            data=data,
-            pts_seconds=torch.from_numpy(self._pts_seconds(pts_out)),
-            duration_seconds=torch.from_numpy(self._pts_seconds(dur_out)),
+        return writer.finish(self._time_base, self._rot_k, self._dimension_order, request.pts, request.durations)
+
+    def _run_with_retries(self, run: Callable[[Emit], list[int]], writer: BatchWriter) -> list[int]:
+        """Run; again on the CPU when NVDEC refuses the stream, again with one thread when frames were lost."""
+        self._planner.stats = PlanStats()
+        try:
+            missing = run(writer.emit)
+        except BackendUnsupported as exc:  # NVDEC refused the stream at its first Decode: the CPU takes over
+            self._switch_to_cpu(str(exc))
+            writer.backend = self._backend
+            writer.forget_last()
+            missing = run(writer.emit)
+        if missing and self._backend.set_threads(1):
+            # Frame threads lose the frames in flight when a damaged packet's error surfaces late: once more with
+            # one thread, which decodes everything decodable; then back to the configured threads.
+            self._planner.invalidate()
+            writer.forget_last()
+            try:
+                missing = run(writer.emit)
+            finally:
+                self._backend.set_threads(self._num_threads_arg)
+                self._planner.invalidate()
+        return missing
+
+    def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Emit) -> list[int]:
+        """Run the planner; independent keyframe runs are spread over worker threads on the CPU backend."""
+        if self._parallel_ok():
+            return self._parallel.run(self._planner, targets, start_keys, emit)
+        return self._planner.run(targets, start_keys, emit)
+
+    def _parallel_ok(self) -> bool:
+        return (
+            self.decoding_device == "cpu"
+            and self._num_threads > 1
+            and self._source.file is None
+            and not self._demuxer.raw
         )
 
     def _switch_to_cpu(self, reason: str) -> None:
@@ -749,116 +533,8 @@ class VideoDecoder:
         """
         self._pid = os.getpid()
         if self._opened:  # else nothing was inherited
-            _FORK_ORPHANS.extend([self._planner, self._demuxer, self._backend, *self._workers])
-            self._workers = []
-            self._pool = None
+            _FORK_ORPHANS.extend([self._planner, self._demuxer, self._backend, *self._parallel.orphan()])
             self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
-
-    def _parallel_ok(self) -> bool:
-        return (
-            self.decoding_device == "cpu"
-            and self._num_threads > 1
-            and self._source.file is None
-            and not self._demuxer.raw
-        )
-
-    def _worker_planners(self, count: int) -> list[Planner]:
-        """Planners with their own container and single-threaded decoder, for decoding runs in parallel."""
-        from gpudecode._backends._cpu import CpuBackend
-
-        while len(self._workers) < count:
-            demuxer = PyAVDemuxer(self._source, self._stream_index, timeline=self._timeline)
-            backend = CpuBackend(demuxer.stream, 1)
-            p = self._planner
-            key_of, key_ts = self._approx_key_locator(demuxer) if p.approx_key_of is not None else (None, None)
-            self._workers.append(
-                Planner(
-                    demuxer=demuxer,
-                    backend=backend,
-                    key_pts=p.key_pts,
-                    approx_key_of=key_of,
-                    approx_key_ts=key_ts,
-                    nominal_duration=p.nominal_duration,
-                    seek_margin=p.seek_margin,
-                    begin_pts=p.begin_pts,
-                )
-            )
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._num_threads, thread_name_prefix="gpudecode")
-        return self._workers[:count]
-
-    def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Any) -> list[int]:
-        """Run the planner; independent keyframe runs are spread over worker threads on the CPU backend."""
-        groups = self._planner.groups(targets, start_keys) if self._parallel_ok() else []
-        if len(groups) < 2:
-            return self._planner.run(targets, start_keys, emit)
-        workers = min(self._num_threads, len(groups))
-        # contiguous chunks of runs with about equal decode cost, so each worker still moves forward only
-        total = sum(c for _, _, c in groups)
-        chunks: list[list[tuple[int, int, int]]] = [[]]
-        acc = 0
-        for g in groups:
-            if acc >= total * len(chunks) / workers and len(chunks) < workers and chunks[-1]:
-                chunks.append([])
-            chunks[-1].append(g)
-            acc += g[2]
-        # Parallel single-threaded runs beat one frame-threaded decoder only when the work divides evenly
-        # (measured: 2 frame threads are ~1.4x one thread on 640x360 H.264).
-        if max(sum(c for _, _, c in ch) for ch in chunks) > 0.7 * total:
-            return self._planner.run(targets, start_keys, emit)
-        planners = self._worker_planners(len(chunks))
-
-        def work(planner: Planner, chunk: list[tuple[int, int, int]]) -> list[int]:
-            a, b = chunk[0][0], chunk[-1][1]
-            planner.stats = PlanStats()
-            sub_keys = start_keys[a:b] if start_keys is not None else None
-            lost = planner.run(
-                targets[a:b], sub_keys, lambda j, frame, pts, dur: emit(a + j, frame, pts, dur, planner.backend)
-            )
-            return [a + j for j in lost]
-
-        assert self._pool is not None
-        futures = [self._pool.submit(work, pl, ch) for pl, ch in zip(planners, chunks, strict=False)]
-        missing = sorted(j for f in futures for j in f.result())
-        for pl in planners:
-            self._planner.stats.add(pl.stats)
-        return missing
-
-    def _frames_at_indices(self, idx: np.ndarray) -> FrameBatch:
-        idx = self._normalize_indices(idx)
-        if idx.shape[0] == 0:
-            return self._empty_batch()
-        uniq, inverse = np.unique(idx, return_inverse=True)
-        positions = _positions(inverse, uniq.shape[0])
-        if self._index is not None:
-            batch = self._decode(
-                self._index.decode_pts[uniq], self._index.start_key[uniq], positions, idx.shape[0], uniq
-            )
-            # Report the index's pts/durations (the decoder's match them; the index also covers durations
-            # the decoder leaves unset).
-            batch.pts_seconds = torch.from_numpy(self._pts_seconds(self._index.pts[idx]))
-            batch.duration_seconds = torch.from_numpy(self._pts_seconds(self._index.duration[idx]))
-            return batch
-        return self._decode(self._approx_targets(uniq), None, positions, idx.shape[0], uniq)
-
-    def _frames_at_times(self, t: np.ndarray, name: str) -> FrameBatch:
-        self._check_times(t, name)
-        if t.shape[0] == 0:
-            return self._empty_batch()
-        if self._index is not None:
-            return self._frames_at_indices(self._index.frames_played_at(t))
-        ts = self._seconds_to_ts(t)
-        uniq, inverse = np.unique(ts, return_inverse=True)
-        return self._decode(uniq, None, _positions(inverse, uniq.shape[0]), t.shape[0], uniq)
-
-    def _empty_batch(self) -> FrameBatch:
-        m = self._metadata
-        shape = (0, 3, m.height, m.width) if self._dimension_order == "NCHW" else (0, m.height, m.width, 3)
-        return FrameBatch(
-            data=torch.empty(shape, dtype=torch.uint8, device=self._device),
-            pts_seconds=torch.empty(0, dtype=torch.float64),
-            duration_seconds=torch.empty(0, dtype=torch.float64),
-        )
 
     # -- public access calls -----------------------------------------------------------------------------
     def __getitem__(self, key: int | slice) -> torch.Tensor:
@@ -931,25 +607,6 @@ class VideoDecoder:
             )
         return self._frames_in_range(lo, hi, step_i)
 
-    def _frames_in_range(self, lo: int, hi: int, step: int, owner: object | None = None) -> FrameBatch:
-        """Frames ``lo, lo + step, ...`` before ``hi``.
-
-        Approximate mode with ``step > 0`` takes decoder outputs in a row from frame ``lo``'s nominal time, so each
-        frame comes once even where timestamps step back; ``owner`` (an iterator's token) continues its own
-        previous sequence when nothing else decoded in between.
-        """
-        if self._index is not None or step < 0 or hi <= lo:
-            return self._frames_at_indices(np.arange(lo, hi, step, dtype=np.int64))
-        count = len(range(lo, hi, step))
-        target = int(self._approx_targets(np.array([lo]))[0])
-        positions = [np.array([j]) for j in range(count)]
-
-        def run(emit: Callable[..., None]) -> list[int]:
-            done = self._planner.run_sequence(target, count, step, emit, owner)
-            return list(range(done, count))
-
-        return self._assemble(run, positions, count, np.arange(lo, hi, step))
-
     def get_frame_played_at(self, seconds: float) -> Frame:
         """Return the frame shown at time ``seconds`` (its ``[pts, pts + duration)`` contains it).
 
@@ -1006,12 +663,7 @@ class VideoDecoder:
             return self._resampled(t0, t1, rate)
         if t0 == t1:
             return self._empty_batch()
-        if self._index is not None:
-            return self._frames_at_indices(self._index.frames_played_in(t0, t1))
-        fps = float(self._fps_header or 1)
-        i0 = math.floor((t0 - m.begin_stream_seconds) * fps + 1e-9)
-        i1 = math.ceil((t1 - m.begin_stream_seconds) * fps - 1e-9)
-        return self._frames_at_indices(np.arange(max(i0, 0), min(max(i1, i0 + 1), len(self)), dtype=np.int64))
+        return self._frames_at_indices(self._mode.indices_played_in(t0, t1))
 
     def get_all_frames(self, fps: float | None = None) -> FrameBatch:
         """Return every frame of the stream, or (with ``fps``) the whole stream resampled to ``fps``.
@@ -1053,17 +705,12 @@ class VideoDecoder:
             InvalidArgumentError: The decoder is in approximate mode (it has no exact index).
         """
         self._check_open()
-        if self._index is None:
-            raise InvalidArgumentError(
-                "Invalid save_index() with seek_mode='approximate'. Only exact indexes "
-                "can be saved; open the decoder with seek_mode='exact'."
-            )
-        save_index_file(_with_key(self._index, self._source_key(), self._facts), path)
+        self._store.save(self._mode.saved_index(), self._facts, path)
 
     @property
     def index(self) -> FrameIndex | None:
         """The exact :class:`FrameIndex` (``None`` in approximate mode)."""
-        return self._index
+        return self._mode.index
 
 
 # Objects inherited across a fork: kept referenced so their finalizers never run in the child.
@@ -1083,17 +730,6 @@ def _single(batch: FrameBatch) -> Frame:
     return Frame(
         data=batch.data[0], pts_seconds=float(batch.pts_seconds[0]), duration_seconds=float(batch.duration_seconds[0])
     )
-
-
-def _cache_entry(cache_dir: str, key: str, stream_index: int | None) -> Path:
-    """Path of a cached index: one entry per stream, and a ``best`` alias for ``stream_index=None``."""
-    return Path(cache_dir) / f"{key}-s{'best' if stream_index is None else stream_index}.gdidx"
-
-
-def _with_key(idx: FrameIndex, key: str, facts: dict[str, Any] | None = None) -> FrameIndex:
-    if idx.source_key == key and (facts is None or idx.facts == facts):
-        return idx
-    return dataclasses.replace(idx, source_key=key, facts=facts or idx.facts)
 
 
 def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
@@ -1122,9 +758,3 @@ def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
         "start_time": int(stream.start_time) if stream.start_time is not None else None,
         "sample_aspect_ratio": [sar.numerator, sar.denominator] if (sar := stream.sample_aspect_ratio) else [0, 1],
     }
-
-
-def _positions(inverse: np.ndarray, n_unique: int) -> list[np.ndarray]:
-    order = np.argsort(inverse, kind="stable")
-    counts = np.bincount(inverse, minlength=n_unique)
-    return np.split(order, np.cumsum(counts)[:-1])

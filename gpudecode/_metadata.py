@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["VideoStreamMetadata"]
+from gpudecode._color import COLORSPACE_NAMES, PRIMARIES_NAMES, RANGE_NAMES, TRANSFER_NAMES, tag_name
+
+if TYPE_CHECKING:
+    from gpudecode._seek_mode import Extent, Header
+
+__all__ = ["VideoStreamMetadata", "stream_metadata"]
 
 # The order torchcodec 0.17 prints its VideoStreamMetadata in.
 _TORCHCODEC_ORDER = (
@@ -114,3 +120,55 @@ class VideoStreamMetadata:
         return "\n".join(lines)
 
     __str__ = __repr__
+
+
+def stream_metadata(
+    facts: dict[str, Any],
+    header: Header,
+    extent: Extent,
+    bit_depth: int,
+    rotation: int | None,
+    quarter_turns: int,
+) -> VideoStreamMetadata:
+    """The metadata of a stream: its facts (``_decoder._stream_facts``), header timing and the seek mode's extent.
+
+    Args:
+        facts: The container, stream and codec values.
+        header: The header's timing.
+        extent: The frames the decoder serves and the times they span (from the seek mode).
+        bit_depth: Bits per component of the decoded pixel format.
+        rotation: The display matrix's rotation in degrees, or ``None`` without a display matrix.
+        quarter_turns: Quarter turns applied to the frames (odd: width and height swap).
+    """
+    cw, ch = facts["width"], facts["height"]
+    w, h = (ch, cw) if quarter_turns % 2 == 1 else (cw, ch)
+    sar = facts.get("sample_aspect_ratio")
+    return VideoStreamMetadata(
+        num_frames=int(extent.num_frames),
+        duration_seconds=extent.duration_seconds,
+        average_fps=extent.average_fps,
+        duration_seconds_from_header=header.duration_seconds,
+        bit_rate=float(facts["bit_rate"]) if facts["bit_rate"] else None,
+        num_frames_from_header=header.num_frames,
+        num_frames_from_content=extent.num_frames_from_content,
+        begin_stream_seconds_from_content=extent.begin_seconds_from_content,
+        end_stream_seconds_from_content=extent.end_seconds_from_content,
+        codec=facts["codec"],
+        width=w,
+        height=h,
+        average_fps_from_header=float(header.fps) if header.fps else None,
+        stream_index=int(facts["stream_index"]),
+        begin_stream_seconds=extent.begin_seconds,
+        end_stream_seconds=extent.end_seconds,
+        pixel_format=facts["pix_fmt"],
+        bit_depth=bit_depth,
+        color_space=tag_name(COLORSPACE_NAMES, facts["colorspace"]),
+        color_range=tag_name(RANGE_NAMES, facts["color_range"]),
+        color_primaries=tag_name(PRIMARIES_NAMES, facts["color_primaries"]),
+        color_transfer_characteristic=tag_name(TRANSFER_NAMES, facts["color_trc"]),
+        rotation=rotation,
+        coded_width=cw,
+        coded_height=ch,
+        begin_stream_seconds_from_header=header.begin_seconds,
+        pixel_aspect_ratio=Fraction(*sar) if sar else None,
+    )

@@ -161,6 +161,16 @@ def test_cache_env_read_at_each_creation(video, tmp_path, monkeypatch):
     assert len(list((tmp_path / "c").glob("*-s0.gdidx"))) == 1
 
 
+def test_cache_directory_as_an_argument_overrides_the_environment(video, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path / "env"))
+    first = VideoDecoder(video("h264_mkv"), index_cache_dir=tmp_path / "arg")
+    assert len(list((tmp_path / "arg").glob("*-s0.gdidx"))) == 1 and not (tmp_path / "env").exists()
+    second = VideoDecoder(video("h264_mkv"), index_cache_dir=str(tmp_path / "arg"))
+    assert second.index.method == "file" and second.metadata == first.metadata
+    monkeypatch.delenv("GPUDECODE_INDEX_CACHE")
+    assert VideoDecoder(video("h264_mkv")).index.method != "file"  # no argument, no variable: no cache
+
+
 def test_corrupt_cache_entry_is_rebuilt(video, tmp_path, monkeypatch):
     monkeypatch.setenv("GPUDECODE_INDEX_CACHE", str(tmp_path))
     VideoDecoder(video("h264_mkv"))
