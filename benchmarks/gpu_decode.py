@@ -88,8 +88,8 @@ def torchcodec_cases(path: Path) -> dict[str, Any]:
 def kernel_bandwidth() -> dict[str, Any]:
     import cupy
 
+    from gpudecode._backends._kernels import Yuv420ToRgb
     from gpudecode._color import ColorSpec
-    from gpudecode._kernels import Yuv420ToRgb
 
     w, h, f = 1920, 1080, 32
     src = torch.randint(0, 256, (f, h * 3 // 2, w), dtype=torch.uint8, device="cuda")

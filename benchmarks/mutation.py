@@ -46,7 +46,7 @@ MODULES = {
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers_vs_torchcodec.py", "tests/test_samplers.py"],
     "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
-    "_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
+    "_backends/_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
     "_planner": ["tests/test_planner.py", "tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],

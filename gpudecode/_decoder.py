@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gpudecode._args import as_fps, as_int, as_seconds, float_array, int_array
+from gpudecode._backends._base import BackendUnsupported
 from gpudecode._color import ColorSpec, color_spec
 from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
 from gpudecode._device import (
@@ -47,7 +48,7 @@ from gpudecode._index_store import IndexStore, cache_dir_default
 from gpudecode._metadata import VideoStreamMetadata, stream_metadata
 from gpudecode._output import BatchWriter, empty_batch
 from gpudecode._parallel import ParallelDecode
-from gpudecode._planner import BackendUnsupported, Planner, PlanStats
+from gpudecode._planner import Planner, PlanStats
 from gpudecode._seek_mode import ApproximateMode, DecodeRequest, ExactMode, Header, SeekMode
 from gpudecode._source import Source, make_source
 
@@ -336,7 +337,7 @@ class VideoDecoder:
         if not self._opened and self._device.type == "cpu":
             return "cpu"
         self._open_locked()
-        return getattr(self._backend, "name", "cpu")
+        return self._backend.name
 
     @property
     def stats(self) -> PlanStats:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from gpudecode._backends._base import Backend
 from gpudecode._backends._cpu import CpuBackend
 from gpudecode._backends._sequenced import SequencedFrames
 from gpudecode._color import ColorSpec
@@ -16,6 +17,7 @@ from gpudecode._errors import CudaUnavailableError, InvalidDeviceError
 __all__ = [
     "CpuFallbackStatus",
     "FallbackReason",
+    "cpu_backend",
     "cpu_backend_instead",
     "parse_device",
     "select_backend",
@@ -102,9 +104,14 @@ def warn_once(reason: str) -> None:
         logger.warning("gpudecode: decoding on the CPU instead of NVDEC: %s", reason)
 
 
+def cpu_backend(stream: Any, num_threads: int | None) -> Backend:
+    """FFmpeg's decoder for ``stream`` on the CPU (``num_threads``: ``None`` lets FFmpeg choose)."""
+    return CpuBackend(stream, num_threads)
+
+
 def select_backend(
     device: torch.device, stream: Any, num_threads: int | None, bit_depth: int, color: ColorSpec
-) -> tuple[Any, CpuFallbackStatus]:
+) -> tuple[Backend, CpuFallbackStatus]:
     """Return ``(backend, fallback_reason)`` for frames wanted on ``device``.
 
     Raises:
@@ -112,7 +119,7 @@ def select_backend(
             on that device either.
     """
     if device.type == "cpu":
-        return CpuBackend(stream, num_threads), CpuFallbackStatus()
+        return cpu_backend(stream, num_threads), CpuFallbackStatus()
     if _in_bad_fork():
         raise CudaUnavailableError(
             f"Cannot return frames on {device}: this process was forked after its parent initialized CUDA, and "
@@ -126,10 +133,10 @@ def select_backend(
         return backend, CpuFallbackStatus(backend="CUDA")
     except NvdecUnavailable as exc:
         reason = str(exc)
-    return _cpu_for_cuda(device, CpuBackend(stream, num_threads), reason)
+    return _cpu_for_cuda(device, cpu_backend(stream, num_threads), reason)
 
 
-def _cpu_for_cuda(device: torch.device, backend: Any, reason: str) -> tuple[Any, CpuFallbackStatus]:
+def _cpu_for_cuda(device: torch.device, backend: Backend, reason: str) -> tuple[Backend, CpuFallbackStatus]:
     """Frames for ``device`` decoded by ``backend`` on the CPU (then moved), with the reason; said once.
 
     Raises:
@@ -147,13 +154,13 @@ def _cpu_for_cuda(device: torch.device, backend: Any, reason: str) -> tuple[Any,
 
 def cpu_backend_instead(
     device: torch.device, stream: Any, num_threads: int | None, reason: str
-) -> tuple[Any, CpuFallbackStatus]:
+) -> tuple[Backend, CpuFallbackStatus]:
     """The CPU backend that takes over when NVDEC refuses a stream mid-decode, with the reason (said once).
 
     Raises:
         CudaUnavailableError: torch cannot put CPU frames on ``device``.
     """
-    backend = CpuBackend(stream, num_threads)
+    backend = cpu_backend(stream, num_threads)
     if device.type == "cpu":  # NVDEC on a CPU device only happens with injected test modules
         warn_once(reason)
         return backend, CpuFallbackStatus(reason, backend="CUDA")
@@ -162,13 +169,13 @@ def cpu_backend_instead(
 
 def select_raw_stream_backend(
     device: torch.device, stream: Any, num_threads: int | None, frame_duration: int
-) -> tuple[Any, CpuFallbackStatus]:
+) -> tuple[Backend, CpuFallbackStatus]:
     """The backend for a raw H.264/HEVC elementary stream: FFmpeg on the CPU, numbering the frames it outputs.
 
     Raises:
         CudaUnavailableError: A CUDA device was requested and torch cannot put frames there.
     """
-    backend = SequencedFrames(CpuBackend(stream, num_threads), frame_duration)
+    backend = SequencedFrames(cpu_backend(stream, num_threads), frame_duration)
     if device.type == "cpu":
         return backend, CpuFallbackStatus()
     return _cpu_for_cuda(

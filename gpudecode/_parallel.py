@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from gpudecode._backends._cpu import CpuBackend
 from gpudecode._container import PyAVDemuxer
+from gpudecode._device import cpu_backend
 from gpudecode._planner import Planner, PlanStats
 from gpudecode._seek_mode import SeekMode
 from gpudecode._source import Source
@@ -66,7 +66,7 @@ class ParallelDecode:
             self.workers.append(
                 Planner(
                     demuxer=demuxer,
-                    backend=CpuBackend(demuxer.stream, 1),
+                    backend=cpu_backend(demuxer.stream, 1),
                     nominal_duration=template.nominal_duration,
                     seek_margin=template.seek_margin,
                     begin_pts=template.begin_pts,
@@ -110,8 +110,8 @@ class ParallelDecode:
         """Close the workers' demuxers and backends and stop the pool."""
         for w in self.workers:
             w.invalidate()
-            w.demuxer.close()  # type: ignore[attr-defined]
-            w.backend.close()  # type: ignore[attr-defined]  # their swscale contexts
+            w.demuxer.close()
+            w.backend.close()  # their swscale contexts
         self.workers.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)

@@ -18,49 +18,12 @@ from typing import Any, Protocol
 import av
 import numpy as np
 
+from gpudecode._backends._base import Backend
 from gpudecode._errors import DecodeError
 
-__all__ = ["Backend", "BackendUnsupported", "DecodedFrame", "Demuxer", "Planner", "PlanStats"]
+__all__ = ["Demuxer", "PlanStats", "Planner"]
 
 logger = logging.getLogger("gpudecode")
-
-
-class BackendUnsupported(Exception):
-    """A backend found, while decoding, that it cannot decode this stream at all (the message says why).
-
-    NVDEC reports an unsupported codec, profile, size or bit depth only at the first ``Decode`` carrying a sequence
-    header. The planner lets this through (unlike a damaged packet) so the decoder can switch to the CPU backend.
-    """
-
-
-class DecodedFrame(Protocol):
-    """What a backend's ``decode``/``flush`` return: an opaque frame with integer timestamps."""
-
-    pts: int | None
-    duration: int | None
-
-
-class Backend(Protocol):
-    """Turns packets into frames; converts the frames the planner keeps."""
-
-    def reset(self) -> None:
-        """Drop all decoder state (called after every seek)."""
-
-    def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
-        """Feed one packet; return the frames that became ready, in presentation order.
-
-        ``wanted`` is ``False`` when the packet cannot hold a requested frame: a backend may then skip decoding it
-        if nothing references it (FFmpeg's ``skip_frame=NONREF``).
-        """
-
-    def flush(self) -> Sequence[Any]:
-        """Signal end of stream; return the remaining frames."""
-
-    def convert(self, frame: Any) -> Any:
-        """Convert a kept frame to RGB (must be called before the next ``decode``)."""
-
-    def set_threads(self, num_threads: int | None) -> bool:
-        """Decode with that many threads from the next reset (``None``: the default); whether anything changed."""
 
 
 class Demuxer(Protocol):
@@ -71,6 +34,9 @@ class Demuxer(Protocol):
 
     def restart(self) -> Iterator[Any]:
         """Return an iterator over packets from the very start of the stream."""
+
+    def close(self) -> None:
+        """Release the container (the demuxer is not used again)."""
 
 
 @dataclass
@@ -269,7 +235,7 @@ class Planner:
                         pos.cur_key = k
                 self.stats.packets_fed += 1
                 want = wanted(pkt)
-                if not want and pkt.pts is not None and getattr(self.backend, "skips_unwanted", False):
+                if not want and pkt.pts is not None and self.backend.skips_unwanted:
                     pos.skipped.add(int(pkt.pts))
                 frames = self._feed(pkt, want)
                 for f in frames:

@@ -261,7 +261,8 @@ class ApproximateMode:
             raise MediaError(
                 "The header gives no frame rate, so approximate mode cannot place frames. Use seek_mode='exact'."
             )
-        self.fps: Fraction = h.fps  # type: ignore[assignment]  # checked just above
+        assert h.fps is not None  # fps is its float
+        self.fps: Fraction = h.fps
         begin = h.begin_seconds if h.begin_seconds is not None else 0.0
         end = begin + h.duration_seconds if h.duration_seconds is not None else begin + num_frames / fps
         self.extent = Extent(

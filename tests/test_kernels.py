@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from kernel_host import ROOT, run
 
+from gpudecode._backends._kernels import KERNEL_FILES, kernel_path, kernel_source, matrix_arg
 from gpudecode._color import ColorSpec, yuv_to_rgb_matrix
-from gpudecode._kernels import KERNEL_FILES, kernel_path, kernel_source, matrix_arg
 
 SPECS = [
     ColorSpec(m, full, bits) for m in ("bt601", "bt709", "bt2020") for full in (False, True) for bits in (8, 10, 12)
@@ -166,7 +166,7 @@ import guard
 from kernel_host import run
 from test_kernels import make_surface, reference
 from gpudecode._color import ColorSpec
-from gpudecode._kernels import matrix_arg
+from gpudecode._backends._kernels import matrix_arg
 
 for bits in (8, 10):
     spec = ColorSpec("bt709", False, bits)

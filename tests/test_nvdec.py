@@ -14,8 +14,8 @@ from oracle import assert_matches_nearest_chroma
 
 from gpudecode import DecodeError, VideoDecoder, samplers
 from gpudecode._backends import _nvdec
+from gpudecode._backends._kernels import matrix_arg
 from gpudecode._backends._nvdec import Modules, NvdecUnavailable, annexb_parameter_sets, create_nvdec_backend
-from gpudecode._kernels import matrix_arg
 
 
 def host_convert(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import Interpolation
 
-from gpudecode._swscale import DirectConverter, direct_converter, ffmpeg_linesize
+from gpudecode._backends._swscale import DirectConverter, direct_converter, ffmpeg_linesize
 
 FORMATS = [
     "yuv420p",

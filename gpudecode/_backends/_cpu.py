@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation, VideoReformatter
 
+from gpudecode._backends._swscale import direct_converter
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError, ffmpeg_reason
-from gpudecode._swscale import direct_converter
 
 __all__ = ["CpuBackend"]
 
@@ -27,7 +27,7 @@ class CpuBackend:
     frame size and bit depth: swscale reads the frame's matrix and range tags (an explicit range is passed, so
     ``yuv420p`` tagged full range is honored) and uses the CLI's default ``bicubic`` flags (they matter for odd
     sizes and for 10/12-bit input, where swscale interpolates chroma and dithers to 8 bits). swscale writes only
-    into destinations laid out as FFmpeg lays out its frames (see :mod:`gpudecode._swscale`).
+    into destinations laid out as FFmpeg lays out its frames (see :mod:`gpudecode._backends._swscale`).
     """
 
     name = "cpu"

@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpudecode._backends._base import BackendUnsupported
 from gpudecode._color import ColorSpec
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
-from gpudecode._planner import BackendUnsupported
 
 __all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_nvdec_backend", "decoder_cache"]
 
@@ -67,7 +67,7 @@ class Modules:
 
     Attributes:
         nvc: The ``PyNvVideoCodec`` module.
-        convert: Callable launching the color kernel (``gpudecode._kernels.Yuv420ToRgb`` or a fake).
+        convert: Callable launching the color kernel (``gpudecode._backends._kernels.Yuv420ToRgb`` or a fake).
         cuda_ok: Whether torch can allocate on the device (``False`` lets tests run on the CPU).
     """
 
@@ -139,7 +139,7 @@ def _import_modules(device_index: int) -> Modules:
         nvc_logger.disabled = disabled
     probe_decoder_creation(device_index)
     try:
-        from gpudecode._kernels import Yuv420ToRgb
+        from gpudecode._backends._kernels import Yuv420ToRgb
 
         convert = Yuv420ToRgb(cupy, device_index)
     except Exception as exc:
@@ -349,6 +349,7 @@ class NvdecBackend:
     """Decodes with NVDEC through PyNvVideoCodec; converts kept surfaces with gpudecode's kernel."""
 
     output_device_type = "cuda"  # convert_into writes into CUDA tensors
+    skips_unwanted = False  # NVDEC decodes every packet it is given
 
     def __init__(
         self,
@@ -399,7 +400,6 @@ class NvdecBackend:
         self._keep: list[Any] = []  # host buffers that must outlive the Decode call
         self._broken = False  # the decoder refused the stream (BackendUnsupported): never cached again
         self._expected_format = getattr(self._nvc.Pixel_Format, "P016" if self._bytes == 2 else "NV12")
-        self.packets_fed = 0
 
     # -- feeding ------------------------------------------------------------------------------------------------
     def _packet_data(self, data_ptr: int, size: int, pts: int) -> Any:
@@ -449,7 +449,6 @@ class NvdecBackend:
         if len(self._durations) > 4096:
             self._durations.clear()
         self._dirty = True
-        self.packets_fed += 1
         try:
             surfaces = self._dec.Decode(self._packet_data(span[0], span[1], pts))
         except Exception as exc:

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpudecode._backends._base import Backend
+
 __all__ = ["SequencedFrames"]
 
 
 class SequencedFrames:
     """Wraps a CPU backend: numbers its output frames ``0, 1, 2, ...`` from each reset, in frame durations."""
 
-    def __init__(self, inner: Any, frame_duration: int) -> None:
+    def __init__(self, inner: Backend, frame_duration: int) -> None:
         self._inner = inner
         self._duration = int(frame_duration)
         self._next = 0

@@ -27,7 +27,7 @@ def kernel_path(name: str) -> Path:
     packaged = resources.files("gpudecode") / "kernels" / name
     if packaged.is_file():
         return Path(str(packaged))
-    checkout = Path(__file__).resolve().parent.parent / "kernels" / name
+    checkout = Path(__file__).resolve().parents[2] / "kernels" / name
     if checkout.is_file():
         return checkout
     raise FileNotFoundError(f"gpudecode kernel source {name!r} is missing from the installation")
