@@ -238,7 +238,8 @@ class VideoDecoder:
         header = Header.from_facts(facts, self._time_base)
         tb = self._time_base
         self._mode: SeekMode = ExactMode(index, tb, header) if index is not None else ApproximateMode(tb, header)
-        self._begin_pts = header.begin_pts
+        # how far before a target time approximate mode seeks: the B-frame reorder delay and a little more
+        self._seek_margin = self._mode.nominal_duration() * (int(facts["has_b_frames"]) + 3)
         self._timeline = self._mode.timeline()
         rotation = self._rotation if has_display_matrix else None
         self._metadata = stream_metadata(facts, header, self._mode.extent, self._bit_depth, rotation, self._rot_k)
@@ -246,7 +247,9 @@ class VideoDecoder:
             raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
         self._num_threads_arg = num_threads
         self._num_threads = num_threads if num_threads is not None else usable_cpus()
-        self._parallel = ParallelDecode(self._source, self._stream_index, self._mode, self._timeline, self._num_threads)
+        self._parallel = ParallelDecode(
+            self._source, self._stream_index, self._mode, self._timeline, self._seek_margin, self._num_threads
+        )
 
     def _open_with(self, container: Any) -> None:
         """Create the demuxer, the backend and the planner over an open container."""
@@ -266,10 +269,8 @@ class VideoDecoder:
         self._planner = Planner(
             demuxer=demuxer,
             backend=self._backend,
+            targets=self._mode.planner_targets(demuxer, self._seek_margin),
             nominal_duration=nominal,
-            seek_margin=nominal * (int(self._facts["has_b_frames"]) + 3),
-            begin_pts=self._begin_pts,
-            **self._mode.planner_lookups(demuxer),
         )
         self._opened = True
 

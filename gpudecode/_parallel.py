@@ -46,16 +46,24 @@ class ParallelDecode:
         stream_index: The stream decoded.
         mode: The decoder's seek mode (each worker gets its own keyframe lookups over its own demuxer).
         timeline: The packet timeline the demuxers serve packets from, if any.
+        seek_margin: How far before a target time to seek (approximate mode).
         threads: Most runs decoded at once.
     """
 
     def __init__(
-        self, source: Source, stream_index: int, mode: SeekMode, timeline: PacketTimeline | None, threads: int
+        self,
+        source: Source,
+        stream_index: int,
+        mode: SeekMode,
+        timeline: PacketTimeline | None,
+        seek_margin: int,
+        threads: int,
     ) -> None:
         self._source = source
         self._stream_index = stream_index
         self._mode = mode
         self._timeline = timeline
+        self._seek_margin = seek_margin
         self._threads = threads
         self.workers: list[Planner] = []
         self._pool: ThreadPoolExecutor | None = None
@@ -67,10 +75,8 @@ class ParallelDecode:
                 Planner(
                     demuxer=demuxer,
                     backend=cpu_backend(demuxer.stream, 1),
+                    targets=self._mode.planner_targets(demuxer, self._seek_margin),
                     nominal_duration=template.nominal_duration,
-                    seek_margin=template.seek_margin,
-                    begin_pts=template.begin_pts,
-                    **self._mode.planner_lookups(demuxer),
                 )
             )
         if self._pool is None:

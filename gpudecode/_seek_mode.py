@@ -19,6 +19,7 @@ import numpy as np
 from gpudecode._container import PyAVDemuxer
 from gpudecode._errors import InvalidArgumentError, MediaError
 from gpudecode._index import FrameIndex
+from gpudecode._targets import ExactTargets, Targets, TimeTargets
 from gpudecode._timeline import PacketTimeline
 
 __all__ = ["ApproximateMode", "DecodeRequest", "ExactMode", "Extent", "Header", "SeekMode", "positions_of"]
@@ -119,8 +120,11 @@ class SeekMode(Protocol):
     def nominal_duration(self) -> int:
         """The usual frame duration in time-base units (for frames that carry none)."""
 
-    def planner_lookups(self, demuxer: PyAVDemuxer) -> dict[str, Any]:
-        """The planner's keyframe lookups over ``demuxer`` (``Planner`` keyword arguments)."""
+    def planner_targets(self, demuxer: PyAVDemuxer, seek_margin: int) -> Targets:
+        """How the planner over ``demuxer`` matches targets and finds keyframes.
+
+        ``seek_margin``: how far before a target time to seek (time targets).
+        """
 
     def timeline(self) -> PacketTimeline | None:
         """The packet timeline the demuxer serves packets from, if the mode has one."""
@@ -187,9 +191,9 @@ class ExactMode:
         d = self.index.duration
         return int(np.median(d)) if d.shape[0] else 1
 
-    def planner_lookups(self, demuxer: PyAVDemuxer) -> dict[str, Any]:
-        """The keyframes' pts in decode order (the planner seeks to them exactly)."""
-        return {"key_pts": self.index.decode_key_pts}
+    def planner_targets(self, demuxer: PyAVDemuxer, seek_margin: int) -> Targets:
+        """Frames by exact pts; the keyframes' pts in decode order (the planner seeks to them exactly)."""
+        return ExactTargets(self.index.decode_key_pts)
 
     def timeline(self) -> PacketTimeline | None:
         """The index's packet timeline (for streams whose timestamps the demuxer cannot be trusted with)."""
@@ -277,10 +281,10 @@ class ApproximateMode:
         """One frame interval at the header's rate, in time-base units."""
         return max(1, round(1 / (self.fps * self.time_base)))
 
-    def planner_lookups(self, demuxer: PyAVDemuxer) -> dict[str, Any]:
-        """Keyframe lookups through the container's own index."""
+    def planner_targets(self, demuxer: PyAVDemuxer, seek_margin: int) -> Targets:
+        """Frames by time; keyframe lookups through the container's own index."""
         key_of, key_ts = approx_key_locator(demuxer, self.header.begin_pts)
-        return {"approx_key_of": key_of, "approx_key_ts": key_ts}
+        return TimeTargets(key_of, key_ts, seek_margin, self.header.begin_pts)
 
     def timeline(self) -> PacketTimeline | None:
         """None: packets come as the demuxer reads them."""

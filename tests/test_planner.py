@@ -173,8 +173,9 @@ def test_groups_split_targets_where_a_seek_is_needed():
     """``Planner.groups``: independent decode runs (a new one where the next target's start keyframe lies beyond the
     keyframe interval of the previous target) and their cost in frames, worked out by hand."""
     from gpudecode._planner import Planner
+    from gpudecode._targets import ExactTargets, TimeTargets
 
-    exact = Planner(demuxer=None, backend=None, key_pts=np.array([0, 100, 200, 300]), nominal_duration=10)
+    exact = Planner(demuxer=None, backend=None, targets=ExactTargets(np.array([0, 100, 200, 300])), nominal_duration=10)
     targets = np.array([5, 50, 105, 150, 195, 250, 260, 305])
     start_keys = np.array([0, 0, 1, 1, 1, 2, 2, 3])  # 195: a leading picture of keyframe 200 (starts at 100)
     assert exact.groups(targets, start_keys) == [(0, 2, 6), (2, 5, 10), (5, 7, 7), (7, 8, 1)]
@@ -183,15 +184,18 @@ def test_groups_split_targets_where_a_seek_is_needed():
     # a target exactly at a keyframe belongs to that keyframe's interval
     assert exact.groups(np.array([90, 100, 110]), np.array([0, 1, 1])) == [(0, 1, 10), (1, 3, 2)]
     assert exact.groups(targets, None) == [(0, 8, 8)]  # no start keys: nothing to split by
-    fine = Planner(demuxer=None, backend=None, key_pts=np.array([0, 100]), nominal_duration=1)
+    fine = Planner(demuxer=None, backend=None, targets=ExactTargets(np.array([0, 100])), nominal_duration=1)
     assert fine.groups(np.array([3, 150]), np.array([0, 1])) == [(0, 1, 4), (1, 2, 51)]
 
     approx = Planner(
-        demuxer=None, backend=None, approx_key_of=lambda ts: ts // 100, nominal_duration=10, seek_margin=20
+        demuxer=None,
+        backend=None,
+        targets=TimeTargets(key_of=lambda ts: ts // 100, seek_margin=20),
+        nominal_duration=10,
     )
     # need = key_of(t - margin), run key = key_of(t): a new run where need > the previous target's key
     assert approx.groups(np.array([5, 50, 110, 130, 250, 330]), None) == [(0, 4, 15), (4, 5, 3), (5, 6, 3)]
-    blind = Planner(demuxer=None, backend=None, nominal_duration=10)  # no index at all: one run
+    blind = Planner(demuxer=None, backend=None, targets=TimeTargets(), nominal_duration=10)  # no index: one run
     assert blind.groups(np.array([5, 500, 900]), None) == [(0, 3, 3)]
 
 
@@ -324,7 +328,8 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
         _check(name, path, call(), want)
         retries = w.seeks[1:]
         assert retries, "the late demuxer must have caused a retry"
-        assert retries == [max(t - pl.seek_margin * 4**k, pl.begin_pts) for k in range(1, len(retries) + 1)]
+        margin, begin = pl.targets.seek_margin, pl.targets.begin_pts
+        assert retries == [max(t - margin * 4**k, begin) for k in range(1, len(retries) + 1)]
     owner = object()
     pl.invalidate()
     w.seeks.clear()
@@ -355,11 +360,12 @@ def test_approximate_ranges_on_a_variable_rate_stream(video):
 def test_a_decoder_failing_while_draining_ends_the_run_with_a_warning(caplog):
     from gpudecode._errors import DecodeError
     from gpudecode._planner import Planner
+    from gpudecode._targets import TimeTargets
 
     class Failing:
         def flush(self):
             raise DecodeError("boom at the end")
 
     with caplog.at_level("WARNING", logger="gpudecode"):
-        assert tuple(Planner(demuxer=None, backend=Failing())._drain()) == ()
+        assert tuple(Planner(demuxer=None, backend=Failing(), targets=TimeTargets())._drain()) == ()
     assert [r.getMessage() for r in caplog.records] == ["gpudecode: decoder failed while draining: boom at the end"]

@@ -1,0 +1,312 @@
+"""How the planner finds a request's frames: by exact pts from an index, or by time from the container's index.
+
+The planner's loop (seek, feed packets, take outputs, drain) is the same in both seek modes; what differs is asked of
+one of these objects, chosen when the decoder opens (``_seek_mode``):
+
+* :class:`ExactTargets` (``seek_mode="exact"``): a target is a frame's own pts; the keyframe each decode starts from
+  comes with it (the index's ``start_key``), and the demuxer is checked to land at or before that keyframe.
+* :class:`TimeTargets` (``seek_mode="approximate"``): a target is a time; the frame chosen is the first whose
+  ``pts + duration`` exceeds it, keyframes come from the container's own index (if any), and a seek that lands past
+  the target (an overshoot) is retried from further back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+__all__ = ["NO_INDEX_KEY", "ExactTargets", "Position", "Targets", "TimeTargets", "chain", "close_iterator"]
+
+logger = logging.getLogger("gpudecode")
+
+NO_INDEX_KEY = 1 << 62  # the keyframe "needed" when there is no index at all: always seek unless positioned before
+Emit = Callable[[int, Any, int, int], None]
+
+
+@dataclass
+class Position:
+    """Where the decoder stands between calls.
+
+    Attributes:
+        packets: The packet iterator from the last seek (``None``: the next request seeks).
+        cur_key: The ordinal of the last keyframe fed.
+        last_pts: The pts of the last frame the decoder output.
+        last_end: That frame's end (``pts + duration``; time targets only).
+        at_start: The packets started at the stream's first packet.
+        skipped: Pts of packets left undecoded since the last seek.
+        outputs: A sequence's decoder outputs still to be taken (see ``Planner.run_sequence``).
+        sequence_owner: Who may continue that sequence.
+    """
+
+    packets: Iterator[Any] | None = None
+    cur_key: int = -1
+    last_pts: int | None = None
+    last_end: int | None = None
+    at_start: bool = False
+    skipped: set[int] = field(default_factory=set)
+    outputs: Iterator[Any] | None = None
+    sequence_owner: object | None = None
+
+
+def close_iterator(packets: Iterator[Any] | None) -> None:
+    """Close a suspended packet generator so the demuxer releases the packet it holds (before its container)."""
+    close = getattr(packets, "close", None)
+    if close is not None:
+        close()
+
+
+def chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    """``first`` (unless ``None``), then ``rest``."""
+    if first is not None:
+        yield first
+    yield from rest
+
+
+class Targets(Protocol):
+    """What the planner asks of its seek mode."""
+
+    restart_key: int
+    may_overshoot: bool
+
+    def key_of_packet(self, pkt: Any) -> int:
+        """The ordinal of the keyframe ``pkt`` (a keyframe) is."""
+
+    def need_key(self, target: int, start_key: int | None) -> int:
+        """The keyframe ordinal a decode toward ``target`` must start from."""
+
+    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+        """Seek toward keyframe ``key`` / time ``target``.
+
+        Returns:
+            The packets, whether they start at the stream's first packet, and the keyframe ordinal they start at.
+        """
+
+    def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
+        """Whether reaching ``target`` (needing keyframe ``need``) takes a seek from ``pos``."""
+
+    def behind(self, pos: Position, target: int) -> bool:
+        """Whether the decoder has already passed ``target``."""
+
+    def was_skipped(self, pos: Position, target: int, nominal: int) -> bool:
+        """Whether ``target``'s frame may be one left undecoded since the last seek."""
+
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+        """Whether a packet may carry a frame this call or a later forward call wants."""
+
+    def match(
+        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+    ) -> tuple[int, bool]:
+        """Emit the targets from ``j`` on that decoder output ``f`` answers.
+
+        Returns:
+            The next target, and whether ``f`` answered any (it was converted).
+        """
+
+    def groups(self, targets: np.ndarray, start_keys: np.ndarray | None, nominal: int) -> list[tuple[int, int, int]]:
+        """Split sorted targets into independent decode runs: ``(first, stop, cost)``."""
+
+
+@dataclass
+class ExactTargets:
+    """Targets are frames' own pts; keyframes are the index's, in decode order.
+
+    Attributes:
+        key_pts: The keyframes' pts in decode order.
+    """
+
+    key_pts: np.ndarray
+    restart_key: int = 0
+    may_overshoot: bool = False  # the demuxer is checked to land at or before the keyframe
+
+    def key_of_packet(self, pkt: Any) -> int:
+        """The index's ordinal of the keyframe at or before the packet's pts."""
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if ts is None:
+            return -1
+        return int(np.searchsorted(self.key_pts, ts, side="right")) - 1
+
+    def need_key(self, target: int, start_key: int | None) -> int:
+        """The index's start keyframe for the target."""
+        assert start_key is not None
+        return start_key
+
+    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+        """Seek to keyframe ``key``, stepping back where the demuxer lands late; restart where nothing works.
+
+        Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one keyframe
+        late; the first packet must be a keyframe at or before the wanted one.
+        """
+        key = max(key, 0)
+        first = None
+        packets: Iterator[Any] | None = None
+        for back in (0, 1, 2, 4, 8, 16):
+            k = max(key - back, 0)
+            packets = demuxer.seek(int(self.key_pts[k]))
+            first = next(packets, None)
+            if first is not None and first.is_keyframe and (first.pts is None or first.pts <= self.key_pts[key]):
+                break
+            if k == 0:
+                first = None
+                break
+        else:
+            first = None
+        if first is None:
+            logger.debug("gpudecode: seeks toward keyframe %d overshot; restarting from the first packet", key)
+            packets = demuxer.restart()
+            first = next(packets, None)
+        assert packets is not None
+        return chain(first, packets), key == 0, key
+
+    def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
+        """Whenever the start keyframe lies beyond the last one fed."""
+        return need > pos.cur_key
+
+    def behind(self, pos: Position, target: int) -> bool:
+        """The last output is at or past the target's pts."""
+        return pos.last_pts is not None and target <= pos.last_pts
+
+    def was_skipped(self, pos: Position, target: int, nominal: int) -> bool:
+        """The target's own packet was skipped."""
+        return target in pos.skipped
+
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+        """Packets shown after the last target, or requested."""
+        last = int(targets[-1]) if targets.shape[0] else 0
+        wanted_pts = set(targets.tolist())
+        return lambda pkt: pkt.pts is None or pkt.pts > last or pkt.pts in wanted_pts
+
+    def match(
+        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+    ) -> tuple[int, bool]:
+        """Targets before the output's pts were never output (missing); the one at its pts is emitted."""
+        p = f.pts
+        n = targets.shape[0]
+        while j < n and targets[j] < p:
+            missing.append(j)
+            j += 1
+        if j < n and targets[j] == p:
+            emit(j, f, p, f.duration or 0)
+            return j + 1, True
+        return j, False
+
+    def groups(self, targets: np.ndarray, start_keys: np.ndarray | None, nominal: int) -> list[tuple[int, int, int]]:
+        """A new run where a target's start keyframe lies beyond the previous target's keyframe interval."""
+        if start_keys is None:  # nothing to split by
+            return [(0, int(targets.shape[0]), int(targets.shape[0]))]
+        gop = np.searchsorted(self.key_pts, targets, side="right") - 1
+        brk = np.nonzero(start_keys[1:] > gop[:-1])[0] + 1
+        return _runs(targets, brk, self.key_pts[start_keys], nominal)
+
+
+@dataclass
+class TimeTargets:
+    """Targets are times; keyframes come from the container's index (``key_of`` ``None``: it has none).
+
+    Attributes:
+        key_of: Maps a timestamp to the ordinal of the keyframe at or before it, or ``None``.
+        key_ts: The timestamp to seek to for a keyframe ordinal, or ``None``.
+        seek_margin: How far before a target time to seek (covers the decode-to-presentation delay of B-frames,
+            since some demuxers seek by decode timestamp).
+        begin_pts: The header's start time; a seek there cannot overshoot.
+    """
+
+    key_of: Callable[[int], int] | None = None
+    key_ts: Callable[[int], int] | None = None
+    seek_margin: int = 0
+    begin_pts: int = 0
+    restart_key: int = -1
+    may_overshoot: bool = True
+
+    def key_of_packet(self, pkt: Any) -> int:
+        """The container index's ordinal for the packet's decode time (-1 without an index)."""
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if ts is None or self.key_of is None:
+            return -1
+        return self.key_of(pkt.dts if pkt.dts is not None else ts)
+
+    def need_key(self, target: int, start_key: int | None) -> int:
+        """The keyframe at or before a margin before the target."""
+        if self.key_of is not None:
+            return self.key_of(target - self.seek_margin)
+        return NO_INDEX_KEY
+
+    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+        """Seek to the container's keyframe ``key``; after an overshoot, ``margin_factor`` margins before ``target``."""
+        seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
+        if margin_factor == 1 and self.key_ts is not None and 0 <= key < NO_INDEX_KEY:
+            # Seek exactly to the keyframe the container's index names, so no GOP is decoded twice.
+            seek_to = max(self.key_ts(key), self.begin_pts)
+        return demuxer.seek(seek_to), seek_to <= self.begin_pts, key
+
+    def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
+        """Where the keyframe lies beyond the last fed; without an index, over gaps of more than two frames."""
+        if need <= pos.cur_key:
+            return False
+        if self.key_of is None and pos.last_pts is not None:
+            return target - pos.last_pts > 2 * nominal
+        return True
+
+    def behind(self, pos: Position, target: int) -> bool:
+        """The last output already covers the target (it ends after it)."""
+        if pos.last_pts is None:
+            return False
+        return target < (pos.last_end if pos.last_end is not None else pos.last_pts)
+
+    def was_skipped(self, pos: Position, target: int, nominal: int) -> bool:
+        """A skipped packet lies within two frames of the target."""
+        slack = 2 * nominal
+        return any(target - slack <= p <= target + slack for p in pos.skipped)
+
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+        """Packets shown after the last target's slack, or within two frames of a target."""
+        last = int(targets[-1]) if targets.shape[0] else 0
+        slack = 2 * nominal
+
+        def near(pkt: Any) -> bool:
+            if pkt.pts is None or pkt.pts > last - slack:
+                return True
+            # any target within [pts - slack, pts + duration + slack]
+            lo = int(np.searchsorted(targets, pkt.pts - slack, side="left"))
+            return lo < targets.shape[0] and targets[lo] <= pkt.pts + (pkt.duration or 0) + slack
+
+        return near
+
+    def match(
+        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+    ) -> tuple[int, bool]:
+        """Every target before the output's end is shown by it."""
+        p = f.pts
+        d = f.duration if f.duration else nominal
+        pos.last_end = p + d
+        n = targets.shape[0]
+        k = j
+        while k < n and targets[k] < p + d:
+            emit(k, f, p, d)
+            k += 1
+        return k, k > j
+
+    def groups(self, targets: np.ndarray, start_keys: np.ndarray | None, nominal: int) -> list[tuple[int, int, int]]:
+        """A new run where a target's keyframe lies beyond the previous target's; one run without an index."""
+        n = int(targets.shape[0])
+        if self.key_of is None:
+            return [(0, n, n)]
+        key_of = self.key_of
+        need = np.array([self.need_key(int(t), None) for t in targets])
+        gop = np.array([key_of(int(t)) for t in targets])
+        brk = np.nonzero(need[1:] > gop[:-1])[0] + 1
+        return _runs(targets, brk, targets - self.seek_margin, nominal)
+
+
+def _runs(targets: np.ndarray, brk: np.ndarray, starts_pts: np.ndarray, nominal: int) -> list[tuple[int, int, int]]:
+    """``(first, stop, cost)`` per run between the break points; cost estimates the frames a run decodes."""
+    bounds = [0, *brk.tolist(), int(targets.shape[0])]
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        cost = int((int(targets[b - 1]) - int(starts_pts[a])) // max(1, nominal)) + 1
+        out.append((a, b, max(cost, 1)))
+    return out
