@@ -146,8 +146,6 @@ EQUIVALENT = {
         "x__without_undecodable_lead__mutmut_46": "count is only a preallocation hint: fromiter reads the whole set",
         "x__without_undecodable_lead__mutmut_33": "counting the first keyframe as lead drops nothing: it always "
         "decodes, so its pts is among those shown",
-        "x_build_exact_index__mutmut_52": "the scan's arrays all have one entry per packet: the durations' length "
-        "is the timestamps'",
         "x__from_packets__mutmut_62": "any positive step gives the same frames: only the private timeline's scale "
         "changes",
         "x__from_packets__mutmut_80": "float segment starts: segments_of and the index file take them as ints",
@@ -161,8 +159,6 @@ EQUIVALENT = {
         "x__check_against_demux__mutmut_1": "the guard compares one more packet: tables that agree on 7 agree on 6",
         "x__without_undecodable_lead__mutmut_5": "a one-packet stream that is not a keyframe has no keyframe: the "
         "next condition returns just the same",
-        "x_build_exact_index__mutmut_9": "_from_mp4_tables does not use its container argument (FFmpeg's index "
-        "comes from the stream)",
         "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
         "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
     },

@@ -5,7 +5,7 @@ The API follows torchcodec's: ``VideoDecoder`` for frame access by index or time
 
 from gpudecode import samplers
 from gpudecode._decoder import VideoDecoder
-from gpudecode._device import CpuFallbackStatus, FallbackReason
+from gpudecode._device import CpuFallbackStatus, FallbackReason, set_nvdec_cache_size
 from gpudecode._errors import (
     AllocationError,
     CudaUnavailableError,
@@ -13,8 +13,11 @@ from gpudecode._errors import (
     FrameIndexError,
     GpudecodeError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
+    InvalidDeviceError,
     MediaError,
     SourceNotFoundError,
+    TimeOutOfRangeError,
     WorkerCrashError,
 )
 from gpudecode._frame import Frame, FrameBatch
@@ -36,12 +39,16 @@ __all__ = [
     "FrameIndexError",
     "GpudecodeError",
     "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "InvalidDeviceError",
     "MediaError",
     "SourceNotFoundError",
+    "TimeOutOfRangeError",
     "VideoDecoder",
     "VideoStreamMetadata",
     "WorkerCrashError",
     "__version__",
     "sample_video_path",
     "samplers",
+    "set_nvdec_cache_size",
 ]

@@ -10,14 +10,31 @@ one template ``Invalid NAME (VALUE). Supported values are: ...``: a value of the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from gpudecode._errors import GpudecodeError, InvalidArgumentError, InvalidArgumentTypeError
+from gpudecode._errors import GpudecodeError, InvalidArgumentError, InvalidArgumentTypeError, invalid_choice
 
-__all__ = ["as_fps", "as_int", "as_seconds", "float_array", "int_array"]
+__all__ = [
+    "DIMENSION_ORDERS",
+    "SEEK_MODES",
+    "DecoderArguments",
+    "IntLike",
+    "SecondsLike",
+    "as_fps",
+    "as_int",
+    "as_seconds",
+    "decoder_arguments",
+    "float_array",
+    "int_array",
+]
+
+IntLike = int | np.integer | torch.Tensor  # one integer, as as_int accepts it
+SecondsLike = float | int | np.floating | np.integer | torch.Tensor  # a time, as as_seconds accepts it
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -160,3 +177,78 @@ def float_array(values: Any, name: str, range_error: type[GpudecodeError] = Inva
     if bad.any():
         raise range_error(f"Invalid {name} ({arr[bad][0]}). Supported values are: finite numbers of seconds.")
     return arr
+
+
+SEEK_MODES = ("exact", "approximate")
+DIMENSION_ORDERS = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class DecoderArguments:
+    """``VideoDecoder``'s checked arguments.
+
+    Attributes:
+        stream_index: The stream asked for, or ``None`` for the best video stream.
+        num_threads: Decoding threads, or ``None`` to let FFmpeg choose.
+        seek_mode: ``"exact"`` or ``"approximate"``.
+        dimension_order: ``"NCHW"`` or ``"NHWC"``.
+    """
+
+    stream_index: int | None
+    num_threads: int | None
+    seek_mode: str
+    dimension_order: str
+
+
+def decoder_arguments(
+    *,
+    stream_index: Any,
+    dimension_order: Any,
+    num_threads: Any,
+    seek_mode: Any,
+    index: Any,
+    num_ffmpeg_threads: Any,
+    transforms: Any,
+    output_dtype: Any,
+    custom_frame_mappings: Any,
+) -> DecoderArguments:
+    """Check ``VideoDecoder``'s arguments (torchcodec's too, where they mean something here).
+
+    Raises:
+        InvalidArgumentTypeError: A count or index that is not an integer.
+        InvalidArgumentError: Any other invalid value, or a torchcodec argument gpudecode does not support.
+    """
+    if num_ffmpeg_threads is not None:
+        num_ffmpeg_threads = as_int(num_ffmpeg_threads, "num_ffmpeg_threads", minimum=0)
+        if num_threads is not None and num_threads != num_ffmpeg_threads:
+            raise InvalidArgumentError(
+                f"Invalid num_ffmpeg_threads ({num_ffmpeg_threads!r}) with num_threads "
+                f"({num_threads!r}). They are the same setting; pass one of them."
+            )
+        num_threads = num_ffmpeg_threads
+    if transforms is not None and (not isinstance(transforms, Sequence) or len(transforms) > 0):
+        raise InvalidArgumentError(
+            f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
+            "supported; apply torchvision transforms to the returned frames."
+        )
+    if output_dtype is not torch.uint8:
+        raise InvalidArgumentError(f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8.")
+    if custom_frame_mappings is not None:
+        raise InvalidArgumentError(
+            "Invalid custom_frame_mappings. They are not supported; save an index with "
+            "VideoDecoder.save_index() and pass it as index=."
+        )
+    if seek_mode not in SEEK_MODES:
+        raise invalid_choice("seek_mode", seek_mode, SEEK_MODES)
+    if dimension_order not in DIMENSION_ORDERS:
+        raise invalid_choice("dimension_order", dimension_order, DIMENSION_ORDERS)
+    if index is not None and seek_mode != "exact":
+        raise InvalidArgumentError(
+            "Invalid index with seek_mode='approximate'. An index file is only used with seek_mode='exact'."
+        )
+    return DecoderArguments(
+        stream_index=None if stream_index is None else as_int(stream_index, "stream_index", minimum=0),
+        num_threads=None if num_threads is None else as_int(num_threads, "num_threads", minimum=0),
+        seek_mode=seek_mode,
+        dimension_order=dimension_order,
+    )

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ColorSpec", "color_spec", "yuv_to_rgb_matrix", "COLORSPACE_NAMES", "RANGE_NAMES", "tag_name"]
+__all__ = [
+    "COLORSPACE_NAMES",
+    "PRIMARIES_NAMES",
+    "RANGE_NAMES",
+    "TRANSFER_NAMES",
+    "ColorSpec",
+    "color_spec",
+    "tag_name",
+    "yuv_to_rgb_matrix",
+]
 
 # AVColorSpace values -> names (libavutil/pixfmt.h).
 COLORSPACE_NAMES = {

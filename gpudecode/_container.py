@@ -14,7 +14,17 @@ from gpudecode._errors import InvalidArgumentError, MediaError, ffmpeg_reason
 from gpudecode._source import Source
 from gpudecode._timeline import PacketTimeline
 
-__all__ = ["PyAVDemuxer", "codec_name", "discard_other_streams", "open_container", "pick_stream"]
+__all__ = [
+    "PyAVDemuxer",
+    "bit_depth",
+    "codec_name",
+    "discard_other_streams",
+    "is_raw_stream",
+    "open_container",
+    "pick_stream",
+    "raw_frame_duration",
+    "stream_facts",
+]
 
 logger = logging.getLogger("gpudecode")
 
@@ -166,3 +176,41 @@ class PyAVDemuxer:
     def close(self) -> None:
         """Close the container."""
         self.container.close()
+
+
+def bit_depth(pix_fmt: str | None) -> int:
+    """Bits per component of a pixel format (8 where unknown)."""
+    if not pix_fmt:
+        return 8
+    try:
+        return int(av.VideoFormat(pix_fmt).components[0].bits)
+    except (ValueError, av.error.FFmpegError, IndexError):
+        return 8
+
+
+def stream_facts(container: Any, stream: Any) -> dict[str, Any]:
+    """The container, stream and codec values the decoder derives its state from (JSON-serializable)."""
+    cc = stream.codec_context
+    rate = stream.average_rate or stream.guessed_rate
+    tb = stream.time_base
+    return {
+        "stream_index": int(stream.index),
+        "stream_id": int(stream.id),
+        "time_base": [tb.numerator, tb.denominator] if tb else [1, 1],
+        "codec": codec_name(cc),
+        "pix_fmt": cc.pix_fmt or None,
+        "width": int(cc.width),
+        "height": int(cc.height),
+        "colorspace": int(cc.colorspace),
+        "color_range": int(cc.color_range),
+        "color_primaries": int(cc.color_primaries),
+        "color_trc": int(cc.color_trc),
+        "has_b_frames": int(cc.has_b_frames or 0),
+        "bit_rate": int(cc.bit_rate or container.bit_rate or 0) or None,
+        "stream_duration": int(stream.duration) if stream.duration else None,
+        "container_duration": int(container.duration) if container.duration else None,
+        "frames": int(stream.frames) if stream.frames else None,
+        "rate": [rate.numerator, rate.denominator] if rate else None,
+        "start_time": int(stream.start_time) if stream.start_time is not None else None,
+        "sample_aspect_ratio": [sar.numerator, sar.denominator] if (sar := stream.sample_aspect_ratio) else [0, 1],
+    }

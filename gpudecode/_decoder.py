@@ -19,14 +19,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 
-from gpudecode._args import as_fps, as_int, as_seconds, float_array, int_array
+from gpudecode._args import as_fps, as_int, as_seconds, decoder_arguments, float_array, int_array
 from gpudecode._backends._base import BackendUnsupported
 from gpudecode._color import ColorSpec, color_spec
-from gpudecode._container import PyAVDemuxer, codec_name, open_container, pick_stream
+from gpudecode._container import PyAVDemuxer, bit_depth, open_container, pick_stream, stream_facts
 from gpudecode._device import (
     CpuFallbackStatus,
     cpu_backend_instead,
@@ -40,7 +39,6 @@ from gpudecode._errors import (
     InvalidArgumentError,
     MediaError,
     TimeOutOfRangeError,
-    invalid_choice,
 )
 from gpudecode._frame import Frame, FrameBatch
 from gpudecode._index import FrameIndex
@@ -56,48 +54,7 @@ __all__ = ["VideoDecoder"]
 
 logger = logging.getLogger("gpudecode")
 
-SEEK_MODES = ("exact", "approximate")
-DIMENSION_ORDERS = ("NCHW", "NHWC")
 Emit = Callable[..., None]
-
-
-def _bit_depth(pix_fmt: str | None) -> int:
-    if not pix_fmt:
-        return 8
-    try:
-        return int(av.VideoFormat(pix_fmt).components[0].bits)
-    except (ValueError, av.error.FFmpegError, IndexError):
-        return 8
-
-
-def _torchcodec_arguments(
-    num_threads: int | None,
-    num_ffmpeg_threads: int | None,
-    transforms: Any,
-    output_dtype: Any,
-    custom_frame_mappings: Any,
-) -> int | None:
-    """Accept torchcodec's constructor arguments where they mean something here; say clearly where they don't."""
-    if num_ffmpeg_threads is not None:
-        if num_threads is not None and num_threads != num_ffmpeg_threads:
-            raise InvalidArgumentError(
-                f"Invalid num_ffmpeg_threads ({num_ffmpeg_threads!r}) with num_threads "
-                f"({num_threads!r}). They are the same setting; pass one of them."
-            )
-        num_threads = num_ffmpeg_threads
-    if transforms is not None and (not isinstance(transforms, Sequence) or len(transforms) > 0):
-        raise InvalidArgumentError(
-            f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
-            "supported; apply torchvision transforms to the returned frames."
-        )
-    if output_dtype is not torch.uint8:
-        raise InvalidArgumentError(f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8.")
-    if custom_frame_mappings is not None:
-        raise InvalidArgumentError(
-            "Invalid custom_frame_mappings. They are not supported; save an index with "
-            "VideoDecoder.save_index() and pass it as index=."
-        )
-    return num_threads
 
 
 class VideoDecoder:
@@ -151,26 +108,21 @@ class VideoDecoder:
         index_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._closed = True
-        num_threads = _torchcodec_arguments(
-            num_threads, num_ffmpeg_threads, transforms, output_dtype, custom_frame_mappings
+        args = decoder_arguments(
+            stream_index=stream_index,
+            dimension_order=dimension_order,
+            num_threads=num_threads,
+            seek_mode=seek_mode,
+            index=index,
+            num_ffmpeg_threads=num_ffmpeg_threads,
+            transforms=transforms,
+            output_dtype=output_dtype,
+            custom_frame_mappings=custom_frame_mappings,
         )
-        if seek_mode not in SEEK_MODES:
-            raise invalid_choice("seek_mode", seek_mode, SEEK_MODES)
-        if dimension_order not in DIMENSION_ORDERS:
-            raise invalid_choice("dimension_order", dimension_order, DIMENSION_ORDERS)
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 0
-        ):
-            raise InvalidArgumentError(
-                f"Invalid num_threads ({num_threads!r}). Supported values are: None or an int >= 0."
-            )
-        if index is not None and seek_mode != "exact":
-            raise InvalidArgumentError(
-                "Invalid index with seek_mode='approximate'. An index file is only used with seek_mode='exact'."
-            )
+        stream_index, num_threads = args.stream_index, args.num_threads
         self._device = parse_device(device)
-        self._seek_mode = seek_mode
-        self._dimension_order = dimension_order
+        self._seek_mode = args.seek_mode
+        self._dimension_order = args.dimension_order
         self._lock = threading.RLock()
         self._source: Source = make_source(source)
         self._pid = os.getpid()
@@ -190,7 +142,7 @@ class VideoDecoder:
     # -- construction ------------------------------------------------------------------------------------
     def _init(self, container: Any, stream_index: int | None, num_threads: int | None, index_path: Any) -> None:
         stream = pick_stream(container, stream_index)
-        facts = _stream_facts(container, stream)
+        facts = stream_facts(container, stream)
         exact = self._seek_mode == "exact"  # the one place the mode is decided: an index, or the header alone
         self._store.read_mp4(tables=exact)  # approximate mode needs no sample tables, only the rotation
         index = None
@@ -231,7 +183,7 @@ class VideoDecoder:
         has_display_matrix = track is not None and track.display_matrix
         self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
         pix_fmt = facts["pix_fmt"]
-        self._bit_depth = _bit_depth(pix_fmt)
+        self._bit_depth = bit_depth(pix_fmt)
         self._color: ColorSpec = color_spec(facts["colorspace"], facts["color_range"], pix_fmt, self._bit_depth)
         if mp4 is not None:
             mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
@@ -732,31 +684,3 @@ def _single(batch: FrameBatch) -> Frame:
     return Frame(
         data=batch.data[0], pts_seconds=float(batch.pts_seconds[0]), duration_seconds=float(batch.duration_seconds[0])
     )
-
-
-def _stream_facts(container: Any, stream: Any) -> dict[str, Any]:
-    """The container, stream and codec values the decoder derives its state from (JSON-serializable)."""
-    cc = stream.codec_context
-    rate = stream.average_rate or stream.guessed_rate
-    tb = stream.time_base
-    return {
-        "stream_index": int(stream.index),
-        "stream_id": int(stream.id),
-        "time_base": [tb.numerator, tb.denominator] if tb else [1, 1],
-        "codec": codec_name(cc),
-        "pix_fmt": cc.pix_fmt or None,
-        "width": int(cc.width),
-        "height": int(cc.height),
-        "colorspace": int(cc.colorspace),
-        "color_range": int(cc.color_range),
-        "color_primaries": int(cc.color_primaries),
-        "color_trc": int(cc.color_trc),
-        "has_b_frames": int(cc.has_b_frames or 0),
-        "bit_rate": int(cc.bit_rate or container.bit_rate or 0) or None,
-        "stream_duration": int(stream.duration) if stream.duration else None,
-        "container_duration": int(container.duration) if container.duration else None,
-        "frames": int(stream.frames) if stream.frames else None,
-        "rate": [rate.numerator, rate.denominator] if rate else None,
-        "start_time": int(stream.start_time) if stream.start_time is not None else None,
-        "sample_aspect_ratio": [sar.numerator, sar.denominator] if (sar := stream.sample_aspect_ratio) else [0, 1],
-    }

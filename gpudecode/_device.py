@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from gpudecode._args import as_int
 from gpudecode._backends._base import Backend
 from gpudecode._backends._cpu import CpuBackend
 from gpudecode._backends._sequenced import SequencedFrames
@@ -22,6 +23,7 @@ __all__ = [
     "parse_device",
     "select_backend",
     "select_raw_stream_backend",
+    "set_nvdec_cache_size",
 ]
 
 logger = logging.getLogger("gpudecode")
@@ -107,6 +109,26 @@ def warn_once(reason: str) -> None:
 def cpu_backend(stream: Any, num_threads: int | None) -> Backend:
     """FFmpeg's decoder for ``stream`` on the CPU (``num_threads``: ``None`` lets FFmpeg choose)."""
     return CpuBackend(stream, num_threads)
+
+
+def set_nvdec_cache_size(max_idle: int) -> None:
+    """Bound the idle NVDEC decoders kept for reuse across ``VideoDecoder`` objects (process-wide).
+
+    A closed decoder's NVDEC session is kept idle and handed to the next decoder of a stream with the same codec,
+    bit depth and size class, which saves the session's creation (milliseconds) for servers decoding many short
+    videos; each idle session holds GPU memory. The default is ``$GPUDECODE_NVDEC_CACHE_SIZE``, else 16; 0 keeps
+    none. Lowering the bound releases the least recently used sessions at once.
+
+    Args:
+        max_idle: Most idle decoders kept (an integer >= 0).
+
+    Raises:
+        InvalidArgumentError: ``max_idle`` is not an integer >= 0.
+    """
+    size = as_int(max_idle, "max_idle", minimum=0)
+    from gpudecode._backends._nvdec import decoder_cache
+
+    decoder_cache.resize(size)
 
 
 def select_backend(

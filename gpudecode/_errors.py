@@ -15,6 +15,7 @@ __all__ = [
     "AllocationError",
     "DecodeError",
     "ffmpeg_reason",
+    "invalid_choice",
     "InvalidArgumentTypeError",
     "InvalidDeviceError",
     "TimeOutOfRangeError",

@@ -297,9 +297,7 @@ def _expand(table: np.ndarray, n: int) -> np.ndarray | None:
     return np.repeat(table[:, 1], counts)
 
 
-def _from_mp4_tables(
-    container: Any, stream: Any, info: Mp4Info, size_bytes: int | None
-) -> tuple[np.ndarray, ...] | None:
+def _from_mp4_tables(stream: Any, info: Mp4Info, size_bytes: int | None) -> tuple[np.ndarray, ...] | None:
     """Per-packet arrays from FFmpeg's sample index plus the ``ctts`` table, or ``None`` when unsafe."""
     if info.fragmented:
         return None
@@ -376,7 +374,7 @@ def build_exact_index(
     container, stream = open_stream()
     time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
     if mp4 is not None:
-        arrays = _from_mp4_tables(container, stream, mp4, size_bytes)
+        arrays = _from_mp4_tables(stream, mp4, size_bytes)
         if arrays is not None and _check_against_demux(container, stream, arrays[0]):
             arrays = _without_undecodable_lead(open_stream, *arrays)
             return _from_packets(*arrays, time_base, source_key, stream.index, "mp4-tables")

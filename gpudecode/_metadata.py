@@ -130,7 +130,7 @@ def stream_metadata(
     rotation: int | None,
     quarter_turns: int,
 ) -> VideoStreamMetadata:
-    """The metadata of a stream: its facts (``_decoder._stream_facts``), header timing and the seek mode's extent.
+    """The metadata of a stream: its facts (``_container.stream_facts``), header timing and the seek mode's extent.
 
     Args:
         facts: The container, stream and codec values.

@@ -45,7 +45,7 @@ class Header:
 
     @classmethod
     def from_facts(cls, facts: dict[str, Any], time_base: Fraction) -> Header:
-        """Read the header's values from a decoder's stream facts (``_decoder._stream_facts``)."""
+        """Read the header's values from a decoder's stream facts (``_container.stream_facts``)."""
         if facts["stream_duration"]:
             duration = float(facts["stream_duration"] * time_base)
         elif facts["container_duration"]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from gpudecode._args import as_int, as_seconds
+from gpudecode._args import IntLike, SecondsLike, as_int, as_seconds
 from gpudecode._decoder import VideoDecoder
 from gpudecode._errors import InvalidArgumentError, InvalidArgumentTypeError, invalid_choice
 from gpudecode._frame import FrameBatch
@@ -51,7 +51,7 @@ def _to_clips(batch: FrameBatch, num_clips: int, per_clip: int) -> FrameBatch:
     )
 
 
-def _common(decoder: Any, num_frames_per_clip: Any, policy: Any) -> int:
+def _common(decoder: object, num_frames_per_clip: IntLike, policy: str) -> int:
     """Check the arguments every sampler has; return ``num_frames_per_clip`` as an ``int``."""
     if not isinstance(decoder, VideoDecoder):
         raise InvalidArgumentTypeError(
@@ -64,7 +64,7 @@ def _common(decoder: Any, num_frames_per_clip: Any, policy: Any) -> int:
 
 
 # -- index based -------------------------------------------------------------------------------------------
-def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
+def _index_range(n: int, span: int, start: IntLike, end: IntLike | None) -> tuple[int, int]:
     start = as_int(start, "sampling_range_start")
     s = start + n if start < 0 else start
     if not 0 <= s < n:
@@ -98,12 +98,12 @@ def _index_range(n: int, span: int, start: Any, end: Any) -> tuple[int, int]:
 def _index_sampler(
     kind: str,
     decoder: VideoDecoder,
-    num_clips: Any,
-    num_frames_per_clip: Any,
-    num_indices_between_frames: Any,
-    sampling_range_start: Any,
-    sampling_range_end: Any,
-    policy: Any,
+    num_clips: IntLike,
+    num_frames_per_clip: IntLike,
+    num_indices_between_frames: IntLike,
+    sampling_range_start: IntLike,
+    sampling_range_end: IntLike | None,
+    policy: str,
     generator: torch.Generator | None,
 ) -> FrameBatch:
     num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)
@@ -210,13 +210,13 @@ def clips_at_regular_indices(
 def _time_sampler(
     kind: str,
     decoder: VideoDecoder,
-    num_clips: Any,
-    seconds_between_clip_starts: Any,
-    num_frames_per_clip: Any,
-    seconds_between_frames: Any,
-    sampling_range_start: Any,
-    sampling_range_end: Any,
-    policy: Any,
+    num_clips: IntLike,
+    seconds_between_clip_starts: SecondsLike | None,
+    num_frames_per_clip: IntLike,
+    seconds_between_frames: SecondsLike | None,
+    sampling_range_start: SecondsLike | None,
+    sampling_range_end: SecondsLike | None,
+    policy: str,
     generator: torch.Generator | None,
 ) -> FrameBatch:
     num_frames_per_clip = _common(decoder, num_frames_per_clip, policy)

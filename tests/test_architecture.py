@@ -90,3 +90,16 @@ def test_no_import_cycles():
 
     for name in graph:
         visit(name, [])
+
+
+def test_package_imports_stay_within_each_module_s_all():
+    """Inside the package, ``from gpudecode._x import name`` names only what ``_x`` exports in ``__all__``."""
+    import importlib
+
+    past = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gpudecode."):
+                exported = set(getattr(importlib.import_module(node.module), "__all__", ()))
+                past += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name not in exported]
+    assert not past, past

@@ -7,6 +7,7 @@ import math
 import av
 import numpy as np
 import pytest
+import torch
 from oracle import oracle
 
 from gpudecode import (
@@ -15,6 +16,7 @@ from gpudecode import (
     FrameIndexError,
     GpudecodeError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
     MediaError,
     SourceNotFoundError,
     VideoDecoder,
@@ -74,6 +76,23 @@ def test_not_media(data, tmp_path):
 def test_no_video_stream(audio_only):
     with pytest.raises(MediaError, match="no video stream"):
         VideoDecoder(audio_only)
+
+
+def test_constructor_counts_accept_what_every_entry_point_accepts(video):
+    """One argument checker: NumPy and 0-d tensor integers work for num_threads / stream_index as for indices and
+    sampler counts; bools and floats are refused with the one template (a TypeError too)."""
+    path = video("h264_bframes")
+    ref = VideoDecoder(path, num_threads=1, stream_index=0)
+    for value in (np.int64(1), torch.tensor(1), np.uint8(1)):
+        dec = VideoDecoder(path, num_threads=value, stream_index=value - 1, num_ffmpeg_threads=value)
+        assert torch.equal(dec[3], ref[3]) and dec.stream_index == 0
+    for bad in (True, 1.0, "1"):
+        with pytest.raises(InvalidArgumentTypeError, match=r"Invalid num_threads \(.+\)\. Supported values are: "):
+            VideoDecoder(path, num_threads=bad)
+    with pytest.raises(
+        InvalidArgumentError, match=r"Invalid stream_index \(-1\)\. Supported values are: integers >= 0"
+    ):
+        VideoDecoder(path, stream_index=-1)
 
 
 def test_stream_index(video):

@@ -564,21 +564,18 @@ def test_mp4_table_path_declines_what_it_cannot_map(video):
         info = read_mp4_info(f, path.stat().st_size)
         assert info is not None
         track = info.track(s.id)
-        assert _from_mp4_tables(c, s, info, None) is not None  # the intact file maps
+        assert _from_mp4_tables(s, info, None) is not None  # the intact file maps
 
         def with_track(t, fragmented=False):
             return SimpleNamespace(fragmented=fragmented, track=lambda _id: t)
 
-        assert _from_mp4_tables(c, s, with_track(track, fragmented=True), None) is None
-        assert _from_mp4_tables(c, s, with_track(None), None) is None
+        assert _from_mp4_tables(s, with_track(track, fragmented=True), None) is None
+        assert _from_mp4_tables(s, with_track(None), None) is None
         stts, ctts, count = track.stts, track.ctts, track.sample_count
+        assert _from_mp4_tables(s, with_track(SimpleNamespace(stts=None, ctts=ctts, sample_count=count)), None) is None
+        assert _from_mp4_tables(s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=0)), None) is None
         assert (
-            _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=None, ctts=ctts, sample_count=count)), None) is None
-        )
-        assert _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=0)), None) is None
-        assert (
-            _from_mp4_tables(c, s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)), None)
-            is None
+            _from_mp4_tables(s, with_track(SimpleNamespace(stts=stts, ctts=ctts, sample_count=count + 1)), None) is None
         )
 
 

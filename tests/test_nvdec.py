@@ -212,6 +212,40 @@ def test_decoder_cache_reuses_and_is_bounded(video):
     assert cache.idle_count() == 0
 
 
+def test_decoder_cache_size_is_an_argument_with_the_environment_as_default(video, monkeypatch, caplog):
+    import gpudecode
+
+    path = video("h264_bframes")
+    nvc = make_module()
+    try:
+        gpudecode.set_nvdec_cache_size(0)  # keep none: every decoder creates its own session
+        for _ in range(3):
+            dec, _ = nvdec_decoder(path, nvc=nvc)
+            dec[3]
+            dec.close()
+        assert len(nvc.created) == 3 and _nvdec.decoder_cache.idle_count() == 0
+        gpudecode.set_nvdec_cache_size(np.int64(2))
+        dec, _ = nvdec_decoder(path, nvc=nvc)
+        dec[3]
+        dec.close()
+        assert _nvdec.decoder_cache.idle_count() == 1
+        with pytest.raises(gpudecode.InvalidArgumentError, match=r"Invalid max_idle \(-1\)"):
+            gpudecode.set_nvdec_cache_size(-1)
+    finally:
+        gpudecode.set_nvdec_cache_size(_nvdec.default_cache_size())
+    cache = _nvdec.DecoderCache(max_idle=4)
+    for i in range(4):
+        cache.release(("k", i), object())
+    cache.resize(1)  # lowering the bound releases the least recently used at once
+    assert cache.idle_count() == 1 and list(cache._idle) == [("k", 3)]
+    for text, want in (("3", 3), ("0", 0), ("many", 16), ("-2", 16)):
+        monkeypatch.setenv("GPUDECODE_NVDEC_CACHE_SIZE", text)
+        assert _nvdec.default_cache_size() == want
+    monkeypatch.delenv("GPUDECODE_NVDEC_CACHE_SIZE")
+    assert _nvdec.default_cache_size() == 16
+    assert "ignoring GPUDECODE_NVDEC_CACHE_SIZE='many'" in caplog.text
+
+
 def test_annexb_parameter_sets_from_avcc_and_hvcc(video):
     import av
 

@@ -270,11 +270,20 @@ class DecoderCache:
             if len(pool) < self.max_per_key:
                 pool.append(decoder)
                 self._idle.move_to_end(key)
-            while sum(len(p) for p in self._idle.values()) > self.max_idle:
-                oldest = next(iter(self._idle))
-                self._idle[oldest].pop(0)
-                if not self._idle[oldest]:
-                    del self._idle[oldest]
+            self._evict()
+
+    def resize(self, max_idle: int) -> None:
+        """Hold at most ``max_idle`` idle decoders from now on (the least recently used beyond it are released)."""
+        with self._lock:
+            self.max_idle = max_idle
+            self._evict()
+
+    def _evict(self) -> None:
+        while sum(len(p) for p in self._idle.values()) > self.max_idle:
+            oldest = next(iter(self._idle))
+            self._idle[oldest].pop(0)
+            if not self._idle[oldest]:
+                del self._idle[oldest]
 
     def idle_count(self) -> int:
         """Number of idle decoders held."""
@@ -287,7 +296,29 @@ class DecoderCache:
             self._idle.clear()
 
 
-decoder_cache = DecoderCache()
+NVDEC_CACHE_ENV = "GPUDECODE_NVDEC_CACHE_SIZE"
+_DEFAULT_CACHE_SIZE = 16
+
+
+def default_cache_size() -> int:
+    """The idle-decoder bound before :func:`gpudecode.set_nvdec_cache_size`: ``$GPUDECODE_NVDEC_CACHE_SIZE``, else 16.
+
+    A value that is not an integer >= 0 is ignored with a warning.
+    """
+    text = os.environ.get(NVDEC_CACHE_ENV)
+    if text is None:
+        return _DEFAULT_CACHE_SIZE
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        logger.warning("gpudecode: ignoring %s=%r (not an integer >= 0)", NVDEC_CACHE_ENV, text)
+        return _DEFAULT_CACHE_SIZE
+    return value
+
+
+decoder_cache = DecoderCache(max_idle=default_cache_size())
 atexit.register(decoder_cache.clear)
 _inherited: list[Any] = []
 
