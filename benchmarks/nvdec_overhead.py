@@ -68,9 +68,8 @@ def worker(path: str, repeats: int) -> float:
     n = len(dec)
 
     def run() -> None:
-        backend = create_nvdec_backend(torch.device("cpu"), dec._demuxer.stream, 8, dec._color, modules=mods)
-        dec._backend = dec._planner.backend = backend
-        dec._planner.invalidate()
+        backend = create_nvdec_backend(torch.device("cpu"), dec._pipe.demuxer.stream, 8, dec._state.color, modules=mods)
+        dec._pipe.use_backend(backend)
         dec.get_frames_in_range(0, n)
         backend.close()
 

@@ -24,14 +24,10 @@ import torch
 
 from gpudecode._args import as_fps, as_int, as_seconds, decoder_arguments, float_array, int_array
 from gpudecode._backends._base import BackendUnsupported
-from gpudecode._color import ColorSpec, color_spec
-from gpudecode._container import PyAVDemuxer, bit_depth, open_container, pick_stream, stream_facts
+from gpudecode._container import open_container, pick_stream, stream_facts
 from gpudecode._device import (
     CpuFallbackStatus,
-    cpu_backend_instead,
     parse_device,
-    select_backend,
-    select_raw_stream_backend,
 )
 from gpudecode._errors import (
     DecodeError,
@@ -43,12 +39,14 @@ from gpudecode._errors import (
 from gpudecode._frame import Frame, FrameBatch
 from gpudecode._index import FrameIndex
 from gpudecode._index_store import IndexStore, cache_dir_default
-from gpudecode._metadata import VideoStreamMetadata, stream_metadata
+from gpudecode._metadata import VideoStreamMetadata
 from gpudecode._output import BatchWriter, empty_batch
 from gpudecode._parallel import ParallelDecode
-from gpudecode._planner import Planner, PlanStats
-from gpudecode._seek_mode import ApproximateMode, DecodeRequest, ExactMode, Header, SeekMode
+from gpudecode._pipeline import Pipeline
+from gpudecode._planner import PlanStats
+from gpudecode._seek_mode import DecodeRequest, SeekMode
 from gpudecode._source import Source, make_source
+from gpudecode._stream import stream_state
 
 __all__ = ["VideoDecoder"]
 
@@ -174,56 +172,19 @@ class VideoDecoder:
 
     def _setup(self, facts: dict[str, Any], index: FrameIndex | None, num_threads: int | None) -> None:
         """Everything that needs only the stream facts (not an open container); chooses the seek mode."""
-        self._facts = facts
-        self._stream_index = int(facts["stream_index"])
-        self._time_base = Fraction(*facts["time_base"])
-        mp4 = self._store.mp4
-        track = mp4.track(int(facts["stream_id"])) if mp4 is not None else None
-        self._rotation = track.rotation_degrees if track is not None else 0
-        has_display_matrix = track is not None and track.display_matrix
-        self._rot_k = (round(self._rotation / 90.0) % 4) if self._rotation % 90 == 0 else 0
-        pix_fmt = facts["pix_fmt"]
-        self._bit_depth = bit_depth(pix_fmt)
-        self._color: ColorSpec = color_spec(facts["colorspace"], facts["color_range"], pix_fmt, self._bit_depth)
-        if mp4 is not None:
-            mp4.release()  # keep no moov copy (hundreds of kB for long videos) beyond creation
-        header = Header.from_facts(facts, self._time_base)
-        tb = self._time_base
-        self._mode: SeekMode = ExactMode(index, tb, header) if index is not None else ApproximateMode(tb, header)
-        # how far before a target time approximate mode seeks: the B-frame reorder delay and a little more
-        self._seek_margin = self._mode.nominal_duration() * (int(facts["has_b_frames"]) + 3)
-        self._timeline = self._mode.timeline()
-        rotation = self._rotation if has_display_matrix else None
-        self._metadata = stream_metadata(facts, header, self._mode.extent, self._bit_depth, rotation, self._rot_k)
-        if self._metadata.num_frames <= 0:
-            raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
+        st = self._state = stream_state(facts, index, self._store.mp4)
+        self._mode: SeekMode = st.mode
+        self._metadata = st.metadata
+        self._stream_index = st.stream_index
         self._num_threads_arg = num_threads
         self._num_threads = num_threads if num_threads is not None else usable_cpus()
         self._parallel = ParallelDecode(
-            self._source, self._stream_index, self._mode, self._timeline, self._seek_margin, self._num_threads
+            self._source, st.stream_index, st.mode, st.timeline, st.seek_margin, self._num_threads
         )
 
     def _open_with(self, container: Any) -> None:
         """Create the demuxer, the backend and the planner over an open container."""
-        demuxer = PyAVDemuxer(self._source, self._stream_index, container=container, timeline=self._timeline)
-        self._demuxer = demuxer
-        nominal = self._mode.nominal_duration()
-        if demuxer.raw:
-            # approximate mode refuses raw streams (their header counts nothing): an index is at hand
-            assert self._mode.index is not None
-            self._backend, self._fallback = select_raw_stream_backend(
-                self._device, demuxer.stream, self._num_threads_arg, int(self._mode.index.duration[0])
-            )
-        else:
-            self._backend, self._fallback = select_backend(
-                self._device, demuxer.stream, self._num_threads_arg, self._bit_depth, self._color
-            )
-        self._planner = Planner(
-            demuxer=demuxer,
-            backend=self._backend,
-            targets=self._mode.planner_targets(demuxer, self._seek_margin),
-            nominal_duration=nominal,
-        )
+        self._pipe = Pipeline(self._source, self._state, self._device, self._num_threads_arg, container)
         self._opened = True
 
     def _ensure_open(self) -> None:
@@ -235,8 +196,8 @@ class VideoDecoder:
             stream = container.streams[self._stream_index]
             if (
                 stream.codec_context is None
-                or stream.codec_context.width != self._facts["width"]
-                or stream.codec_context.height != self._facts["height"]
+                or stream.codec_context.width != self._state.facts["width"]
+                or stream.codec_context.height != self._state.facts["height"]
             ):
                 raise MediaError(
                     f"{self._source.description} no longer matches its cached index. Clear the index cache "
@@ -282,7 +243,7 @@ class VideoDecoder:
         if not self._opened and self._device.type == "cpu":
             return CpuFallbackStatus()  # known without opening a lazily opened (cached) CPU decoder
         self._open_locked()
-        return self._fallback
+        return self._pipe.fallback
 
     @property
     def decoding_device(self) -> str:
@@ -290,12 +251,12 @@ class VideoDecoder:
         if not self._opened and self._device.type == "cpu":
             return "cpu"
         self._open_locked()
-        return self._backend.name
+        return self._pipe.backend.name
 
     @property
     def stats(self) -> PlanStats:
         """Counters of the last decode call (seeks, packets fed, frames decoded and converted)."""
-        return self._planner.stats if self._opened else PlanStats()
+        return self._pipe.planner.stats if self._opened else PlanStats()
 
     def __len__(self) -> int:
         """Number of frames (``metadata.num_frames``)."""
@@ -317,15 +278,13 @@ class VideoDecoder:
         if not self._opened:
             return
         if self._pid != os.getpid():
-            _FORK_ORPHANS.extend([self._demuxer, self._backend, *self._parallel.orphan()])
+            _FORK_ORPHANS.extend([*self._pipe.inherited(), *self._parallel.orphan()])
             return
         with self._lock:
             try:
-                self._planner.invalidate()
-                self._demuxer.close()
                 self._parallel.close()
             finally:
-                self._backend.close()
+                self._pipe.close()
 
     def __enter__(self) -> VideoDecoder:
         return self
@@ -394,7 +353,7 @@ class VideoDecoder:
         )
 
         def run(emit: Emit) -> list[int]:
-            done = self._planner.run_sequence(target, count, step, emit, owner)
+            done = self._pipe.planner.run_sequence(target, count, step, emit, owner)
             return list(range(done, count))
 
         return self._assemble(run, request)
@@ -423,7 +382,7 @@ class VideoDecoder:
                 self._after_fork()
             self._ensure_open()
             writer = BatchWriter(
-                request.count, m.coded_height, m.coded_width, self._device, request.positions, self._backend
+                request.count, m.coded_height, m.coded_width, self._device, request.positions, self._pipe.backend
             )
             missing = self._run_with_retries(run, writer)
         if missing:
@@ -432,52 +391,45 @@ class VideoDecoder:
                 f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
                 "is damaged or missing. Other frames remain available."
             )
-        return writer.finish(self._time_base, self._rot_k, self._dimension_order, request.pts, request.durations)
+        st = self._state
+        return writer.finish(st.time_base, st.quarter_turns, self._dimension_order, request.pts, request.durations)
 
     def _run_with_retries(self, run: Callable[[Emit], list[int]], writer: BatchWriter) -> list[int]:
         """Run; again on the CPU when NVDEC refuses the stream, again with one thread when frames were lost."""
-        self._planner.stats = PlanStats()
+        pipe = self._pipe
+        pipe.planner.stats = PlanStats()
         try:
             missing = run(writer.emit)
         except BackendUnsupported as exc:  # NVDEC refused the stream at its first Decode: the CPU takes over
-            self._switch_to_cpu(str(exc))
-            writer.backend = self._backend
+            pipe.switch_to_cpu(str(exc))
+            writer.backend = pipe.backend
             writer.forget_last()
             missing = run(writer.emit)
-        if missing and self._backend.set_threads(1):
+        if missing and pipe.backend.set_threads(1):
             # Frame threads lose the frames in flight when a damaged packet's error surfaces late: once more with
             # one thread, which decodes everything decodable; then back to the configured threads.
-            self._planner.invalidate()
+            pipe.planner.invalidate()
             writer.forget_last()
             try:
                 missing = run(writer.emit)
             finally:
-                self._backend.set_threads(self._num_threads_arg)
-                self._planner.invalidate()
+                pipe.backend.set_threads(self._num_threads_arg)
+                pipe.planner.invalidate()
         return missing
 
     def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Emit) -> list[int]:
         """Run the planner; independent keyframe runs are spread over worker threads on the CPU backend."""
         if self._parallel_ok():
-            return self._parallel.run(self._planner, targets, start_keys, emit)
-        return self._planner.run(targets, start_keys, emit)
+            return self._parallel.run(self._pipe.planner, targets, start_keys, emit)
+        return self._pipe.planner.run(targets, start_keys, emit)
 
     def _parallel_ok(self) -> bool:
         return (
             self.decoding_device == "cpu"
             and self._num_threads > 1
             and self._source.file is None
-            and not self._demuxer.raw
+            and not self._pipe.demuxer.raw
         )
-
-    def _switch_to_cpu(self, reason: str) -> None:
-        """Replace the NVDEC backend by the CPU one for the rest of this decoder's life, saying why."""
-        self._backend.close()
-        self._backend, self._fallback = cpu_backend_instead(
-            self._device, self._demuxer.stream, self._num_threads_arg, reason
-        )
-        self._planner.backend = self._backend
-        self._planner.invalidate()
 
     def _after_fork(self) -> None:
         """In a forked child: re-open the file and rebuild the decoder; never reuse the parent's state.
@@ -487,7 +439,7 @@ class VideoDecoder:
         """
         self._pid = os.getpid()
         if self._opened:  # else nothing was inherited
-            _FORK_ORPHANS.extend([self._planner, self._demuxer, self._backend, *self._parallel.orphan()])
+            _FORK_ORPHANS.extend([*self._pipe.inherited(), *self._parallel.orphan()])
             self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
 
     # -- public access calls -----------------------------------------------------------------------------
@@ -659,7 +611,7 @@ class VideoDecoder:
             InvalidArgumentError: The decoder is in approximate mode (it has no exact index).
         """
         self._check_open()
-        self._store.save(self._mode.saved_index(), self._facts, path)
+        self._store.save(self._mode.saved_index(), self._state.facts, path)
 
     @property
     def index(self) -> FrameIndex | None:
