@@ -18,7 +18,7 @@ from fake_nvc import CAPS_KEYS, REAL_API, PacketData, make_module
 from nvc_api import compiled_module, describe
 
 from gpudecode import VideoDecoder
-from gpudecode._backends import _nvdec
+from gpudecode._backends import _nvc, _nvdec
 from gpudecode._backends._nvdec import Modules, create_nvdec_backend
 
 SNAPSHOT = Path(__file__).parent / "nvc_api_2.2.4.json"
@@ -112,6 +112,6 @@ def test_a_driver_exit_inside_create_decoder_is_contained_by_the_probe(tmp_path)
     )
     env = dict(os.environ, LD_LIBRARY_PATH=str(tmp_path))
     with pytest.raises(_nvdec.NvdecUnavailable, match=r"probe process \(exit status 1\): .*CUDA_ERROR_NO_DEVICE"):
-        _nvdec.probe_decoder_creation(0, code=code, env=env)
+        _nvc.probe_decoder_creation(0, code=code, env=env)
     ok = "print('gpudecode-probe-ok')"
-    _nvdec.probe_decoder_creation(0, code=ok)  # a child that succeeds passes
+    _nvc.probe_decoder_creation(0, code=ok)  # a child that succeeds passes

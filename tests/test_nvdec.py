@@ -13,7 +13,7 @@ from kernel_host import run as run_kernel
 from oracle import assert_matches_nearest_chroma
 
 from gpudecode import DecodeError, VideoDecoder, samplers
-from gpudecode._backends import _nvdec
+from gpudecode._backends import _nvc, _nvdec
 from gpudecode._backends._kernels import matrix_arg
 from gpudecode._backends._nvdec import Modules, NvdecUnavailable, annexb_parameter_sets, create_nvdec_backend
 
@@ -51,7 +51,7 @@ def host_convert(
 
 @pytest.fixture(autouse=True)
 def _empty_cache(monkeypatch):
-    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
+    monkeypatch.setattr(_nvc, "_LOAD_FAILURES", {})
     _nvdec.decoder_cache.clear()
     yield
     _nvdec.decoder_cache.clear()
@@ -346,12 +346,12 @@ def test_real_pynvvideocodec_import_fails_cleanly_without_a_driver(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has a driver")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
+    monkeypatch.setattr(_nvc, "_LOAD_FAILURES", {})
     with pytest.raises(NvdecUnavailable, match="could not load the NVIDIA video driver"):
-        _nvdec._load_modules(0)
+        _nvc.load_modules(0)
     # the reason is cached: a second decoder does not retry the import
     with pytest.raises(NvdecUnavailable, match="could not load the NVIDIA video driver"):
-        _nvdec._load_modules(0)
+        _nvc.load_modules(0)
 
 
 def test_fallback_is_logged_once_and_reported(video, monkeypatch, caplog):
@@ -360,8 +360,8 @@ def test_fallback_is_logged_once_and_reported(video, monkeypatch, caplog):
 
     monkeypatch.setattr(_device, "_torch_cuda_ok", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(_nvdec, "_load_modules", lambda i: (_ for _ in ()).throw(NvdecUnavailable("no NVDEC here")))
-    monkeypatch.setattr(_nvdec, "_LOAD_FAILURES", {})
+    monkeypatch.setattr(_nvdec, "load_modules", lambda i: (_ for _ in ()).throw(NvdecUnavailable("no NVDEC here")))
+    monkeypatch.setattr(_nvc, "_LOAD_FAILURES", {})
     _device._warned.clear()
     copies = []
     real_empty = torch.empty

@@ -14,8 +14,6 @@ import atexit
 import logging
 import os
 import struct
-import subprocess
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -26,11 +24,20 @@ import numpy as np
 import torch
 
 from gpudecode._backends._base import BackendUnsupported
+from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, forget_after_fork, load_modules
 from gpudecode._color import ColorSpec
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
 
-__all__ = ["NvdecBackend", "NvdecUnavailable", "annexb_parameter_sets", "create_nvdec_backend", "decoder_cache"]
+__all__ = [
+    "Modules",
+    "NvdecBackend",
+    "NvdecUnavailable",
+    "annexb_parameter_sets",
+    "create_nvdec_backend",
+    "decoder_cache",
+    "default_cache_size",
+]
 
 logger = logging.getLogger("gpudecode")
 
@@ -57,143 +64,6 @@ YUV420 = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "yuv420p12le", "p010le",
 SIZE_BUCKETS = ((1920, 1088), (3840, 2176), (8192, 8192))
 
 
-class NvdecUnavailable(Exception):
-    """NVDEC cannot decode this stream here; the message says why (it becomes ``cpu_fallback``)."""
-
-
-@dataclass
-class Modules:
-    """The GPU dependencies, resolved lazily (tests inject fakes).
-
-    Attributes:
-        nvc: The ``PyNvVideoCodec`` module.
-        convert: Callable launching the color kernel (``gpudecode._backends._kernels.Yuv420ToRgb`` or a fake).
-        cuda_ok: Whether torch can allocate on the device (``False`` lets tests run on the CPU).
-    """
-
-    nvc: Any
-    convert: Callable[..., None]
-    cuda_ok: bool = True
-    streams: Any = None  # stream operations (TorchStreams when None and cuda_ok; tests inject a recorder)
-
-
-class TorchStreams:
-    """The CUDA stream operations the backend needs, over torch (one shared decode stream per device)."""
-
-    def decode(self, index: int) -> Any:
-        """The non-default stream NVDEC and the kernels of device ``index`` work on."""
-        return _decode_stream(index)
-
-    def current(self, device: torch.device) -> Any:
-        """The caller's current stream on ``device``."""
-        return torch.cuda.current_stream(device)
-
-    def handle(self, stream: Any) -> int:
-        """The raw ``CUstream`` handle of ``stream``."""
-        return int(stream.cuda_stream)
-
-    def wait(self, waiter: Any, producer: Any) -> None:
-        """Make ``waiter`` wait for the work queued on ``producer`` so far (an event; no host synchronization)."""
-        waiter.wait_stream(producer)
-
-    def record(self, tensor: torch.Tensor, stream: Any) -> None:
-        """Tell the caching allocator that ``stream`` uses ``tensor``'s memory."""
-        tensor.record_stream(stream)
-
-
-_LOAD_FAILURES: dict[int, str] = {}  # per device: why the GPU dependencies cannot load (not retried)
-
-
-def _load_modules(device_index: int) -> Modules:
-    if device_index in _LOAD_FAILURES:
-        raise NvdecUnavailable(_LOAD_FAILURES[device_index])
-    try:
-        return _import_modules(device_index)
-    except NvdecUnavailable as exc:
-        _LOAD_FAILURES[device_index] = str(exc)
-        raise
-
-
-def _import_modules(device_index: int) -> Modules:
-    if not torch.cuda.is_available():
-        raise NvdecUnavailable("torch reports no CUDA device (CPU-only torch build, or no NVIDIA driver)")
-    try:
-        import cupy
-    except ImportError as exc:
-        raise NvdecUnavailable(f"CuPy is not installed ({exc}); install gpudecode[gpu]") from exc
-    nvc_logger = logging.getLogger("PyNvVideoCodec")
-    disabled = nvc_logger.disabled
-    # Its import sets its own level to INFO and logs pages of troubleshooting; we report one line.
-    nvc_logger.disabled = True
-    try:
-        import PyNvVideoCodec as nvc
-    except ImportError as exc:
-        raise NvdecUnavailable(f"PyNvVideoCodec is not installed ({exc}); install gpudecode[gpu]") from exc
-    except (RuntimeError, OSError) as exc:  # no driver: it fails to load libnvidia-encode.so.1
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NvdecUnavailable(
-            f"PyNvVideoCodec could not load the NVIDIA video driver ({first}); in containers "
-            "set NVIDIA_DRIVER_CAPABILITIES=compute,utility,video"
-        ) from exc
-    finally:
-        nvc_logger.disabled = disabled
-    probe_decoder_creation(device_index)
-    try:
-        from gpudecode._backends._kernels import Yuv420ToRgb
-
-        convert = Yuv420ToRgb(cupy, device_index)
-    except Exception as exc:
-        raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
-    return Modules(nvc=nvc, convert=convert)
-
-
-_PROBE_CODE = (
-    "import PyNvVideoCodec as n; n.CreateDecoder(gpuid={index}, codec=n.cudaVideoCodec.H264, "
-    "usedevicememory=True, maxwidth=64, maxheight=64); print('gpudecode-probe-ok')"
-)
-
-
-def probe_decoder_creation(device_index: int, code: str | None = None, env: dict[str, str] | None = None) -> None:
-    """Create one NVDEC decoder in a child process first (once per process and device).
-
-    PyNvVideoCodec wraps the CUDA driver calls of ``CreateDecoder`` in a check that prints ``[FATAL]`` and calls
-    ``exit(1)`` on failure; in the user's process that would end it without an exception. The child takes that
-    fall instead, and its last line becomes the fallback reason.
-
-    Args:
-        device_index: The CUDA device.
-        code: Python source the child runs (tests); it must print ``gpudecode-probe-ok`` on success.
-        env: Environment of the child (tests); ``None`` inherits this process's.
-
-    Raises:
-        NvdecUnavailable: The child failed, with its exit status and last output line.
-    """
-    if code is None and device_index in _PROBED:
-        return
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code or _PROBE_CODE.format(index=int(device_index))],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NvdecUnavailable(f"the NVDEC probe process could not run ({exc})") from exc
-    if "gpudecode-probe-ok" not in done.stdout:
-        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
-        last = lines[-1] if lines else "no output"
-        raise NvdecUnavailable(
-            f"creating an NVDEC decoder failed in a probe process (exit status {done.returncode}): {last[:300]}"
-        )
-    if code is None:
-        _PROBED.add(device_index)
-
-
-_PROBED: set[int] = set()  # devices where a probe process created a decoder
-
-
-# -- Annex B -------------------------------------------------------------------------------------------------
 _START = b"\x00\x00\x00\x01"
 
 
@@ -326,11 +196,9 @@ _inherited: list[Any] = []
 def _forget_after_fork() -> None:
     # A child must never use (or destroy) its parent's NVDEC sessions: keep them referenced, start empty.
     _inherited.append(decoder_cache._idle)
-    _inherited.append(dict(_DECODE_STREAMS))
-    _DECODE_STREAMS.clear()
+    _inherited.extend(forget_after_fork())
     decoder_cache._idle = OrderedDict()
     decoder_cache._lock = threading.Lock()
-    _LOAD_FAILURES.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -351,22 +219,6 @@ class NvFrame:
     pts: int | None
     duration: int | None
     surface: Any
-
-
-_DECODE_STREAMS: dict[int, Any] = {}
-
-
-def _decode_stream(index: int) -> Any:
-    """One non-default CUDA stream per device for NVDEC copies and our kernels (shared, so decoders are reused).
-
-    Never the legacy default stream: PyNvVideoCodec may not accept handle 0, and a decoder working on a stream
-    of its own would race our kernels for its surfaces.
-    """
-    stream = _DECODE_STREAMS.get(index)
-    if stream is None:
-        stream = torch.cuda.Stream(device=index)
-        _DECODE_STREAMS[index] = stream
-    return stream
 
 
 def _bucket(width: int, height: int) -> tuple[int, int]:
@@ -610,47 +462,27 @@ class NvdecBackend:
             self._dec = None
 
 
-def create_nvdec_backend(
-    device: torch.device, stream: Any, bit_depth: int, color: ColorSpec, modules: Modules | None = None
-) -> NvdecBackend:
-    """Create an NVDEC backend for ``stream`` on ``device``.
-
-    Args:
-        device: The CUDA device.
-        stream: The PyAV video stream.
-        bit_depth: Bits per sample of the stream.
-        color: The color conversion the CPU path would use.
-        modules: Injected dependencies (tests); ``None`` imports the real ones.
+def _check_stream(codec: str, pix_fmt: str, bit_depth: int) -> None:
+    """Refuse what gpudecode's NVDEC path cannot decode before touching the GPU.
 
     Raises:
-        NvdecUnavailable: With the reason NVDEC cannot be used (missing package, no driver, codec, size...).
+        NvdecUnavailable: The codec, chroma format or bit depth is not NVDEC's (or not this path's).
     """
-    index = device.index if device.index is not None else 0
-    cc = stream.codec_context
-    codec = codec_name(cc)
     if codec not in NVDEC_CODECS:
         raise NvdecUnavailable(f"NVDEC has no decoder for codec {codec!r}")
-    pix_fmt = cc.pix_fmt or ""
     if pix_fmt not in YUV420:
         raise NvdecUnavailable(f"gpudecode's NVDEC path handles 4:2:0 content only (stream is {pix_fmt or 'unknown'})")
     if bit_depth > 12:
         raise NvdecUnavailable(f"NVDEC decodes at most 12 bits per sample (stream has {bit_depth})")
-    if modules is None:
-        modules = _load_modules(index)
-    nvc = modules.nvc
-    codec_enum = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[codec], None)
-    if codec_enum is None:
-        raise NvdecUnavailable(f"this PyNvVideoCodec has no {NVDEC_CODECS[codec]} decoder")
-    width, height = int(cc.width), int(cc.height)
-    limit_w, limit_h = _check_caps(nvc, codec, codec_enum, bit_depth, width, height)
-    bucket_w, bucket_h = _bucket(width, height)
-    max_w, max_h = min(bucket_w, limit_w), min(bucket_h, limit_h)  # a bucket above the GPU's limit fails to decode
-    # Decoder and kernels share one non-default stream per device: the legacy default stream would cost a host
-    # synchronization per frame inside PyNvVideoCodec, and would not be ordered against torch's side streams.
-    streams = modules.streams if modules.streams is not None else (TorchStreams() if modules.cuda_ok else None)
-    decode_stream = streams.decode(index) if streams is not None else None
-    stream_ptr = streams.handle(decode_stream) if streams is not None else 0
-    key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
+
+
+def _acquire_decoder(nvc: Any, key: tuple[Any, ...], codec_enum: Any, width: int, height: int) -> Any:
+    """A cached decoder for ``key`` (``(gpu, codec, bit depth, max width, max height, stream)``), else a new one.
+
+    Raises:
+        NvdecUnavailable: Decoder creation failed.
+    """
+    index, _codec, _depth, max_w, max_h, stream_ptr = key
 
     def create() -> Any:
         try:
@@ -675,6 +507,45 @@ def create_nvdec_backend(
         # decode_reconfigure sample does the same).
         decoder.setReconfigParams(width, height)
         _DECODER_SIZES[id(decoder)] = (width, height)
+    return decoder
+
+
+def create_nvdec_backend(
+    device: torch.device, stream: Any, bit_depth: int, color: ColorSpec, modules: Modules | None = None
+) -> NvdecBackend:
+    """Create an NVDEC backend for ``stream`` on ``device``.
+
+    Args:
+        device: The CUDA device.
+        stream: The PyAV video stream.
+        bit_depth: Bits per sample of the stream.
+        color: The color conversion the CPU path would use.
+        modules: Injected dependencies (tests); ``None`` imports the real ones.
+
+    Raises:
+        NvdecUnavailable: With the reason NVDEC cannot be used (missing package, no driver, codec, size...).
+    """
+    index = device.index if device.index is not None else 0
+    cc = stream.codec_context
+    codec = codec_name(cc)
+    _check_stream(codec, cc.pix_fmt or "", bit_depth)
+    if modules is None:
+        modules = load_modules(index)
+    nvc = modules.nvc
+    codec_enum = getattr(nvc.cudaVideoCodec, NVDEC_CODECS[codec], None)
+    if codec_enum is None:
+        raise NvdecUnavailable(f"this PyNvVideoCodec has no {NVDEC_CODECS[codec]} decoder")
+    width, height = int(cc.width), int(cc.height)
+    limit_w, limit_h = _check_caps(nvc, codec, codec_enum, bit_depth, width, height)
+    bucket_w, bucket_h = _bucket(width, height)
+    max_w, max_h = min(bucket_w, limit_w), min(bucket_h, limit_h)  # a bucket above the GPU's limit fails to decode
+    # Decoder and kernels share one non-default stream per device: the legacy default stream would cost a host
+    # synchronization per frame inside PyNvVideoCodec, and would not be ordered against torch's side streams.
+    streams = modules.streams if modules.streams is not None else (TorchStreams() if modules.cuda_ok else None)
+    decode_stream = streams.decode(index) if streams is not None else None
+    stream_ptr = streams.handle(decode_stream) if streams is not None else 0
+    key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
+    decoder = _acquire_decoder(nvc, key, codec_enum, width, height)
     return NvdecBackend(
         modules=modules,
         device=device,
