@@ -2,13 +2,14 @@
 
 The workload opens each clip in both seek modes and does what users do: read the metadata, iterate every frame in
 chunks, ask for scattered frames and times, and sample clips. It prints a digest of every returned tensor, pts and
-duration, so the two checkouts must agree bit for bit, then the time. Run it by hand:
+duration, and of the work each call did (seeks, packets fed, frames decoded and converted), so the two checkouts
+must agree bit for bit and decode for decode, then the time. Run it by hand:
 
     python benchmarks/refactor_ab.py --before <commit>      # a scratch copy of <commit> (git archive)
     # writes benchmarks/results/refactor_ab.{json,md}
 
-Each checkout runs in its own process (``PYTHONPATH`` puts it first), alternating A B A B, one decode thread, and the
-ratio is taken pair by pair.
+Each checkout runs in its own process (``PYTHONPATH`` puts it first), one decode thread; the pairs alternate which
+runs first (A B, B A, ...) and the ratio is taken pair by pair.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def workload(media: Path) -> dict[str, object]:
     def eat(batch: object) -> None:
         for name in ("data", "pts_seconds", "duration_seconds"):
             h.update(getattr(batch, name).contiguous().numpy().tobytes())
+        s = dec.stats  # the work done: seeks, packets fed, frames decoded and converted
+        h.update(repr((s.seeks, s.packets_fed, s.frames_decoded, s.frames_converted)).encode())
 
     t0 = time.perf_counter()
     for clip in CLIPS:
@@ -73,7 +76,7 @@ def _run(checkout: Path, media: Path) -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", help="commit to compare with (a worktree is made in /tmp)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -83,8 +86,11 @@ def main() -> None:
     before = tree_at(a.before)
     after_head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     rows = []
-    for _ in range(a.rounds):
-        old, new = _run(before, media), _run(ROOT, media)
+    for k in range(a.rounds):
+        if k % 2:  # alternate which runs first, so an order effect cancels out
+            new, old = _run(ROOT, media), _run(before, media)
+        else:
+            old, new = _run(before, media), _run(ROOT, media)
         rows.append({"before": old, "after": new, "ratio": new["seconds"] / old["seconds"]})
         same_round = old["digest"] == new["digest"]
         print(f"before {old['seconds']:.2f} s  after {new['seconds']:.2f} s  same frames: {same_round}", flush=True)
@@ -96,9 +102,10 @@ def main() -> None:
         "",
         f"`python benchmarks/refactor_ab.py --before {a.before}` (after = {after_head.stdout.strip()}): the workload "
         f"in `refactor_ab.py` (clips {', '.join(CLIPS)}; both seek modes; chunked iteration, scattered indices and "
-        "times, two samplers), one decode thread, each checkout in its own process, A B A B.",
+        "times, two samplers), one decode thread, each checkout in its own process, pairs alternating A B, B A.",
         "",
-        f"* Same frames, pts and durations in every round (SHA-256 of every returned tensor): **{same}**",
+        f"* Same frames, pts, durations, seeks and packets fed in every round (SHA-256 of every returned tensor and "
+        f"of each call's decode counters): **{same}**",
         f"* Time after / before, pair by pair: median **{ratios[len(ratios) // 2]:.3f}** "
         f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f}, {len(ratios)} pairs)",
         "",
