@@ -9,6 +9,8 @@ from fractions import Fraction
 from typing import Any
 
 import av
+from av.container import InputContainer
+from av.video.stream import VideoStream
 
 from gpudecode._errors import InvalidArgumentError, MediaError, ffmpeg_reason
 from gpudecode._source import Source
@@ -29,7 +31,7 @@ __all__ = [
 logger = logging.getLogger("gpudecode")
 
 
-def open_container(source: Source) -> Any:
+def open_container(source: Source) -> InputContainer:
     """Open ``source`` with PyAV for reading.
 
     Raises:
@@ -47,7 +49,7 @@ def open_container(source: Source) -> Any:
         ) from exc
 
 
-def pick_stream(container: Any, stream_index: int | None) -> Any:
+def pick_stream(container: InputContainer, stream_index: int | None) -> VideoStream:
     """Return the requested video stream, or the best one.
 
     Raises:
@@ -87,12 +89,12 @@ def pick_stream(container: Any, stream_index: int | None) -> Any:
 RAW_FORMATS = frozenset({"h264", "hevc"})
 
 
-def is_raw_stream(container: Any) -> bool:
+def is_raw_stream(container: InputContainer) -> bool:
     """Whether ``container`` is a raw H.264/HEVC elementary stream (packets without timestamps)."""
     return getattr(container.format, "name", "") in RAW_FORMATS
 
 
-def raw_frame_duration(stream: Any) -> int:
+def raw_frame_duration(stream: VideoStream) -> int:
     """One frame's duration in the stream's time base for a raw elementary stream.
 
     From the frame rate FFmpeg assumes: the stream's own timing information, else its raw demuxers' 25 fps.
@@ -101,12 +103,12 @@ def raw_frame_duration(stream: Any) -> int:
     return max(1, round(1 / (Fraction(rate) * Fraction(stream.time_base))))
 
 
-def codec_name(cc: Any) -> str:
+def codec_name(cc: av.codec.context.CodecContext) -> str:
     """FFmpeg's canonical codec name of a codec context (``av1``, not the decoder's ``libdav1d``)."""
     return getattr(cc.codec, "canonical_name", None) or cc.name
 
 
-def discard_other_streams(container: Any, keep_index: int) -> None:
+def discard_other_streams(container: InputContainer, keep_index: int) -> None:
     """Tell the demuxer to drop every stream but ``keep_index`` (their packets are never read into Python)."""
     for s in container.streams:
         if s.index != keep_index:
@@ -114,7 +116,7 @@ def discard_other_streams(container: Any, keep_index: int) -> None:
                 s.discard = type(s.discard).all
 
 
-def _decodable(stream: Any) -> Any:
+def _decodable(stream: VideoStream) -> VideoStream:
     """Check that FFmpeg can decode ``stream`` (damaged headers can leave it without a decoder)."""
     cc = stream.codec_context
     if cc is None or not cc.width or not cc.height:
@@ -133,7 +135,11 @@ class PyAVDemuxer:
     """
 
     def __init__(
-        self, source: Source, stream_index: int, container: Any | None = None, timeline: PacketTimeline | None = None
+        self,
+        source: Source,
+        stream_index: int,
+        container: InputContainer | None = None,
+        timeline: PacketTimeline | None = None,
     ) -> None:
         self._source = source
         self._stream_index = stream_index
@@ -143,13 +149,13 @@ class PyAVDemuxer:
         discard_other_streams(self.container, stream_index)
         self.raw = is_raw_stream(self.container)  # no timestamps to seek by: every seek restarts
 
-    def _packets(self) -> Iterator[Any]:
+    def _packets(self) -> Iterator[av.Packet]:
         packets = (
             pkt for pkt in self.container.demux(self.stream) if pkt.size != 0 and pkt.stream_index == self._stream_index
         )
         return packets if self._timeline is None else self._timeline.stamp(packets)
 
-    def seek(self, pts: int) -> Iterator[Any]:
+    def seek(self, pts: int) -> Iterator[av.Packet]:
         """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there.
 
         A raw elementary stream has no timestamps to seek by: it restarts from its first packet.
@@ -165,7 +171,7 @@ class PyAVDemuxer:
             return self.restart()
         return self._packets()
 
-    def restart(self) -> Iterator[Any]:
+    def restart(self) -> Iterator[av.Packet]:
         """Return packets from the start of the stream (re-opens the container)."""
         self.container.close()
         self.container = open_container(self._source)
@@ -188,7 +194,7 @@ def bit_depth(pix_fmt: str | None) -> int:
         return 8
 
 
-def stream_facts(container: Any, stream: Any) -> dict[str, Any]:
+def stream_facts(container: InputContainer, stream: VideoStream) -> dict[str, Any]:
     """The container, stream and codec values the decoder derives its state from (JSON-serializable)."""
     cc = stream.codec_context
     rate = stream.average_rate or stream.guessed_rate

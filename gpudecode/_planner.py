@@ -13,33 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import av
 import numpy as np
+import torch
 
 from gpudecode._backends._base import Backend
 from gpudecode._errors import DecodeError
-from gpudecode._targets import Position, Targets, close_iterator
+from gpudecode._targets import DecodedFrame, Demuxer, Emit, Position, Targets, close_iterator
 
-__all__ = ["Demuxer", "PlanStats", "Planner"]
+__all__ = ["PlanStats", "Planner"]
 
 logger = logging.getLogger("gpudecode")
-
-Emit = Callable[[int, Any, int, int], None]
-
-
-class Demuxer(Protocol):
-    """Packet source with seeking."""
-
-    def seek(self, pts: int) -> Iterator[Any]:
-        """Seek to the keyframe at or before ``pts``; return an iterator over packets from there."""
-
-    def restart(self) -> Iterator[Any]:
-        """Return an iterator over packets from the very start of the stream."""
-
-    def close(self) -> None:
-        """Release the container (the demuxer is not used again)."""
 
 
 @dataclass
@@ -73,7 +58,7 @@ class _Call:
     targets: np.ndarray
     start_keys: np.ndarray | None
     emit: Emit
-    wanted: Callable[[Any], bool]
+    wanted: Callable[[av.Packet], bool]
     missing: list[int] = field(default_factory=list)
 
     def start_key(self, j: int) -> int | None:
@@ -94,7 +79,7 @@ class _Fed:
 
     j: int
     outcome: str
-    last_frame: Any
+    last_frame: DecodedFrame | None
     nothing_after_seek: bool = False
 
 
@@ -204,7 +189,7 @@ class Planner:
         targets = call.targets
         n = targets.shape[0]
         first_after_seek = pos.last_pts is None and not pos.at_start
-        last_frame: Any = None
+        last_frame: DecodedFrame | None = None
         assert pos.packets is not None
         for pkt in _safe(pos.packets):
             self._note_keyframe(pkt)
@@ -225,13 +210,13 @@ class Planner:
                 return _Fed(j, "done", last_frame)
         return _Fed(j, "eof", last_frame, nothing_after_seek=first_after_seek)
 
-    def _note_keyframe(self, pkt: Any) -> None:
+    def _note_keyframe(self, pkt: av.Packet) -> None:
         if pkt.is_keyframe:
             k = self.targets.key_of_packet(pkt)
             if k > self._pos.cur_key:
                 self._pos.cur_key = k
 
-    def _finish_stream(self, call: _Call, j: int, last_frame: Any) -> int:
+    def _finish_stream(self, call: _Call, j: int, last_frame: DecodedFrame | None) -> int:
         """At the end of the packets: drain; targets past the last frame get it (time targets) or are missing."""
         pos = self._pos
         n = call.targets.shape[0]
@@ -257,10 +242,10 @@ class Planner:
         pos.last_pts = pos.last_end = None
         return j
 
-    def _hold(self, f: Any) -> tuple[Any, int, int]:
+    def _hold(self, f: DecodedFrame) -> tuple[torch.Tensor, int, int]:
         return self.backend.convert(f), f.pts, f.duration or self.nominal_duration
 
-    def _match(self, f: Any, call: _Call, j: int) -> int:
+    def _match(self, f: DecodedFrame, call: _Call, j: int) -> int:
         """Count a decoder output; emit the targets it answers."""
         self.stats.frames_decoded += 1
         if f.pts is None:
@@ -317,9 +302,9 @@ class Planner:
         or an earlier part of it (an iterator's previous chunk) reached that end. :meth:`run` finds that frame (the
         last one) and converts it while it is valid; the other outputs copy it.
         """
-        taken: list[tuple[Any, int, int]] = []
+        taken: list[tuple[DecodedFrame | torch.Tensor, int, int]] = []
 
-        def take(_k: int, frame: Any, pts: int, duration: int) -> None:
+        def take(_k: int, frame: DecodedFrame | torch.Tensor, pts: int, duration: int) -> None:
             emit(j, frame, pts, duration)
             taken.append((frame, pts, duration))
 
@@ -331,7 +316,7 @@ class Planner:
             emit(k, frame, pts, duration)
         return count
 
-    def _outputs(self, target: int) -> Iterator[Any]:
+    def _outputs(self, target: int) -> Iterator[DecodedFrame]:
         """Decoder outputs from the frame shown at ``target`` on, to the end of the stream (seeking as needed)."""
         pos = self._pos
         for attempt in range(5):
@@ -351,7 +336,7 @@ class Planner:
             self._seek(self.targets.need_key(target, None), target, 4 ** (attempt + 1))
             pos.outputs = running
 
-    def _decoded(self, pos: Position) -> Iterator[Any]:
+    def _decoded(self, pos: Position) -> Iterator[DecodedFrame]:
         """Every frame the backend returns for the packets from ``pos`` on, then the drained ones."""
         assert pos.packets is not None
         for pkt in _safe(pos.packets):
@@ -366,7 +351,7 @@ class Planner:
             if f.pts is not None:
                 yield f
 
-    def _feed(self, pkt: Any, want: bool) -> Sequence[Any]:
+    def _feed(self, pkt: av.Packet, want: bool) -> Sequence[DecodedFrame]:
         """Give the backend one packet; a packet it rejects (damaged data) yields no frames."""
         try:
             return self.backend.decode(pkt, want)
@@ -374,7 +359,7 @@ class Planner:
             logger.debug("gpudecode: skipping a packet the decoder rejected: %s", exc)
             return ()
 
-    def _drain(self) -> Sequence[Any]:
+    def _drain(self) -> Sequence[DecodedFrame]:
         """Drain the backend at the end of the stream; a decoder failing there yields no more frames."""
         try:
             return self.backend.flush()
@@ -393,7 +378,7 @@ class Planner:
         return self.targets.groups(targets, start_keys, self.nominal_duration)
 
 
-def _safe(packets: Iterator[Any]) -> Iterator[Any]:
+def _safe(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
     """Iterate packets, ending (not raising) at damaged data the demuxer cannot get past."""
     while True:
         try:

@@ -16,16 +16,29 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+import av
 import numpy as np
+import torch
 
-__all__ = ["NO_INDEX_KEY", "ExactTargets", "Position", "Targets", "TimeTargets", "chain", "close_iterator"]
+__all__ = [
+    "NO_INDEX_KEY",
+    "DecodedFrame",
+    "Demuxer",
+    "Emit",
+    "ExactTargets",
+    "Position",
+    "Targets",
+    "TimeTargets",
+    "chain",
+    "close_iterator",
+]
 
 logger = logging.getLogger("gpudecode")
 
 NO_INDEX_KEY = 1 << 62  # the keyframe "needed" when there is no index at all: always seek unless positioned before
-Emit = Callable[[int, Any, int, int], None]
+Emit = Callable[[int, "DecodedFrame | torch.Tensor", int, int], None]  # (target, frame or RGB tensor, pts, duration)
 
 
 @dataclass
@@ -43,28 +56,48 @@ class Position:
         sequence_owner: Who may continue that sequence.
     """
 
-    packets: Iterator[Any] | None = None
+    packets: Iterator[av.Packet] | None = None
     cur_key: int = -1
     last_pts: int | None = None
     last_end: int | None = None
     at_start: bool = False
     skipped: set[int] = field(default_factory=set)
-    outputs: Iterator[Any] | None = None
+    outputs: Iterator[DecodedFrame] | None = None
     sequence_owner: object | None = None
 
 
-def close_iterator(packets: Iterator[Any] | None) -> None:
+def close_iterator(packets: Iterator[object] | None) -> None:
     """Close a suspended packet generator so the demuxer releases the packet it holds (before its container)."""
     close = getattr(packets, "close", None)
     if close is not None:
         close()
 
 
-def chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+def chain(first: av.Packet | None, rest: Iterator[av.Packet]) -> Iterator[av.Packet]:
     """``first`` (unless ``None``), then ``rest``."""
     if first is not None:
         yield first
     yield from rest
+
+
+class Demuxer(Protocol):
+    """Packet source with seeking."""
+
+    def seek(self, pts: int) -> Iterator[av.Packet]:
+        """Seek to the keyframe at or before ``pts``; return an iterator over packets from there."""
+
+    def restart(self) -> Iterator[av.Packet]:
+        """Return an iterator over packets from the very start of the stream."""
+
+    def close(self) -> None:
+        """Release the container (the demuxer is not used again)."""
+
+
+class DecodedFrame(Protocol):
+    """What a backend's ``decode``/``flush`` return: an opaque frame with integer timestamps."""
+
+    pts: int | None
+    duration: int | None
 
 
 class Targets(Protocol):
@@ -73,13 +106,15 @@ class Targets(Protocol):
     restart_key: int
     may_overshoot: bool
 
-    def key_of_packet(self, pkt: Any) -> int:
+    def key_of_packet(self, pkt: av.Packet) -> int:
         """The ordinal of the keyframe ``pkt`` (a keyframe) is."""
 
     def need_key(self, target: int, start_key: int | None) -> int:
         """The keyframe ordinal a decode toward ``target`` must start from."""
 
-    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+    def open_at(
+        self, demuxer: Demuxer, key: int, target: int, margin_factor: int
+    ) -> tuple[Iterator[av.Packet], bool, int]:
         """Seek toward keyframe ``key`` / time ``target``.
 
         Returns:
@@ -95,11 +130,11 @@ class Targets(Protocol):
     def was_skipped(self, pos: Position, target: int, nominal: int) -> bool:
         """Whether ``target``'s frame may be one left undecoded since the last seek."""
 
-    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[av.Packet], bool]:
         """Whether a packet may carry a frame this call or a later forward call wants."""
 
     def match(
-        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+        self, f: DecodedFrame, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
     ) -> tuple[int, bool]:
         """Emit the targets from ``j`` on that decoder output ``f`` answers.
 
@@ -123,7 +158,7 @@ class ExactTargets:
     restart_key: int = 0
     may_overshoot: bool = False  # the demuxer is checked to land at or before the keyframe
 
-    def key_of_packet(self, pkt: Any) -> int:
+    def key_of_packet(self, pkt: av.Packet) -> int:
         """The index's ordinal of the keyframe at or before the packet's pts."""
         ts = pkt.pts if pkt.pts is not None else pkt.dts
         if ts is None:
@@ -135,7 +170,9 @@ class ExactTargets:
         assert start_key is not None
         return start_key
 
-    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+    def open_at(
+        self, demuxer: Demuxer, key: int, target: int, margin_factor: int
+    ) -> tuple[Iterator[av.Packet], bool, int]:
         """Seek to keyframe ``key``, stepping back where the demuxer lands late; restart where nothing works.
 
         Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one keyframe
@@ -143,7 +180,7 @@ class ExactTargets:
         """
         key = max(key, 0)
         first = None
-        packets: Iterator[Any] | None = None
+        packets: Iterator[av.Packet] | None = None
         for back in (0, 1, 2, 4, 8, 16):
             k = max(key - back, 0)
             packets = demuxer.seek(int(self.key_pts[k]))
@@ -174,14 +211,14 @@ class ExactTargets:
         """The target's own packet was skipped."""
         return target in pos.skipped
 
-    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[av.Packet], bool]:
         """Packets shown after the last target, or requested."""
         last = int(targets[-1]) if targets.shape[0] else 0
         wanted_pts = set(targets.tolist())
         return lambda pkt: pkt.pts is None or pkt.pts > last or pkt.pts in wanted_pts
 
     def match(
-        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+        self, f: DecodedFrame, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
     ) -> tuple[int, bool]:
         """Targets before the output's pts were never output (missing); the one at its pts is emitted."""
         p = f.pts
@@ -222,7 +259,7 @@ class TimeTargets:
     restart_key: int = -1
     may_overshoot: bool = True
 
-    def key_of_packet(self, pkt: Any) -> int:
+    def key_of_packet(self, pkt: av.Packet) -> int:
         """The container index's ordinal for the packet's decode time (-1 without an index)."""
         ts = pkt.pts if pkt.pts is not None else pkt.dts
         if ts is None or self.key_of is None:
@@ -235,7 +272,9 @@ class TimeTargets:
             return self.key_of(target - self.seek_margin)
         return NO_INDEX_KEY
 
-    def open_at(self, demuxer: Any, key: int, target: int, margin_factor: int) -> tuple[Iterator[Any], bool, int]:
+    def open_at(
+        self, demuxer: Demuxer, key: int, target: int, margin_factor: int
+    ) -> tuple[Iterator[av.Packet], bool, int]:
         """Seek to the container's keyframe ``key``; after an overshoot, ``margin_factor`` margins before ``target``."""
         seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
         if margin_factor == 1 and self.key_ts is not None and 0 <= key < NO_INDEX_KEY:
@@ -262,12 +301,12 @@ class TimeTargets:
         slack = 2 * nominal
         return any(target - slack <= p <= target + slack for p in pos.skipped)
 
-    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[Any], bool]:
+    def wanted(self, targets: np.ndarray, nominal: int) -> Callable[[av.Packet], bool]:
         """Packets shown after the last target's slack, or within two frames of a target."""
         last = int(targets[-1]) if targets.shape[0] else 0
         slack = 2 * nominal
 
-        def near(pkt: Any) -> bool:
+        def near(pkt: av.Packet) -> bool:
             if pkt.pts is None or pkt.pts > last - slack:
                 return True
             # any target within [pts - slack, pts + duration + slack]
@@ -277,7 +316,7 @@ class TimeTargets:
         return near
 
     def match(
-        self, f: Any, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
+        self, f: DecodedFrame, targets: np.ndarray, j: int, emit: Emit, missing: list[int], pos: Position, nominal: int
     ) -> tuple[int, bool]:
         """Every target before the output's end is shown by it."""
         p = f.pts

@@ -7,7 +7,13 @@ A backend only turns packets into frames and converts the frames the planner kee
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+import av
+import numpy as np
+import torch
+
+from gpudecode._targets import DecodedFrame
 
 __all__ = ["Backend", "BackendUnsupported", "DecodedFrame"]
 
@@ -18,13 +24,6 @@ class BackendUnsupported(Exception):
     NVDEC reports an unsupported codec, profile, size or bit depth only at the first ``Decode`` carrying a sequence
     header. The planner lets this through (unlike a damaged packet) so the decoder can switch to the CPU backend.
     """
-
-
-class DecodedFrame(Protocol):
-    """What a backend's ``decode``/``flush`` return: an opaque frame with integer timestamps."""
-
-    pts: int | None
-    duration: int | None
 
 
 class Backend(Protocol):
@@ -44,7 +43,7 @@ class Backend(Protocol):
     def reset(self) -> None:
         """Drop all decoder state (called after every seek)."""
 
-    def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
+    def decode(self, packet: av.Packet, wanted: bool = True) -> Sequence[DecodedFrame]:
         """Feed one packet; return the frames that became ready, in presentation order.
 
         ``wanted`` is ``False`` when the packet cannot hold a requested frame: a backend that ``skips_unwanted`` may
@@ -55,13 +54,13 @@ class Backend(Protocol):
             BackendUnsupported: The backend cannot decode this stream at all.
         """
 
-    def flush(self) -> Sequence[Any]:
+    def flush(self) -> Sequence[DecodedFrame]:
         """Signal end of stream; return the remaining frames."""
 
-    def convert(self, frame: Any) -> Any:
+    def convert(self, frame: DecodedFrame) -> torch.Tensor:
         """Convert a kept frame to a new ``(H, W, 3)`` uint8 RGB tensor (before the next ``decode``)."""
 
-    def convert_into(self, frame: Any, out: Any) -> None:
+    def convert_into(self, frame: DecodedFrame, out: np.ndarray | torch.Tensor) -> None:
         """Convert a kept frame into ``out``, one ``(H, W, 3)`` uint8 slot of the output batch.
 
         ``out`` lives on ``output_device_type``: a NumPy array on the CPU, a CUDA tensor on the GPU. Nothing outside

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import av
 import numpy as np
@@ -33,7 +32,7 @@ class CpuBackend:
     name = "cpu"
     output_device_type = "cpu"  # convert_into writes into host arrays
 
-    def __init__(self, stream: Any, num_threads: int | None) -> None:
+    def __init__(self, stream: av.video.stream.VideoStream, num_threads: int | None) -> None:
         self._stream = stream
         cc = stream.codec_context
         # None: let FFmpeg choose (cores + 1 frame threads), which keeps the cores busy while this thread converts
@@ -55,7 +54,7 @@ class CpuBackend:
         # carry hidden frames that later packets only display).
         self.skips_unwanted = codec_name(cc) in ("h264", "hevc")
 
-    def _configure(self, cc: Any) -> None:
+    def _configure(self, cc: av.video.codeccontext.VideoCodecContext) -> None:
         cc.thread_count = max(0, self._threads)
         cc.thread_type = "AUTO" if self._threads != 1 else "SLICE"
 
@@ -84,7 +83,7 @@ class CpuBackend:
         self._params_changed = True  # a fresh codec context at the next reset, configured with these threads
         return True
 
-    def _check_tags(self, frames: Sequence[Any]) -> None:
+    def _check_tags(self, frames: Sequence[av.VideoFrame]) -> None:
         """Note a decoded frame whose format tags differ from the header's (H.264/HEVC; once is enough)."""
         if not self._watch_params or self._params_changed:
             return
@@ -93,7 +92,7 @@ class CpuBackend:
             if (f.format.name, int(f.color_range), int(f.colorspace)) != header:
                 self._params_changed = True
 
-    def decode(self, packet: Any, wanted: bool = True) -> Sequence[Any]:
+    def decode(self, packet: av.Packet, wanted: bool = True) -> Sequence[av.VideoFrame]:
         """Decode one packet; packets nobody asked for are decoded only if other frames reference them."""
         skip = "DEFAULT" if wanted or not self.skips_unwanted else "NONREF"
         if skip != self._skip:
@@ -108,7 +107,7 @@ class CpuBackend:
         self._check_tags(frames)
         return frames
 
-    def flush(self) -> Sequence[Any]:
+    def flush(self) -> Sequence[av.VideoFrame]:
         """Drain the decoder."""
         if self._drained or not self._cc.is_open:
             return ()
@@ -122,7 +121,7 @@ class CpuBackend:
         self._check_tags(frames)
         return frames
 
-    def convert_into(self, frame: Any, out: np.ndarray) -> None:
+    def convert_into(self, frame: av.VideoFrame, out: np.ndarray) -> None:
         """Convert the frame into ``out`` (``(H, W, 3)`` uint8, any strides); nothing outside ``out`` is written.
 
         Raises:
@@ -137,7 +136,7 @@ class CpuBackend:
         if self._direct is not None:
             self._direct.close()
 
-    def convert(self, frame: Any) -> torch.Tensor:
+    def convert(self, frame: av.VideoFrame) -> torch.Tensor:
         """Return the frame as a new ``(H, W, 3)`` uint8 CPU tensor.
 
         Raises:
@@ -147,7 +146,7 @@ class CpuBackend:
         self.convert_into(frame, out.numpy())
         return out
 
-    def _reformat(self, frame: Any) -> np.ndarray:
+    def _reformat(self, frame: av.VideoFrame) -> np.ndarray:
         """PyAV's reformatter (its own FFmpeg-allocated frame): for builds whose swscale ctypes cannot reach."""
         try:
             rgb = self._reformatter.reformat(
