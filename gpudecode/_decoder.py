@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from av.container import InputContainer
 
 from gpudecode._args import as_fps, as_int, as_seconds, decoder_arguments, float_array, int_array
 from gpudecode._backends._base import BackendUnsupported
@@ -138,7 +139,13 @@ class VideoDecoder:
         self._closed = False
 
     # -- construction ------------------------------------------------------------------------------------
-    def _init(self, container: Any, stream_index: int | None, num_threads: int | None, index_path: Any) -> None:
+    def _init(
+        self,
+        container: InputContainer,
+        stream_index: int | None,
+        num_threads: int | None,
+        index_path: str | os.PathLike[str] | None,
+    ) -> None:
         stream = pick_stream(container, stream_index)
         facts = stream_facts(container, stream)
         exact = self._seek_mode == "exact"  # the one place the mode is decided: an index, or the header alone
@@ -150,7 +157,9 @@ class VideoDecoder:
         self._setup(facts, index, num_threads)
         self._open_with(container)
 
-    def _init_from_cache(self, stream_index: int | None, num_threads: int | None, index_path: Any) -> bool:
+    def _init_from_cache(
+        self, stream_index: int | None, num_threads: int | None, index_path: str | os.PathLike[str] | None
+    ) -> bool:
         """Serve an exact decoder from the index cache without opening the file (CPU decoders only).
 
         The cache key is the file's content, and the entry holds the stream facts the metadata derives from, so
@@ -182,7 +191,7 @@ class VideoDecoder:
             self._source, st.stream_index, st.mode, st.timeline, st.seek_margin, self._num_threads
         )
 
-    def _open_with(self, container: Any) -> None:
+    def _open_with(self, container: InputContainer) -> None:
         """Create the demuxer, the backend and the planner over an open container."""
         self._pipe = Pipeline(self._source, self._state, self._device, self._num_threads_arg, container)
         self._opened = True

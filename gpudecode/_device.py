@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from av.video.stream import VideoStream
 
 from gpudecode._args import as_int
 from gpudecode._backends._base import Backend
@@ -106,7 +106,7 @@ def warn_once(reason: str) -> None:
         logger.warning("gpudecode: decoding on the CPU instead of NVDEC: %s", reason)
 
 
-def cpu_backend(stream: Any, num_threads: int | None) -> Backend:
+def cpu_backend(stream: VideoStream, num_threads: int | None) -> Backend:
     """FFmpeg's decoder for ``stream`` on the CPU (``num_threads``: ``None`` lets FFmpeg choose)."""
     return CpuBackend(stream, num_threads)
 
@@ -132,7 +132,7 @@ def set_nvdec_cache_size(max_idle: int) -> None:
 
 
 def select_backend(
-    device: torch.device, stream: Any, num_threads: int | None, bit_depth: int, color: ColorSpec
+    device: torch.device, stream: VideoStream, num_threads: int | None, bit_depth: int, color: ColorSpec
 ) -> tuple[Backend, CpuFallbackStatus]:
     """Return ``(backend, fallback_reason)`` for frames wanted on ``device``.
 
@@ -175,7 +175,7 @@ def _cpu_for_cuda(device: torch.device, backend: Backend, reason: str) -> tuple[
 
 
 def cpu_backend_instead(
-    device: torch.device, stream: Any, num_threads: int | None, reason: str
+    device: torch.device, stream: VideoStream, num_threads: int | None, reason: str
 ) -> tuple[Backend, CpuFallbackStatus]:
     """The CPU backend that takes over when NVDEC refuses a stream mid-decode, with the reason (said once).
 
@@ -190,7 +190,7 @@ def cpu_backend_instead(
 
 
 def select_raw_stream_backend(
-    device: torch.device, stream: Any, num_threads: int | None, frame_duration: int
+    device: torch.device, stream: VideoStream, num_threads: int | None, frame_duration: int
 ) -> tuple[Backend, CpuFallbackStatus]:
     """The backend for a raw H.264/HEVC elementary stream: FFmpeg on the CPU, numbering the frames it outputs.
 

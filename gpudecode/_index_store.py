@@ -16,6 +16,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
 from gpudecode._container import open_container
 from gpudecode._errors import MediaError
 from gpudecode._index import FrameIndex, build_exact_index
@@ -93,7 +96,13 @@ class IndexStore:
         return idx
 
     def index_for(
-        self, container: Any, stream: Any, index_path: Any, time_base: Fraction, facts: dict[str, Any], best: bool
+        self,
+        container: InputContainer,
+        stream: VideoStream,
+        index_path: str | os.PathLike[str] | None,
+        time_base: Fraction,
+        facts: dict[str, Any],
+        best: bool,
     ) -> FrameIndex:
         """The exact index of ``stream``: from ``index_path``, else the cache, else one scan (then cached).
 
@@ -122,12 +131,12 @@ class IndexStore:
                 logger.warning("gpudecode: could not write the index cache %s: %s", self._entry(stream.index), exc)
         return idx
 
-    def _scan(self, container: Any, stream: Any) -> FrameIndex:
+    def _scan(self, container: InputContainer, stream: VideoStream) -> FrameIndex:
         """Build the index from the packets; the builder may open the source again (closed when it is done)."""
-        extra: list[Any] = []
+        extra: list[InputContainer] = []
         used = [False]
 
-        def open_stream() -> tuple[Any, Any]:
+        def open_stream() -> tuple[InputContainer, VideoStream]:
             if not used[0]:
                 used[0] = True
                 return container, stream
@@ -135,7 +144,7 @@ class IndexStore:
             extra.append(c)
             return c, c.streams[stream.index]
 
-        opener: Callable[[], tuple[Any, Any]] = open_stream
+        opener: Callable[[], tuple[InputContainer, VideoStream]] = open_stream
         try:
             return build_exact_index(
                 opener, self.mp4, self.source.size_bytes, self._key if self._key is not None else ""
@@ -144,7 +153,7 @@ class IndexStore:
             for c in extra:
                 c.close()
 
-    def _check(self, idx: FrameIndex, stream: Any, time_base: Fraction, what: str) -> None:
+    def _check(self, idx: FrameIndex, stream: VideoStream, time_base: Fraction, what: str) -> None:
         if idx.source_key != self.source_key() or idx.stream_index != stream.index or idx.time_base != time_base:
             raise MediaError(
                 f"The {what} was built for a different file or stream. Rebuild it with save_index() on this source."

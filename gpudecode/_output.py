@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 import torch
 
+from gpudecode._backends._base import Backend
 from gpudecode._errors import DecodeError
 from gpudecode._frame import FrameBatch
 from gpudecode._index import to_seconds
 from gpudecode._memory import new_frames
+from gpudecode._targets import DecodedFrame
 
 __all__ = ["BatchWriter", "empty_batch"]
 
@@ -36,7 +37,13 @@ class BatchWriter:
     """
 
     def __init__(
-        self, count: int, height: int, width: int, device: torch.device, positions: list[np.ndarray], backend: Any
+        self,
+        count: int,
+        height: int,
+        width: int,
+        device: torch.device,
+        positions: list[np.ndarray],
+        backend: Backend,
     ) -> None:
         self.out = new_frames((count, height, width, 3), device)
         self._out_np = self.out.numpy() if self.out.device.type == "cpu" else None
@@ -44,14 +51,16 @@ class BatchWriter:
         self.durations = np.zeros(count, dtype=np.int64)
         self.positions = positions
         self.backend = backend
-        self._last: Any = None
+        self._last: DecodedFrame | torch.Tensor | None = None
         self._last_slot = -1
 
     def forget_last(self) -> None:
         """Forget the last frame written (a rerun's frames are new objects, possibly reusing the old ones' ids)."""
         self._last, self._last_slot = None, -1
 
-    def emit(self, j: int, frame: Any, pts: int, dur: int, backend: Any = None) -> None:
+    def emit(
+        self, j: int, frame: DecodedFrame | torch.Tensor, pts: int, dur: int, backend: Backend | None = None
+    ) -> None:
         """Write target ``j``'s frame (a backend frame, or an already converted ``(H, W, 3)`` tensor).
 
         Raises:
@@ -75,7 +84,7 @@ class BatchWriter:
         self.pts[pos] = pts
         self.durations[pos] = dur
 
-    def _write_device(self, slot: int, frame: Any, backend: Any) -> None:
+    def _write_device(self, slot: int, frame: DecodedFrame | torch.Tensor, backend: Backend) -> None:
         out = self.out
         if not isinstance(frame, torch.Tensor) and self._out_np is None and backend.output_device_type == "cuda":
             backend.convert_into(frame, out[slot])  # straight into the batch, on the device
