@@ -91,6 +91,64 @@ def save_index_file(index: FrameIndex, path: str | os.PathLike[str]) -> None:
         raise
 
 
+def _header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
+    """The JSON header and where the arrays start; the digest checked.
+
+    Raises:
+        MediaError: Another format version.
+        ValueError: Not an index file, or damaged.
+    """
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a gpudecode index file")
+    pos = len(_MAGIC)
+    hlen = int.from_bytes(data[pos : pos + 4], "little")
+    meta = json.loads(data[pos + 4 : pos + 4 + hlen].decode())
+    if not isinstance(meta, dict):
+        raise ValueError("no header")
+    if meta.get("format_version") != INDEX_FORMAT_VERSION:
+        raise MediaError(
+            f"Invalid index file {where!r} (format version {meta.get('format_version')}). "
+            f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
+        )
+    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if (
+        len(data) < pos + 4 + hlen + _DIGEST_BYTES
+        or hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest
+    ):
+        raise ValueError("damaged (its digest does not match its contents)")
+    return meta, pos + 4 + hlen
+
+
+def _arrays(body: bytes, meta: dict[str, Any], pos: int) -> dict[str, np.ndarray]:
+    """The index's arrays, checked for consistency.
+
+    Raises:
+        ValueError: Truncated or inconsistent arrays.
+    """
+    arrays = {}
+    layout = _ARRAYS + (_TIMELINE_ARRAYS if "plan_pts" in meta["lengths"] else ())
+    for name, dt in layout:
+        count = int(meta["lengths"][name])
+        size = count * np.dtype(dt).itemsize
+        if count < 0 or pos + size > len(body):
+            raise ValueError("truncated")
+        arrays[name] = np.frombuffer(body, dtype=dt, count=count, offset=pos)
+        pos += size
+    n = arrays["pts"].shape[0]
+    n_keys = arrays["key_pts"].shape[0]
+    if (
+        not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0])
+        or n == 0
+        or n_keys == 0
+        or (arrays["start_key"] < 0).any()
+        or (arrays["start_key"] >= n_keys).any()
+    ):
+        raise ValueError("inconsistent arrays")
+    if "plan_pts" in arrays and not (arrays["plan_pts"].shape[0] == n and arrays["plan_key_pts"].shape[0] == n_keys):
+        raise ValueError("inconsistent decode timeline")
+    return arrays
+
+
 def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
     """Read an index written by :func:`save_index_file`.
 
@@ -102,52 +160,13 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
     with open(path, "rb") as f:
         data = f.read()
     try:
-        if not data.startswith(_MAGIC):
-            raise ValueError("not a gpudecode index file")
-        pos = len(_MAGIC)
-        hlen = int.from_bytes(data[pos : pos + 4], "little")
-        meta = json.loads(data[pos + 4 : pos + 4 + hlen].decode())
-        if not isinstance(meta, dict):
-            raise ValueError("no header")
-        if meta.get("format_version") != INDEX_FORMAT_VERSION:
-            raise MediaError(
-                f"Invalid index file {where!r} (format version {meta.get('format_version')}). "
-                f"Supported version is {INDEX_FORMAT_VERSION}; rebuild it with save_index()."
-            )
-        body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
-        if (
-            len(data) < pos + 4 + hlen + _DIGEST_BYTES
-            or hashlib.blake2b(body, digest_size=_DIGEST_BYTES).digest() != digest
-        ):
-            raise ValueError("damaged (its digest does not match its contents)")
-        pos += 4 + hlen
-        arrays = {}
-        layout = _ARRAYS + (_TIMELINE_ARRAYS if "plan_pts" in meta["lengths"] else ())
-        for name, dt in layout:
-            count = int(meta["lengths"][name])
-            size = count * np.dtype(dt).itemsize
-            if count < 0 or pos + size > len(body):
-                raise ValueError("truncated")
-            arrays[name] = np.frombuffer(body, dtype=dt, count=count, offset=pos)
-            pos += size
-        n = arrays["pts"].shape[0]
-        n_keys = arrays["key_pts"].shape[0]
+        meta, pos = _header(data, where)
+        arrays = _arrays(data[:-_DIGEST_BYTES], meta, pos)
         tb_num, tb_den = (int(x) for x in meta["time_base"])
-        if (
-            not (arrays["duration"].shape[0] == n == arrays["start_key"].shape[0] == arrays["is_key"].shape[0])
-            or n == 0
-            or n_keys == 0
-            or tb_num <= 0
-            or tb_den <= 0
-            or (arrays["start_key"] < 0).any()
-            or (arrays["start_key"] >= n_keys).any()
-        ):
+        if tb_num <= 0 or tb_den <= 0:
             raise ValueError("inconsistent arrays")
         stream_index = int(meta["stream_index"])
         source = str(meta["source_key"])
-        timeline = {name: arrays[name].astype(np.int64, copy=False) for name, _ in layout[len(_ARRAYS) :]}
-        if timeline and not (timeline["plan_pts"].shape[0] == n and timeline["plan_key_pts"].shape[0] == n_keys):
-            raise ValueError("inconsistent decode timeline")
         plan_step = int(meta.get("plan_step", 1))
         facts = meta.get("facts")
         if facts is not None and not isinstance(facts, dict):
@@ -156,6 +175,7 @@ def load_index_file(path: str | os.PathLike[str]) -> FrameIndex:
         raise
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MediaError(f"Invalid index file {where!r}: {exc}. Pass a file written by save_index().") from exc
+    timeline = {name: arrays[name].astype(np.int64, copy=False) for name, _ in _TIMELINE_ARRAYS if name in arrays}
     return FrameIndex(
         time_base=Fraction(tb_num, tb_den),
         pts=arrays["pts"].astype(np.int64, copy=False),
