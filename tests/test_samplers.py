@@ -332,3 +332,36 @@ def test_nhwc_decoder(decoders):
     dec = decoders("rotated90", "exact", "NHWC")
     batch = samplers.clips_at_random_indices(dec, num_clips=2, num_frames_per_clip=3)
     assert batch.data.shape == (2, 3, 96, 64, 3)
+
+
+def test_defaults_are_torchcodec_s_one_clip_of_one_frame(decoders):
+    """Called with only what has no default, every sampler gives torchcodec's default: one clip of one frame."""
+    dec = decoders("h264_bframes")
+    for batch in (
+        samplers.clips_at_random_indices(dec),
+        samplers.clips_at_regular_indices(dec),
+        samplers.clips_at_random_timestamps(dec),
+        samplers.clips_at_regular_timestamps(dec, seconds_between_clip_starts=100.0),
+    ):
+        assert batch.data.shape == (1, 1, 3, dec.metadata.height, dec.metadata.width)
+        assert batch.pts_seconds.shape == batch.duration_seconds.shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("end_stream_seconds", None), ("average_fps", None), ("average_fps", 0.0)]
+)
+def test_time_samplers_refuse_a_decoder_without_an_end_or_a_rate(video, field, value):
+    """A stream whose metadata has no end time, or no rate (a one-frame stream without a header rate), cannot be
+    sampled by time: the error says so and points to the index samplers (the metadata is edited to get one)."""
+    import dataclasses
+
+    dec = VideoDecoder(video("h264_bframes"))
+    dec._metadata = dataclasses.replace(dec.metadata, **{field: value})
+    want = r"^Invalid decoder for time-based sampling: its metadata has no end time or frame rate\. Use an index-based"
+    for call in (
+        lambda: samplers.clips_at_random_timestamps(dec),
+        lambda: samplers.clips_at_regular_timestamps(dec, seconds_between_clip_starts=1.0),
+    ):
+        with pytest.raises(InvalidArgumentError, match=want):
+            call()
+    assert samplers.clips_at_random_indices(dec).data.shape[:2] == (1, 1)  # the index samplers still work
