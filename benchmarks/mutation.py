@@ -141,11 +141,6 @@ EQUIVALENT = {
         "x__from_mp4_tables__mutmut_104": "durations as float64: they go back to int64 in the index",
         "x__from_packets__mutmut_5": "np.arange(n) is int64 without a dtype",
         "x__from_packets__mutmut_7": "the same",
-        "x__without_undecodable_lead__mutmut_42": "np.fromiter with dtype=None gives float64 timestamps: np.isin "
-        "compares them equal to the int64 ones (all below 2**53)",
-        "x__without_undecodable_lead__mutmut_46": "count is only a preallocation hint: fromiter reads the whole set",
-        "x__without_undecodable_lead__mutmut_33": "counting the first keyframe as lead drops nothing: it always "
-        "decodes, so its pts is among those shown",
         "x__from_packets__mutmut_62": "any positive step gives the same frames: only the private timeline's scale "
         "changes",
         "x__from_packets__mutmut_80": "float segment starts: segments_of and the index file take them as ints",
@@ -157,8 +152,6 @@ EQUIVALENT = {
         },
         "x__filled_durations__mutmut_15": "when every positive gap is 1, their median is 1 too",
         "x__check_against_demux__mutmut_1": "the guard compares one more packet: tables that agree on 7 agree on 6",
-        "x__without_undecodable_lead__mutmut_5": "a one-packet stream that is not a keyframe has no keyframe: the "
-        "next condition returns just the same",
         "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
         "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
     },

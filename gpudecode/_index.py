@@ -396,16 +396,24 @@ def _without_undecodable_lead(
     discard: np.ndarray,
     pos: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
-    """Mark packets before the first keyframe that FFmpeg's decoder outputs no frame for as not frames.
+    """Mark the stream's lead pictures that FFmpeg's decoder outputs no frame for as not frames.
 
-    A stream cut without re-encoding may start mid-GOP: FFmpeg drops those pictures (their references are
-    missing), so they are not frames of the stream; they are still fed, as discarded packets are. Which ones
-    FFmpeg drops depends on the codec, so a short decode of that lead (no further than the first keyframe and a
-    few packets) tells.
+    A stream cut without re-encoding may start mid-GOP, or at an open-GOP keyframe (an HEVC CRA) whose leading
+    pictures (RASL: after it in decode order, before it in presentation order) reference the GOP that was cut away.
+    FFmpeg drops such pictures (their references are missing), so they are not frames of the stream; they are still
+    fed, as discarded packets are. Which ones FFmpeg drops depends on the codec, so a short decode of that lead
+    tells: the packets before the first keyframe, and those of its GOP shown before it.
     """
-    if key.shape[0] == 0 or key[0] or not key.any():
+    if key.shape[0] == 0 or not key.any():
         return pts, dur, key, discard, pos
     first_key = int(np.argmax(key))
+    later = np.flatnonzero(key[first_key + 1 :])
+    gop_end = first_key + 1 + int(later[0]) if later.shape[0] else pts.shape[0]
+    at = np.arange(pts.shape[0])
+    lead = (at < first_key) | ((at < gop_end) & (pts < pts[first_key]))
+    if not lead.any():
+        return pts, dur, key, discard, pos
+    last_lead = int(at[lead][-1])
     container, stream = open_stream()
     shown: set[int] = set()
     fed = 0
@@ -416,12 +424,16 @@ def _without_undecodable_lead(
             fed += 1
             with contextlib.suppress(av.error.FFmpegError):
                 shown.update(f.pts for f in stream.codec_context.decode(pkt) if f.pts is not None)
-            if fed > first_key + 16:
+            if fed > last_lead + 16:
                 break
     except (av.error.FFmpegError, OSError):
         pass
-    lead = np.arange(pts.shape[0]) < first_key
     dropped = lead & ~np.isin(pts, np.fromiter(shown, dtype=np.int64, count=len(shown)))
     if dropped.any():
-        logger.debug("gpudecode: %d packets before the first keyframe decode to nothing", int(dropped.sum()))
+        before = int((dropped & (at < first_key)).sum())
+        logger.debug(
+            "gpudecode: %d packets before the first keyframe and %d of its leading pictures decode to nothing",
+            before,
+            int(dropped.sum()) - before,
+        )
     return pts, dur, key, discard | dropped, pos

@@ -79,7 +79,21 @@ def made(tmp_path_factory):
                         pkt.stream = t
                         dst.mux(pkt)
             return out
-        if name == "not_on_keyframe.mp4":
+        if name == "cra_cut.mkv":  # HEVC open GOPs (x265's default), cut at the second keyframe: a CRA
+            base = _encode(folder / "open_gop_hevc.mkv", codec="libx265")  # whose leading pictures are lost
+            with av.open(str(base)) as src, av.open(str(folder / name), "w") as dst:
+                s = src.streams.video[0]
+                t = dst.add_stream_from_template(s)
+                keys = 0
+                for pkt in (p for p in src.demux(s) if p.size):
+                    keys += pkt.is_keyframe
+                    if keys >= 2:
+                        pkt.stream = t
+                        dst.mux(pkt)
+            return folder / name
+        if name == "cra_cut.mp4":
+            run_ffmpeg("-i", str(build("cra_cut.mkv")), "-c", "copy", str(folder / name))
+        elif name == "not_on_keyframe.mp4":
             run_ffmpeg("-i", str(build("not_on_keyframe.mkv")), "-c", "copy", "-copyinkf", str(folder / name))
         elif name == "ctts_v1.mp4":  # negative composition offsets (ctts version 1), no edit list shift
             run_ffmpeg("-i", str(base), "-c", "copy", "-movflags", "+negative_cts_offsets", str(folder / name))
@@ -148,12 +162,36 @@ def test_a_stream_cut_mid_gop_has_the_frames_ffmpeg_outputs(made, name, caplog):
     assert lead > 0
     assert len(dec) == (len(keys) if "mpeg4" in name else len(keys) - lead)  # all lead pictures shown, or none
     said = [r.getMessage() for r in caplog.records if "before the first keyframe" in r.getMessage()]
-    assert said == (
-        [] if "mpeg4" in name else [f"gpudecode: {lead} packets before the first keyframe decode to nothing"]
-    )
+    want = f"gpudecode: {lead} packets before the first keyframe and 0 of its leading pictures decode to nothing"
+    assert said == ([] if "mpeg4" in name else [want])
     np.testing.assert_array_equal(dec[:].numpy(), ref)
     assert dec.get_frames_in_range(0, len(dec)).pts_seconds.tolist() == pytest.approx(_plain_pts(path))
     np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[len(dec) // 2].numpy(), ref[len(dec) // 2])
+
+
+@pytest.mark.parametrize("name", ["cra_cut.mkv", "cra_cut.mp4"])
+def test_a_cut_at_an_open_gop_keyframe_has_the_frames_ffmpeg_outputs(made, name, caplog):
+    """A stream cut at an HEVC CRA starts with a keyframe, but the pictures after it in decode order and before it
+    in presentation order (RASL) reference the GOP that was cut away: FFmpeg outputs none of them, so they are not
+    frames (they used to be counted: every whole-stream call raised 'Could not decode frame(s) [0, 1]'). Oracles: the
+    ffmpeg CLI's frames and a plain PyAV decode's pts."""
+    path = made(name)
+    with av.open(path) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+    assert packets[0].is_keyframe and any(p.pts < packets[0].pts for p in packets[1:8])  # really leading pictures
+    ref = cli_rgb_frames(path)
+    with caplog.at_level("DEBUG", logger="gpudecode"):
+        dec = VideoDecoder(path, dimension_order="NHWC")
+    lost = len(packets) - ref.shape[0]
+    assert lost > 0 and len(dec) == ref.shape[0] == len(_plain_pts(path))
+    said = [r.getMessage() for r in caplog.records if "leading pictures" in r.getMessage()]
+    assert said == [
+        f"gpudecode: 0 packets before the first keyframe and {lost} of its leading pictures decode to nothing"
+    ]
+    np.testing.assert_array_equal(dec[:].numpy(), ref)
+    assert dec.get_frames_in_range(0, len(dec)).pts_seconds.tolist() == pytest.approx(_plain_pts(path))
+    for i in (0, len(dec) // 2, len(dec) - 1):  # a fresh decoder for each: the seek path
+        np.testing.assert_array_equal(VideoDecoder(path, dimension_order="NHWC")[i].numpy(), ref[i])
 
 
 def test_negative_composition_offsets(made):
