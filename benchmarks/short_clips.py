@@ -106,17 +106,21 @@ def _child(lib: str, device: str, threads: int, clips: list[str]) -> dict[str, o
         with av.open(c) as f:
             codecs[c] = f.streams.video[0].codec_context.codec.name.replace("libdav1d", "av1")
     frames = 0
+    failed: list[str] = []
     per_codec: dict[str, float] = {}
     t0 = time.perf_counter()
     for c in clips:
         t = time.perf_counter()
-        frames += decode(c)
+        try:
+            frames += decode(c)
+        except Exception as exc:  # a library that cannot decode a clip: counted, and its time still spent
+            failed.append(f"{Path(c).name}: {type(exc).__name__}: {str(exc)[:80]}")
         per_codec[codecs[c]] = per_codec.get(codecs[c], 0.0) + time.perf_counter() - t
     if device.startswith("cuda"):
         import torch
 
         torch.cuda.synchronize()
-    return {"seconds": time.perf_counter() - t0, "frames": frames, "per_codec": per_codec}
+    return {"seconds": time.perf_counter() - t0, "frames": frames, "per_codec": per_codec, "failed": failed}
 
 
 def _run(lib: str, device: str, threads: int, clips: list[Path]) -> dict[str, object]:
@@ -183,6 +187,10 @@ def main() -> None:
     for codec in sorted(sel[0]["gpudecode"]["per_codec"]):
         rs = sorted(r["gpudecode"]["per_codec"][codec] / r["torchcodec"]["per_codec"][codec] for r in sel)
         lines.append(f"* {codec}: {rs[len(rs) // 2]:.3f}")
+    for lib in ("gpudecode", "torchcodec"):
+        failed = sel[0][lib]["failed"]
+        lines += ["", f"Clips {lib} could not decode: {len(failed)}" + (":" if failed else "."), ""]
+        lines += [f"* `{f}`" for f in failed]
     lines += [
         "",
         "torchcodec decodes with the FFmpeg it finds on the system (here libavcodec 59, FFmpeg 5); gpudecode with "
