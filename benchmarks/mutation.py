@@ -104,6 +104,16 @@ EQUIVALENT = {
         "xǁPacketTimelineǁbuild__mutmut_15": "the same",
         "xǁPacketTimelineǁbuild__mutmut_16": "the same",
     },
+    "samplers": {
+        **{
+            f"x_clips_at_regular_indices__mutmut_{k}": "the kind is only compared with 'random': any other value "
+            "samples regularly"
+            for k in (7, 24, 25)
+        },
+        "x_clips_at_regular_timestamps__mutmut_4": "the same, for the time sampler",
+        "x__pad__mutmut_16": "'wrap' repeats the clip one time more before cutting it to the wanted length: the "
+        "same frames",
+    },
     "_source": {
         "xǁSourceǁopen_reader__mutmut_13": "seek(io.SEEK_SET) is seek(0): SEEK_SET is 0 and the default whence",
         "xǁSourceǁopen_reader__mutmut_14": "seek(0, ) is seek(0, SEEK_SET): the default whence",

@@ -365,3 +365,91 @@ def test_time_samplers_refuse_a_decoder_without_an_end_or_a_rate(video, field, v
         with pytest.raises(InvalidArgumentError, match=want):
             call()
     assert samplers.clips_at_random_indices(dec).data.shape[:2] == (1, 1)  # the index samplers still work
+
+
+def _raises_exactly(call, message: str, error: type = InvalidArgumentError) -> None:
+    import re
+
+    with pytest.raises(error, match="^" + re.escape(message) + "$"):
+        call()
+
+
+def test_index_sampler_errors_word_for_word(decoders):
+    """Each refusal of the index samplers, with its whole message (the values in it are the video's: 40 frames)."""
+    dec = decoders("h264_bframes")
+    n = len(dec)
+    assert n == 40
+    rand, reg = samplers.clips_at_random_indices, samplers.clips_at_regular_indices
+    _raises_exactly(lambda: rand("video.mp4"), "Invalid decoder (str). Supported values are: a gpudecode.VideoDecoder.")
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_start=40),
+        "Invalid sampling_range_start (40). Supported values are -40..39 for a video of 40 frames.",
+    )
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_start="1"),
+        "Invalid sampling_range_start ('1'). Supported values are: integers.",
+    )
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_end="1"), "Invalid sampling_range_end ('1'). Supported values are: integers."
+    )
+    # the default end: the last start at which a whole clip of span 10 fits is 30 (exclusive end 31)
+    _raises_exactly(
+        lambda: reg(dec, num_frames_per_clip=10, sampling_range_start=31),
+        "Invalid sampling range: clips of span 10 frames starting at or after sampling_range_start (31) cannot fit "
+        "in the video's 40 frames (the default sampling_range_end is 31). Pass a smaller sampling_range_start or an "
+        "explicit sampling_range_end with a policy.",
+    )
+    assert reg(dec, num_frames_per_clip=10, sampling_range_start=30).pts_seconds.shape == (1, 10)  # 30 still fits
+    _raises_exactly(  # an end of 0 is frame 0, not 'from the end'
+        lambda: rand(dec, sampling_range_end=0),
+        "Invalid sampling range [0, 0): it is empty. Supported ranges have sampling_range_start < sampling_range_end.",
+    )
+    _raises_exactly(
+        lambda: rand(
+            dec, num_clips=1, num_frames_per_clip=3, sampling_range_start=38, sampling_range_end=39, policy="error"
+        ),
+        "Invalid clip 0: with policy='error', it starts at frame 38 and needs 3 frames 1 apart, but only 2 fit before "
+        "the end of the video (40 frames). Supported clips end inside the video; leave sampling_range_end at its "
+        "default, or use policy='repeat_last' or 'wrap'.",
+    )
+
+
+def test_a_clip_as_long_as_the_video_can_only_start_at_frame_0(decoders):
+    dec = decoders("h264_bframes")
+    g = torch.Generator().manual_seed(0)
+    for batch in (
+        samplers.clips_at_random_indices(dec, num_clips=12, num_frames_per_clip=40, generator=g),
+        samplers.clips_at_regular_indices(dec, num_clips=3, num_frames_per_clip=40),
+    ):
+        assert torch.equal(batch.pts_seconds[:, 0], batch.pts_seconds[:1, 0].expand(batch.pts_seconds.shape[0]))
+
+
+def test_time_sampler_errors_word_for_word(decoders):
+    """Each refusal of the time samplers, with its whole message; the range bounds are checked at their edges."""
+    dec = decoders("h264_bframes")
+    m = dec.metadata
+    begin, end = m.begin_stream_seconds, m.end_stream_seconds
+    rand, reg = samplers.clips_at_random_timestamps, samplers.clips_at_regular_timestamps
+    type_error = "Supported values are: finite numbers of seconds."
+    for name in ("seconds_between_clip_starts", "seconds_between_frames", "sampling_range_start", "sampling_range_end"):
+        kwargs = {"seconds_between_clip_starts": 1.0, name: "x"}
+        _raises_exactly(lambda kw=kwargs: reg(dec, **kw), f"Invalid {name} ('x'). {type_error}")
+    _raises_exactly(
+        lambda: rand(dec, seconds_between_frames=0.0),
+        "Invalid seconds_between_frames (0.0). Supported values are: numbers > 0, or None for one frame duration.",
+    )
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_start=end),
+        f"Invalid sampling_range_start ({end}). Supported values are in [{begin}, {end}), the times the stream plays.",
+    )
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_end=begin),
+        f"Invalid sampling_range_end ({begin}). Supported values are > {begin}, the stream's start (values past its "
+        "end are clamped to it).",
+    )
+    s = begin + 0.5
+    _raises_exactly(
+        lambda: rand(dec, sampling_range_start=s, sampling_range_end=s),
+        f"Invalid sampling range [{s}, {s}): it is empty. Clips of 1 frames 0.04 s apart need sampling_range_start < "
+        "sampling_range_end; pass a smaller sampling_range_start or an explicit sampling_range_end with a policy.",
+    )
