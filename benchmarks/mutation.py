@@ -171,14 +171,11 @@ EQUIVALENT = {
 NOTES = {
     "_index": "Full run at 9c6e736 (2026-12-03 15:47, 527 killed), then a `--recheck` at a438ff9 (17:22) stopped "
     "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
-    "still carry the first run's verdict.",
-    "_decoder": "Measured at 55d20d1 (16:26), before the index/time mapping moved out of `VideoDecoder` into "
-    "`_seek_mode` (issue 12): 457 of the then 582 mutants checked. The row is that old measurement; the 17 survivors "
-    "judged equivalent then named mutants of code that has since moved, so they are listed as not killed. "
-    "`_seek_mode` and the remaining `_decoder` methods wait for a run on the new code.",
-    "_planner": "Measured at a602c70 (15:23), 288 of the then 749 mutants, before the seek-mode decisions moved "
-    "out of `Planner` into `_targets` (issue 12); its survivors judged equivalent then named mutants of code that "
-    "has since changed, so they are listed as not killed. `_planner` and `_targets` wait for a run on the new code.",
+    "still carry the first run's verdict. Since then `_without_undecodable_lead` changed (open-GOP cuts) and the "
+    "equivalence notes for it and for `build_exact_index` (whose call lost an argument) were dropped until a rerun.",
+    "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error tests.",
+    "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
+    "collected after the run was stopped between modules).",
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 
