@@ -173,7 +173,8 @@ NOTES = {
     "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
     "still carry the first run's verdict. Since then `_without_undecodable_lead` changed (open-GOP cuts) and the "
     "equivalence notes for it and for `build_exact_index` (whose call lost an argument) were dropped until a rerun.",
-    "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error tests.",
+    "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
+    "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
     "collected after the run was stopped between modules).",
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
-    if not Path(exe).exists() and shutil.which(exe) is None:
+    """Run the ruff installed beside this Python (the test extra's), not whichever one is first on PATH."""
+    if importlib.util.find_spec("ruff") is None:
         pytest.fail("ruff (a test dependency) is not installed")
-    return subprocess.run([exe, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("args", [("check", "."), ("format", "--check", ".")], ids=["lint", "format"])
