@@ -173,6 +173,9 @@ NOTES = {
     "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
     "still carry the first run's verdict. Since then `_without_undecodable_lead` changed (open-GOP cuts) and the "
     "equivalence notes for it and for `build_exact_index` (whose call lost an argument) were dropped until a rerun.",
+    "_targets": "Run from 6c582d9 (2026-12-03 20:00-20:27), stopped for time with 66 of its 354 mutants not "
+    "checked; no survivor judged yet (next: tests for approximate mode's skipped-packet slack and its packet-to-"
+    "keyframe mapping by decode time).",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
