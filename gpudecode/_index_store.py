@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -144,10 +143,9 @@ class IndexStore:
             extra.append(c)
             return c, c.streams[stream.index]
 
-        opener: Callable[[], tuple[InputContainer, VideoStream]] = open_stream
         try:
             return build_exact_index(
-                opener, self.mp4, self.source.size_bytes, self._key if self._key is not None else ""
+                open_stream, self.mp4, self.source.size_bytes, self._key if self._key is not None else ""
             )
         finally:
             for c in extra:

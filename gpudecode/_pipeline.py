@@ -52,7 +52,7 @@ class Pipeline:
             demuxer=self.demuxer,
             backend=self.backend,
             targets=state.mode.planner_targets(self.demuxer, state.seek_margin),
-            nominal_duration=state.mode.nominal_duration(),
+            nominal_duration=state.nominal_duration,
         )
 
     def use_backend(self, backend: Backend) -> None:

@@ -34,6 +34,7 @@ class StreamState:
         bit_depth: Bits per component of the decoded pixel format.
         color: The colour conversion the stream's tags call for.
         mode: The seek mode (exact index, or the header).
+        nominal_duration: The usual frame duration (time-base units), for frames that carry none.
         seek_margin: How far before a target time approximate mode seeks (time-base units).
         timeline: The packet timeline demuxers serve packets from, if any.
         metadata: The stream's metadata.
@@ -46,6 +47,7 @@ class StreamState:
     bit_depth: int
     color: ColorSpec
     mode: SeekMode
+    nominal_duration: int
     seek_margin: int
     timeline: PacketTimeline | None
     metadata: VideoStreamMetadata
@@ -69,6 +71,7 @@ def stream_state(facts: dict[str, Any], index: FrameIndex | None, mp4: Mp4Info |
     header = Header.from_facts(facts, time_base)
     mode: SeekMode = ExactMode(index, time_base, header) if index is not None else ApproximateMode(time_base, header)
     shown_rotation = rotation if track is not None and track.display_matrix else None
+    nominal = mode.nominal_duration()  # the median of every duration in exact mode: computed once
     metadata = stream_metadata(facts, header, mode.extent, depth, shown_rotation, quarter_turns)
     if metadata.num_frames <= 0:
         raise MediaError("The video stream has no frames the header can account for. Use seek_mode='exact'.")
@@ -80,8 +83,8 @@ def stream_state(facts: dict[str, Any], index: FrameIndex | None, mp4: Mp4Info |
         bit_depth=depth,
         color=color_spec(facts["colorspace"], facts["color_range"], pix_fmt, depth),
         mode=mode,
-        # the B-frame reorder delay and a little more
-        seek_margin=mode.nominal_duration() * (int(facts["has_b_frames"]) + 3),
+        nominal_duration=nominal,
+        seek_margin=nominal * (int(facts["has_b_frames"]) + 3),  # the B-frame reorder delay and a little more
         timeline=mode.timeline(),
         metadata=metadata,
     )
