@@ -308,15 +308,9 @@ def _from_mp4_tables(stream: Any, info: Mp4Info, size_bytes: int | None) -> tupl
     n = len(entries)
     if n != track.sample_count:
         return None  # FFmpeg's edit-list handling added or removed entries: the tables no longer map 1:1.
-    dts = np.empty(n, dtype=np.int64)
-    flags = np.empty(n, dtype=np.int64)
-    start = np.empty(n, dtype=np.int64)
-    end = np.empty(n, dtype=np.int64)
-    for i, e in enumerate(entries):
-        dts[i] = e.timestamp
-        flags[i] = e.flags
-        start[i] = e.pos
-        end[i] = e.pos + e.size
+    table = np.array([(e.timestamp, e.flags, e.pos, e.size) for e in entries], dtype=np.int64).reshape(n, 4)
+    dts, flags, start = table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
+    end = start + table[:, 3]
     deltas = _expand(track.stts, n)
     if deltas is None or (n > 1 and not np.array_equal(np.diff(dts), deltas[:-1])):
         return None

@@ -4,23 +4,34 @@ A batch of decoded frames is large (32 frames of 1080p RGB are 200 MB) and fresh
 page by page as the conversion first touches it: hundreds of thousands of 4 KiB page faults per batch. Where Linux
 offers transparent huge pages on request (``/sys/kernel/mm/transparent_hugepage/enabled`` = ``madvise``, a common
 default), asking for them on the batch's memory before it is written backs it with 2 MiB pages instead.
+
+Better still is memory already backed: a process-wide :class:`FramePool` keeps the memory of recent large CPU
+batches and hands it out again once the caller has let go of every tensor over it (a tensor sent to another
+process through ``torch.multiprocessing`` lets go of it too: its storage moves to shared memory). A reused batch is
+written while its pages are mapped and cache-warm: a sequential read in chunks then costs what decoding into one
+buffer costs. The pool holds at most ``$GPUDECODE_FRAME_POOL_MB`` MiB (default 512; 0 turns it off).
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+import os
 import sys
+import threading
+import weakref
 
+import numpy as np
 import torch
 
 from gpudecode._errors import AllocationError
 
-__all__ = ["new_frames"]
+__all__ = ["FRAME_POOL_ENV", "FramePool", "new_frames"]
 
 _HUGE_PAGE = 2 << 20
 _MADV_HUGEPAGE = 14
 _MIN_BYTES = 4 * _HUGE_PAGE  # smaller batches gain little and may not span a whole huge page
+FRAME_POOL_ENV = "GPUDECODE_FRAME_POOL_MB"
 
 
 def _madvise() -> object | None:
@@ -39,6 +50,17 @@ _MADVISE = _madvise()
 
 
 def new_frames(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An uninitialized uint8 tensor for decoded frames: from the frame pool where it has one, else new.
+
+    Raises:
+        AllocationError: The CPU cannot allocate that much memory.
+    """
+    if device.type == "cpu":
+        return POOL.take(shape)
+    return _allocate(shape, device)
+
+
+def _allocate(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """An uninitialized uint8 tensor for decoded frames; large CPU ones ask for transparent huge pages.
 
     ``madvise(MADV_HUGEPAGE)`` only changes how the kernel backs the untouched pages (the whole 2 MiB pages inside
@@ -52,16 +74,107 @@ def new_frames(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     except RuntimeError as exc:
         if device.type != "cpu":
             raise
-        n, h, w = shape[0], shape[1], shape[2]
-        raise AllocationError(
-            f"Cannot allocate {math.prod(shape) / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer frames at "
-            "a time (the stream may also claim more frames or a larger size than it has)."
-        ) from exc
-    nbytes = out.numel()
-    if _MADVISE is not None and out.device.type == "cpu" and nbytes >= _MIN_BYTES:
-        start = out.data_ptr()
-        lo = (start + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
-        hi = (start + nbytes) & ~(_HUGE_PAGE - 1)
-        if hi > lo:
-            _MADVISE(lo, hi - lo, _MADV_HUGEPAGE)  # type: ignore[operator]
+        raise _allocation_error(shape) from exc
+    if out.device.type == "cpu":
+        _advise_huge(out.data_ptr(), out.numel())
     return out
+
+
+def _allocation_error(shape: tuple[int, ...]) -> AllocationError:
+    n, h, w = shape[0], shape[1], shape[2]
+    return AllocationError(
+        f"Cannot allocate {math.prod(shape) / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer frames at "
+        "a time (the stream may also claim more frames or a larger size than it has)."
+    )
+
+
+def _advise_huge(start: int, nbytes: int) -> None:
+    """Ask for transparent huge pages on the whole 2 MiB pages inside ``[start, start + nbytes)``."""
+    if _MADVISE is None or nbytes < _MIN_BYTES:
+        return
+    lo = (start + _HUGE_PAGE - 1) & ~(_HUGE_PAGE - 1)
+    hi = (start + nbytes) & ~(_HUGE_PAGE - 1)
+    if hi > lo:
+        _MADVISE(lo, hi - lo, _MADV_HUGEPAGE)  # type: ignore[operator]
+
+
+class FramePool:
+    """Memory of recent large CPU frame batches, handed out again once nothing the caller holds refers to it.
+
+    The pool owns each buffer as a NumPy array and issues it as a tensor over an aligned view of it
+    (``torch.from_numpy``): the tensor's storage keeps that view alive, and the pool watches the view through a
+    weak reference. A buffer is reused only after the view died, that is after the storage died: no tensor, view,
+    storage object, NumPy array or DLPack capsule over it remains. A storage moved to shared memory (sent to another
+    process) lets go of the buffer at the move: the caller's tensor then no longer uses it. Thread-safe.
+
+    Args:
+        limit_bytes: The most bytes kept; a batch larger than this is never pooled. 0 turns the pool off.
+        min_bytes: Smaller batches are not pooled (the C allocator recycles those well).
+    """
+
+    def __init__(self, limit_bytes: int, min_bytes: int = _MIN_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.min_bytes = min_bytes
+        self._kept: list[tuple[np.ndarray, weakref.ref[np.ndarray] | None]] = []  # (buffer, issued view), oldest first
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An uninitialized uint8 CPU tensor of ``shape``: a released pooled buffer, else a new one (then pooled).
+
+        Raises:
+            AllocationError: The CPU cannot allocate that much memory.
+        """
+        nbytes = math.prod(shape)
+        if nbytes < self.min_bytes or nbytes > self.limit_bytes:
+            return _allocate(shape, torch.device("cpu"))
+        with self._lock:
+            i = next((i for i, (b, v) in enumerate(self._kept) if b.size == nbytes and (v is None or v() is None)), -1)
+            if i >= 0:
+                buf = self._kept.pop(i)[0]
+            else:
+                buf = _aligned_buffer(shape)
+                while self._kept and self.kept_bytes + nbytes > self.limit_bytes:
+                    self._kept.pop(0)
+            view = buf[:]  # the storage's own reference: dies with the storage
+            self._kept.append((buf, weakref.ref(view)))
+            return torch.from_numpy(view).view(shape)
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the buffers the pool keeps (some may still be in the caller's hands)."""
+        return sum(b.size for b, _ in self._kept)
+
+    def clear(self) -> None:
+        """Let go of every kept buffer (the memory returns to the system once the caller drops its tensors)."""
+        with self._lock:
+            self._kept.clear()
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread of the parent may have held it at the fork)."""
+        self._lock = threading.Lock()
+
+
+def _aligned_buffer(shape: tuple[int, ...]) -> np.ndarray:
+    """A 64-byte aligned uint8 buffer of ``prod(shape)`` bytes that asks for huge pages (see :func:`_allocate`)."""
+    nbytes = math.prod(shape)
+    try:
+        raw = np.empty(nbytes + 64, dtype=np.uint8)
+    except MemoryError as exc:
+        raise _allocation_error(shape) from exc
+    skip = -raw.ctypes.data % 64
+    buf = raw[skip : skip + nbytes]
+    _advise_huge(buf.ctypes.data, nbytes)
+    return buf
+
+
+def _pool_limit() -> int:
+    try:
+        mib = int(os.environ.get(FRAME_POOL_ENV, "512"))
+    except ValueError:
+        mib = 512
+    return max(0, mib) << 20
+
+
+POOL = FramePool(_pool_limit())
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=POOL.after_fork)
