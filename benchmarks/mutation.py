@@ -53,6 +53,7 @@ MODULES = {
     "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
     # the decoder's index/time mapping: the seek modes whole, and the VideoDecoder methods in FUNCTIONS
     "_seek_mode": [
+        "tests/test_seek_mode.py",
         "tests/test_time_mapping.py",
         "tests/test_access.py",
         "tests/test_timeline.py",
@@ -62,6 +63,7 @@ MODULES = {
         "tests/test_planner.py",
     ],
     "_decoder": [
+        "tests/test_seek_mode.py",
         "tests/test_time_mapping.py",
         "tests/test_access.py",
         "tests/test_timeline.py",

@@ -318,8 +318,14 @@ class ApproximateMode:
             start_keys=None,
             positions=positions_of(inverse, uniq.shape[0]),
             count=seconds.shape[0],
-            labels=uniq,
+            labels=self._frame_at(uniq),
         )
+
+    def _frame_at(self, ts: np.ndarray) -> np.ndarray:
+        """The nominal frame whose interval holds each timestamp (what an error names), within the stream."""
+        fps, tb = self.fps, self.time_base
+        i = (ts - self.header.begin_pts) * tb.numerator * fps.numerator // (tb.denominator * fps.denominator)
+        return np.clip(i, 0, self.extent.num_frames - 1)
 
     def indices_played_in(self, start_seconds: float, stop_seconds: float) -> np.ndarray:
         """The nominal frames whose intervals overlap the range (at least one)."""
