@@ -115,11 +115,15 @@ class FramePool:
     def __init__(self, limit_bytes: int, min_bytes: int = _MIN_BYTES) -> None:
         self.limit_bytes = limit_bytes
         self.min_bytes = min_bytes
-        self._kept: list[tuple[np.ndarray, weakref.ref[np.ndarray] | None]] = []  # (buffer, issued view), oldest first
+        self._kept: list[tuple[np.ndarray, weakref.ref[np.ndarray]]] = []  # (buffer, issued view), oldest first
         self._lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """An uninitialized uint8 CPU tensor of ``shape``: a released pooled buffer, else a new one (then pooled).
+        """An uninitialized uint8 CPU tensor of ``shape``: from a released pooled buffer, else a new one (then pooled).
+
+        A released buffer serves a batch of its size or up to half smaller (the last, shorter chunk of a sequential
+        read reuses the full chunks' memory); released buffers that fit nothing are let go of before a new one is
+        allocated, so the pool never raises the peak memory of a read above what fresh batches would need.
 
         Raises:
             AllocationError: The CPU cannot allocate that much memory.
@@ -128,14 +132,16 @@ class FramePool:
         if nbytes < self.min_bytes or nbytes > self.limit_bytes:
             return _allocate(shape, torch.device("cpu"))
         with self._lock:
-            i = next((i for i, (b, v) in enumerate(self._kept) if b.size == nbytes and (v is None or v() is None)), -1)
-            if i >= 0:
-                buf = self._kept.pop(i)[0]
+            free = [i for i, (_, v) in enumerate(self._kept) if v() is None]
+            fits = [i for i in free if nbytes <= self._kept[i][0].size <= 2 * nbytes]
+            if fits:
+                buf = self._kept.pop(min(fits, key=lambda i: self._kept[i][0].size))[0]
             else:
+                self._kept = [k for i, k in enumerate(self._kept) if i not in free]
                 buf = _aligned_buffer(shape)
-                while self._kept and self.kept_bytes + nbytes > self.limit_bytes:
+                while self._kept and self.kept_bytes + buf.size > self.limit_bytes:
                     self._kept.pop(0)
-            view = buf[:]  # the storage's own reference: dies with the storage
+            view = buf[:nbytes]  # the storage's own reference: dies with the storage
             self._kept.append((buf, weakref.ref(view)))
             return torch.from_numpy(view).view(shape)
 

@@ -99,6 +99,20 @@ def test_the_pool_is_bounded_and_can_be_turned_off():
     assert p.kept_bytes == 0
 
 
+def test_a_shorter_batch_reuses_a_released_larger_buffer_and_misfits_are_let_go():
+    """The last, shorter chunk of a read takes the full chunks' memory (up to twice its size); a released buffer
+    that fits nothing is freed before new memory is allocated, so the pool adds nothing to a read's peak."""
+    p = FramePool(64 * NBYTES, min_bytes=0)
+    a = p.take((4, *SHAPE[1:]))
+    ptr = a.data_ptr()
+    del a
+    b = p.take((3, *SHAPE[1:]))  # 3/4 of the released buffer
+    assert b.data_ptr() == ptr and b.shape == (3, *SHAPE[1:])
+    del b
+    c = p.take((1, *SHAPE[1:]))  # a quarter: not worth holding 4x its size; the released buffer is let go of
+    assert c.data_ptr() != ptr and p.kept_bytes == NBYTES // 2
+
+
 def test_the_environment_sets_the_bound():
     code = "import gpudecode._memory as m; print(m.POOL.limit_bytes)"
     for env, want in (("0", 0), ("3", 3 << 20), ("x", 512 << 20)):
