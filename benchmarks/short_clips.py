@@ -8,7 +8,8 @@ ratio is taken pair by pair. Run by hand from an environment with torchcodec (it
     /path/to/venv-with-torchcodec/bin/python benchmarks/short_clips.py --clips 200 --rounds 3
     # writes benchmarks/results/short_clips.{json,md}
 
-``--device cuda`` runs gpudecode on NVDEC (torchcodec on its CUDA backend) for the GPU kit.
+``--device cuda`` runs gpudecode on NVDEC, torchcodec on its CUDA backend and PyNvVideoCodec's ``SimpleDecoder``
+(RGB, device memory) for the GPU kit.
 """
 
 from __future__ import annotations
@@ -94,6 +95,15 @@ def _child(lib: str, device: str, threads: int, clips: list[str]) -> dict[str, o
         def decode(c: str) -> int:
             with VideoDecoder(c, device=device, num_threads=threads or None) as dec:
                 return dec.get_frames_in_range(0, len(dec)).data.shape[0]
+    elif lib == "pynvc":  # PyNvVideoCodec's own high-level decoder, RGB on the GPU, each frame taken into torch
+        import PyNvVideoCodec as nvc
+        import torch
+
+        gpu = torch.device(device).index or 0
+
+        def decode(c: str) -> int:
+            dec = nvc.SimpleDecoder(c, gpu_id=gpu, use_device_memory=True, output_color_type=nvc.OutputColorType.RGB)
+            return len([torch.from_dlpack(f) for f in dec[0 : len(dec)]])
     else:
         from torchcodec.decoders import VideoDecoder as TcDecoder
 
@@ -136,6 +146,15 @@ def _run(lib: str, device: str, threads: int, clips: list[Path]) -> dict[str, ob
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _run_or_fail(lib: str, device: str, threads: int, clips: list[Path]) -> dict[str, object]:
+    """As :func:`_run`; a library that cannot run at all (not installed) is recorded as failing every clip."""
+    try:
+        return _run(lib, device, threads, clips)
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr or "").strip().splitlines()[-1:] or [""]
+        return {"seconds": float("nan"), "frames": 0, "per_codec": {}, "failed": [f"process: {last[0][:120]}"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=200)
@@ -149,18 +168,15 @@ def main() -> None:
         print(json.dumps(_child(a.child, a.device, a.threads[0], clips)))
         return
     clips = make_clips(a.clips)
+    libs = ["gpudecode", "torchcodec"] + (["pynvc"] if a.device.startswith("cuda") else [])
     rows = []
     for threads in a.threads:
         for k in range(a.rounds):
-            order = ("gpudecode", "torchcodec") if k % 2 == 0 else ("torchcodec", "gpudecode")
-            res = {lib: _run(lib, a.device, threads, clips) for lib in order}
+            order = libs[k % len(libs) :] + libs[: k % len(libs)]  # each library first in turn
+            res = {lib: _run_or_fail(lib, a.device, threads, clips) for lib in order}
             ratio = res["gpudecode"]["seconds"] / res["torchcodec"]["seconds"]
             rows.append({"threads": threads, **res, "ratio": ratio})
-            print(
-                f"threads={threads} gpudecode {res['gpudecode']['seconds']:.2f} s  torchcodec "
-                f"{res['torchcodec']['seconds']:.2f} s  ratio {ratio:.3f}",
-                flush=True,
-            )
+            print(f"threads={threads} " + "  ".join(f"{lib} {res[lib]['seconds']:.2f} s" for lib in libs), flush=True)
     m = machine()
     lines = [
         f"# Many short clips — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}, device {a.device}",
@@ -169,15 +185,15 @@ def main() -> None:
         f"{len(clips)} clips of 1-5 s (H.264, HEVC, VP9, AV1; 426x240 to 1280x720; MP4/MKV/WebM), each opened "
         "and decoded whole once per round, each library in its own process, pairs alternating.",
         "",
-        "| decode threads | gpudecode clips/s | torchcodec clips/s | time ratio gpudecode / torchcodec (median) |",
-        "|---|---:|---:|---:|",
+        "| decode threads | " + " | ".join(f"{lib} clips/s" for lib in libs) + " | time ratio gpudecode / torchcodec "
+        "(median) |",
+        "|---|" + "---:|" * (len(libs) + 1),
     ]
     for threads in a.threads:
         sel = [r for r in rows if r["threads"] == threads]
         med = sorted(r["ratio"] for r in sel)[len(sel) // 2]
-        g = sorted(len(clips) / r["gpudecode"]["seconds"] for r in sel)[len(sel) // 2]
-        t = sorted(len(clips) / r["torchcodec"]["seconds"] for r in sel)[len(sel) // 2]
-        lines.append(f"| {threads or 'all'} | {g:.1f} | {t:.1f} | {med:.3f} |")
+        rates = [sorted(len(clips) / r[lib]["seconds"] for r in sel)[len(sel) // 2] for lib in libs]
+        lines.append(f"| {threads or 'all'} | " + " | ".join(f"{x:.1f}" for x in rates) + f" | {med:.3f} |")
     lines += [
         "",
         "Time ratio gpudecode / torchcodec per source codec (median over rounds; one decode thread where run):",
@@ -185,9 +201,11 @@ def main() -> None:
     ]
     sel = [r for r in rows if r["threads"] == a.threads[0]]
     for codec in sorted(sel[0]["gpudecode"]["per_codec"]):
-        rs = sorted(r["gpudecode"]["per_codec"][codec] / r["torchcodec"]["per_codec"][codec] for r in sel)
+        rs = sorted(
+            r["gpudecode"]["per_codec"][codec] / r["torchcodec"]["per_codec"].get(codec, float("nan")) for r in sel
+        )
         lines.append(f"* {codec}: {rs[len(rs) // 2]:.3f}")
-    for lib in ("gpudecode", "torchcodec"):
+    for lib in libs:
         failed = sel[0][lib]["failed"]
         lines += ["", f"Clips {lib} could not decode: {len(failed)}" + (":" if failed else "."), ""]
         lines += [f"* `{f}`" for f in failed]

@@ -27,6 +27,11 @@ bench() {
   python3 benchmarks/make_media.py gpu \
     && timeout "${1:-360}" python3 benchmarks/gpu_decode.py --rounds "${2:-5}" 2>&1 | tee "$OUT/gpu_decode.log"
   cp benchmarks/results/gpu_decode.json benchmarks/results/gpu_decode.md "$OUT/" 2>/dev/null
+  # many short clips on CUDA (issue 15): gpudecode beside PyNvVideoCodec's SimpleDecoder (and torchcodec if present)
+  timeout "${3:-150}" python3 benchmarks/short_clips.py --clips 60 --rounds 1 --device cuda --threads 0 2>&1 \
+    | tee "$OUT/short_clips_cuda.log" | tail -5
+  cp benchmarks/results/short_clips.json "$OUT/short_clips_cuda.json" 2>/dev/null
+  cp benchmarks/results/short_clips.md "$OUT/short_clips_cuda.md" 2>/dev/null
 }
 
 summary() {
@@ -35,11 +40,13 @@ summary() {
     echo; echo "## gpu tests"; echo '```'; tail -25 "$OUT/gpu_tests.log" 2>/dev/null; echo '```'
     echo; echo "## whole suite"; echo '```'; tail -8 "$OUT/full_suite.log" 2>/dev/null; echo '```'
     echo; echo "## benchmark"; cat "$OUT/gpu_decode.md" 2>/dev/null || tail -20 "$OUT/gpu_decode.log" 2>/dev/null
+    echo; echo "## short clips on CUDA"; cat "$OUT/short_clips_cuda.md" 2>/dev/null \
+      || tail -20 "$OUT/short_clips_cuda.log" 2>/dev/null
   } > "$OUT/summary.md"
 }
 
 case "$what" in
-  all) tests 120 100; bench 150 2; summary ;;  # limits add up to about 7.5 minutes with the clip encode
+  all) tests 100 80; bench 120 2 100; summary ;;  # limits add up to about 8 minutes with the clip encodes
   tests) tests ;;
   bench) bench ;;
   *) echo "usage: run.sh [all|tests|bench]"; exit 2 ;;
