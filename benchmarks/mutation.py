@@ -167,6 +167,52 @@ EQUIVALENT = {
         "x__start_keys__mutmut_13": "a ninth step back is never needed: no stream nests leading pictures 8 deep",
         "x__start_keys__mutmut_16": "at start 0 the step back gives -1, which np.maximum(start, 0) turns back to 0",
     },
+    "_seek_mode": {
+        **{
+            f"x_positions_of__mutmut_{k}": "an unstable sort only reorders the slots of one frame among themselves; "
+            "every slot of a frame receives the same frame"
+            for k in (3, 5)
+        },
+        "x_positions_of__mutmut_7": "NumPy reads a sort kind by its first letter, case-insensitively: 'STABLE' is "
+        "'stable'",
+        "x_positions_of__mutmut_12": "np.unique's inverse uses every label 0..n-1, so bincount has length n anyway",
+        **{
+            f"x_approx_key_locator__mutmut_{k}": "the cache key of the index entries never matches: the entries are "
+            "fetched again at every call, with the same values"
+            for k in (2, 3, 4, 7, 8, 9)
+        },
+        **{
+            f"x_approx_key_locator__mutmut_{k}": "search_timestamp's defaults are backward=True, any_frame=False, "
+            "and None is false"
+            for k in (46, 48, 49)
+        },
+        "x_approx_key_locator__mutmut_31": "the shift of an empty index is never used: key_ts answers the start "
+        "without an index",
+        **{
+            f"x_approx_key_locator__mutmut_{k}": "search_timestamp returns -1 or an ordinal >= 0: k > 0 and k >= 1 "
+            "differ from k >= 0 only at k = 0, which the fallback also answers 0"
+            for k in (56, 57)
+        },
+        **{
+            f"x_approx_key_locator__mutmut_{k}": "for keyframe 0 the start is entry 0 + shift whenever entry 0 is at "
+            "or before the start, and otherwise both lie at or before keyframe 0, where a backward seek lands on it"
+            for k in (63, 64)
+        },
+        "x_approx_key_locator__mutmut_65": "key_ts is only given ordinals key_of returned, all below len(entries)",
+        **{
+            f"xǁExactModeǁ__post_init____mutmut_{k}": "the header rate is used only when the index spans no time, "
+            "and every indexed frame lasts at least one tick"
+            for k in (9, 10, 11, 31, 33)
+        },
+        **{
+            f"xǁExactModeǁnominal_duration__mutmut_{k}": "an exact index is never empty (no frames is a MediaError)"
+            for k in (3, 7)
+        },
+        **{
+            f"xǁApproximateModeǁindices_played_in__mutmut_{k}": "np.arange of Python ints is int64 on 64-bit Linux"
+            for k in (17, 20)
+        },
+    },
 }
 # How far each module's last measurement got, and against which tests (a run that stopped early, or code and tests
 # that changed after its snapshot): printed under the table.

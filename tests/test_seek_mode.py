@@ -202,3 +202,28 @@ def test_exact_mode_reports_the_index_durations_whatever_the_decoder_says(video,
     durations = [float(d * tb) for d in (want[p] for p in sorted(want))]
     assert got.duration_seconds.tolist() == pytest.approx([durations[i] for i in (8, 0, 21, 8, 9)], abs=1e-9)
     assert len(set(want.values())) > 1  # variable: no single fallback duration could stand in for them
+
+
+def test_exact_extent_and_nominal_duration_come_from_the_index():
+    """Eight frames of 100 ms from 0.3 s (a stream shorter than a second): 10 frames/s, whatever the header says."""
+    from gpudecode._index import _from_packets
+    from gpudecode._seek_mode import ExactMode
+
+    pts = 300 + np.arange(8) * 100
+    key = np.zeros(8, dtype=bool)
+    key[0] = True
+    idx = _from_packets(pts, np.full(8, 100), key, np.zeros(8, dtype=bool), pts, Fraction(1, 1000), "", 0, "x")
+    mode = ExactMode(idx, Fraction(1, 1000), Header(5.0, 125, Fraction(25), 0.0, 0))
+    e = mode.extent
+    assert (e.num_frames, e.begin_seconds, e.end_seconds, e.duration_seconds) == (8, 0.3, 1.1, pytest.approx(0.8))
+    assert e.average_fps == pytest.approx(10.0)
+    assert (e.num_frames_from_content, e.begin_seconds_from_content, e.end_seconds_from_content) == (8, 0.3, 1.1)
+    assert mode.nominal_duration() == 100
+
+
+def test_approx_key_locator_before_the_first_keyframe_names_the_first(video):
+    dec = VideoDecoder(video("h264_bframes"), seek_mode="approximate")
+    key_of, _ = approx_key_locator(dec._pipe.demuxer, dec._mode.header.begin_pts)
+    with av.open(str(video("h264_bframes"))) as c:
+        first_dts = next(p.dts for p in c.demux(video=0) if p.size)
+    assert key_of(first_dts - 10_000) == 0
