@@ -8,9 +8,9 @@ default), asking for them on the batch's memory before it is written backs it wi
 Better still is memory already backed: a process-wide :class:`FramePool` keeps the memory of recent large CPU
 batches and hands it out again once the caller has let go of every tensor over it (a tensor sent to another
 process through ``torch.multiprocessing`` lets go of it too: its storage moves to shared memory). A reused batch's
-pages are already mapped, so a sequential read in chunks takes no page faults after its first chunk (measured: 3-8%
-less time than fresh batches, ``benchmarks/results/sequential.md``). The pool holds at most
-``$GPUDECODE_FRAME_POOL_MB`` MiB (default 512; 0 turns it off); a pooled tensor's storage cannot be resized.
+pages are already mapped, so a sequential read in chunks takes no page faults after its first chunk (measured: about
+3% less time at 1080p, within the noise of a shared machine; ``benchmarks/results/sequential.md``). The pool holds
+at most ``$GPUDECODE_FRAME_POOL_MB`` MiB (default 512; 0 turns it off); a pooled tensor's storage cannot be resized.
 """
 
 from __future__ import annotations

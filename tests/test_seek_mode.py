@@ -227,3 +227,15 @@ def test_approx_key_locator_before_the_first_keyframe_names_the_first(video):
     with av.open(str(video("h264_bframes"))) as c:
         first_dts = next(p.dts for p in c.demux(video=0) if p.size)
     assert key_of(first_dts - 10_000) == 0
+
+
+def test_a_header_without_a_rate_has_no_fps():
+    assert Header.from_facts({**FACTS, "rate": None}, Fraction(1, 1000)).fps is None
+
+
+def test_approximate_times_name_the_frame_of_their_interval_clipped_to_the_stream():
+    """Ten 40 ms frames from 0.9 s: 0.0 s is before the first (frame 0), 0.95 s in frame 1 (0.94-0.98), 1.0 s in
+    frame 2 (0.98-1.02), 5.0 s past the last (frame 9)."""
+    r = approx(frames=10, fps=Fraction(25), begin=0.9, begin_pts=900).for_times(np.array([5.0, 0.95, 0.0, 1.0]))
+    assert r.targets.tolist() == [0, 950, 1000, 5000]
+    assert r.labels.dtype == np.int64 and r.labels.tolist() == [0, 1, 2, 9]
