@@ -246,3 +246,21 @@ def test_rgb_and_gray_streams_are_bit_exact_with_the_cli(tmp_path, pix_fmt, code
     if codec == "rawvideo":
         assert dec.metadata.color_range is None
     np.testing.assert_array_equal(dec[:].numpy(), cli)
+
+
+@pytest.mark.parametrize("missing", ["libswscale", "libavutil", "both"])
+def test_without_ffmpegs_libraries_in_pyavs_wheel_there_is_no_direct_converter(monkeypatch, missing):
+    """PyAV built against a system FFmpeg has no ``av.libs``: the direct path is unavailable (``None``, every time
+    it is asked), and nothing crashes."""
+    import gpudecode._backends._swscale as sws
+
+    real_glob = glob.glob
+
+    def without(pattern: str) -> list[str]:
+        gone = ("libswscale", "libavutil") if missing == "both" else (missing,)
+        return [] if any(f"{name}-" in pattern for name in gone) else real_glob(pattern)
+
+    monkeypatch.setattr(sws, "_libs", False)  # not loaded yet
+    monkeypatch.setattr(sws.glob, "glob", without)
+    assert direct_converter() is None
+    assert direct_converter() is None  # the verdict is kept, not half-loaded libraries
