@@ -264,3 +264,15 @@ def test_without_ffmpegs_libraries_in_pyavs_wheel_there_is_no_direct_converter(m
     monkeypatch.setattr(sws.glob, "glob", without)
     assert direct_converter() is None
     assert direct_converter() is None  # the verdict is kept, not half-loaded libraries
+
+
+def test_libraries_that_fail_to_load_give_no_direct_converter(monkeypatch):
+    import gpudecode._backends._swscale as sws
+
+    def refuse(path: str) -> None:
+        raise OSError(f"{path}: cannot open shared object file")
+
+    monkeypatch.setattr(sws, "_libs", False)
+    monkeypatch.setattr(sws.ctypes, "CDLL", refuse)
+    assert direct_converter() is None
+    assert direct_converter() is None
