@@ -10,7 +10,6 @@ one template ``Invalid NAME (VALUE). Supported values are: ...``: a value of the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,6 +213,8 @@ def decoder_arguments(
 ) -> DecoderArguments:
     """Check ``VideoDecoder``'s arguments (torchcodec's too, where they mean something here).
 
+    ``transforms`` are checked when the decoder knows its frame size (:func:`gpudecode._shaping.output_spec`).
+
     Raises:
         InvalidArgumentTypeError: A count or index that is not an integer.
         InvalidArgumentError: Any other invalid value, or a torchcodec argument gpudecode does not support.
@@ -226,13 +227,14 @@ def decoder_arguments(
                 f"({num_threads!r}). They are the same setting; pass one of them."
             )
         num_threads = num_ffmpeg_threads
-    if transforms is not None and (not isinstance(transforms, Sequence) or len(transforms) > 0):
+    if (
+        output_dtype is not torch.uint8
+        and output_dtype is not torch.float32
+        and not (isinstance(output_dtype, str) and output_dtype == "auto")
+    ):
         raise InvalidArgumentError(
-            f"Invalid transforms ({transforms!r}). Decode-time transforms are not "
-            "supported; apply torchvision transforms to the returned frames."
+            f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8, torch.float32, 'auto'."
         )
-    if output_dtype is not torch.uint8:
-        raise InvalidArgumentError(f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8.")
     if custom_frame_mappings is not None:
         raise InvalidArgumentError(
             "Invalid custom_frame_mappings. They are not supported; save an index with "

@@ -46,6 +46,7 @@ from gpudecode._parallel import ParallelDecode
 from gpudecode._pipeline import Pipeline
 from gpudecode._planner import PlanStats
 from gpudecode._seek_mode import DecodeRequest, SeekMode
+from gpudecode._shaping import output_spec
 from gpudecode._source import Source, make_source
 from gpudecode._stream import stream_state
 
@@ -76,9 +77,12 @@ class VideoDecoder:
             trusts the header (faster to open, frame ``i`` is assumed at ``begin + i / fps``).
         index: Path of an index file written by :meth:`save_index`, used instead of building one (exact mode).
         num_ffmpeg_threads: torchcodec's name for ``num_threads`` (either may be given, not both differently).
-        transforms: torchcodec's decode-time transforms; only ``None`` or an empty sequence is supported (apply
-            torchvision transforms to the returned frames instead).
-        output_dtype: Only ``torch.uint8`` (torchcodec's default) is supported.
+        transforms: Decode-time transforms applied, in order, to every returned frame (after the rotation):
+            :mod:`gpudecode.transforms` ``Resize``, ``CenterCrop``, ``RandomCrop``, or the matching
+            ``torchvision.transforms.v2`` objects (as torchcodec accepts them). Returned frames then have the last
+            transform's size; :attr:`metadata` keeps describing the stream.
+        output_dtype: ``torch.uint8`` (default), ``torch.float32`` (RGB in ``[0, 1]`` from 16-bit RGB, so 10/12-bit
+            streams keep their precision), or ``"auto"`` (float32 for streams of more than 8 bits, else uint8).
         custom_frame_mappings: Not supported; pass a saved index with ``index=`` instead.
         index_cache_dir: Where exact indexes are cached by content (gpudecode's own): a later decoder of the same
             file opens from the cache without scanning. ``None``: ``$GPUDECODE_INDEX_CACHE`` if set, else no cache.
@@ -122,6 +126,7 @@ class VideoDecoder:
         self._device = parse_device(device)
         self._seek_mode = args.seek_mode
         self._dimension_order = args.dimension_order
+        self._shaping_args = (transforms, output_dtype)  # resolved against the frame size in _setup
         self._lock = threading.RLock()
         self._source: Source = make_source(source)
         self._pid = os.getpid()
@@ -184,6 +189,8 @@ class VideoDecoder:
         st = self._state = stream_state(facts, index, self._store.mp4)
         self._mode: SeekMode = st.mode
         self._metadata = st.metadata
+        m = st.metadata
+        self._spec = output_spec(*self._shaping_args, m.height, m.width, st.bit_depth, st.quarter_turns)
         self._stream_index = st.stream_index
         self._num_threads_arg = num_threads
         self._num_threads = num_threads if num_threads is not None else usable_cpus()
@@ -368,8 +375,8 @@ class VideoDecoder:
         return self._assemble(run, request)
 
     def _empty_batch(self) -> FrameBatch:
-        m = self._metadata
-        return empty_batch(m.height, m.width, self._dimension_order, self._device)
+        sp = self._spec
+        return empty_batch(sp.height, sp.width, self._dimension_order, self._device, sp.dtype)
 
     # -- decoding ----------------------------------------------------------------------------------------
     def _decode(self, request: DecodeRequest) -> FrameBatch:
@@ -391,7 +398,13 @@ class VideoDecoder:
                 self._after_fork()
             self._ensure_open()
             writer = BatchWriter(
-                request.count, m.coded_height, m.coded_width, self._device, request.positions, self._pipe.backend
+                request.count,
+                m.coded_height,
+                m.coded_width,
+                self._device,
+                request.positions,
+                self._pipe.backend,
+                self._spec,
             )
             missing = self._run_with_retries(run, writer)
         if missing:

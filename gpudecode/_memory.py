@@ -27,12 +27,13 @@ import torch
 
 from gpudecode._errors import AllocationError
 
-__all__ = ["FRAME_POOL_ENV", "FramePool", "new_frames"]
+__all__ = ["FRAME_POOL_ENV", "FramePool", "aligned_empty", "new_frames"]
 
 _HUGE_PAGE = 2 << 20
 _MADV_HUGEPAGE = 14
 _MIN_BYTES = 4 * _HUGE_PAGE  # smaller batches gain little and may not span a whole huge page
 FRAME_POOL_ENV = "GPUDECODE_FRAME_POOL_MB"
+_NUMPY = {torch.uint8: np.uint8, torch.float32: np.float32}
 
 
 def _madvise() -> object | None:
@@ -50,18 +51,18 @@ def _madvise() -> object | None:
 _MADVISE = _madvise()
 
 
-def new_frames(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """An uninitialized uint8 tensor for decoded frames: from the frame pool where it has one, else new.
+def new_frames(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """An uninitialized tensor (uint8 or float32) for decoded frames: from the frame pool where it has one, else new.
 
     Raises:
         AllocationError: The CPU cannot allocate that much memory.
     """
     if device.type == "cpu":
-        return POOL.take(shape)
-    return _allocate(shape, device)
+        return POOL.take(shape, dtype)
+    return _allocate(shape, device, dtype)
 
 
-def _allocate(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def _allocate(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
     """An uninitialized uint8 tensor for decoded frames; large CPU ones ask for transparent huge pages.
 
     ``madvise(MADV_HUGEPAGE)`` only changes how the kernel backs the untouched pages (the whole 2 MiB pages inside
@@ -71,21 +72,21 @@ def _allocate(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
         AllocationError: The CPU cannot allocate that much memory.
     """
     try:
-        out = torch.empty(shape, dtype=torch.uint8, device=device)
+        out = torch.empty(shape, dtype=dtype, device=device)
     except RuntimeError as exc:
         if device.type != "cpu":
             raise
-        raise _allocation_error(shape) from exc
+        raise _allocation_error(shape, dtype.itemsize) from exc
     if out.device.type == "cpu":
-        _advise_huge(out.data_ptr(), out.numel())
+        _advise_huge(out.data_ptr(), out.numel() * out.element_size())
     return out
 
 
-def _allocation_error(shape: tuple[int, ...]) -> AllocationError:
+def _allocation_error(shape: tuple[int, ...], itemsize: int = 1) -> AllocationError:
     n, h, w = shape[0], shape[1], shape[2]
     return AllocationError(
-        f"Cannot allocate {math.prod(shape) / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer frames at "
-        "a time (the stream may also claim more frames or a larger size than it has)."
+        f"Cannot allocate {math.prod(shape) * itemsize / 1e9:.1f} GB for {n} frames of {w}x{h}. Request fewer "
+        "frames at a time (the stream may also claim more frames or a larger size than it has)."
     )
 
 
@@ -119,8 +120,8 @@ class FramePool:
         self._kept: list[tuple[np.ndarray, weakref.ref[np.ndarray]]] = []  # (buffer, issued view), oldest first
         self._lock = threading.Lock()
 
-    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """An uninitialized uint8 CPU tensor of ``shape``: from a released pooled buffer, else a new one (then pooled).
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+        """An uninitialized CPU tensor of ``shape`` and ``dtype``: a released pooled buffer, else a new (pooled) one.
 
         A released buffer serves a batch of its size or up to half smaller (the last, shorter chunk of a sequential
         read reuses the full chunks' memory); released buffers that fit nothing are let go of before a new one is
@@ -129,9 +130,10 @@ class FramePool:
         Raises:
             AllocationError: The CPU cannot allocate that much memory.
         """
-        nbytes = math.prod(shape)
+        itemsize = dtype.itemsize
+        nbytes = math.prod(shape) * itemsize
         if nbytes < self.min_bytes or nbytes > self.limit_bytes:
-            return _allocate(shape, torch.device("cpu"))
+            return _allocate(shape, torch.device("cpu"), dtype)
         with self._lock:
             free = [i for i, (_, v) in enumerate(self._kept) if v() is None]
             fits = [i for i in free if nbytes <= self._kept[i][0].size <= 2 * nbytes]
@@ -139,10 +141,12 @@ class FramePool:
                 buf = self._kept.pop(min(fits, key=lambda i: self._kept[i][0].size))[0]
             else:
                 self._kept = [k for i, k in enumerate(self._kept) if i not in free]
-                buf = _aligned_buffer(shape)
+                buf = _aligned_buffer(shape, itemsize)
                 while self._kept and self.kept_bytes + buf.size > self.limit_bytes:
                     self._kept.pop(0)
-            view = buf[:nbytes]  # the storage's own reference: dies with the storage
+            # The array torch's storage keeps (its own reference: dies with the storage). A view of a view would not
+            # do: NumPy points every view at the owning array, so an intermediate one could die while in use.
+            view = buf[:nbytes].view(_NUMPY[dtype])
             self._kept.append((buf, weakref.ref(view)))
             return torch.from_numpy(view).view(shape)
 
@@ -161,17 +165,29 @@ class FramePool:
         self._lock = threading.Lock()
 
 
-def _aligned_buffer(shape: tuple[int, ...]) -> np.ndarray:
-    """A 64-byte aligned uint8 buffer of ``prod(shape)`` bytes that asks for huge pages (see :func:`_allocate`)."""
-    nbytes = math.prod(shape)
+def _aligned_buffer(shape: tuple[int, ...], itemsize: int = 1) -> np.ndarray:
+    """A 64-byte aligned uint8 buffer of ``prod(shape) * itemsize`` bytes that asks for huge pages.
+
+    See :func:`_allocate`.
+    """
+    nbytes = math.prod(shape) * itemsize
     try:
-        raw = np.empty(nbytes + 64, dtype=np.uint8)
+        buf = aligned_empty(nbytes)
     except MemoryError as exc:
-        raise _allocation_error(shape) from exc
-    skip = -raw.ctypes.data % 64
-    buf = raw[skip : skip + nbytes]
+        raise _allocation_error(shape, itemsize) from exc
     _advise_huge(buf.ctypes.data, nbytes)
     return buf
+
+
+def aligned_empty(nbytes: int, align: int = 64) -> np.ndarray:
+    """An uninitialized uint8 array of ``nbytes`` bytes starting on an ``align``-byte boundary.
+
+    Raises:
+        MemoryError: NumPy cannot allocate it.
+    """
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip : skip + nbytes]
 
 
 def _pool_limit() -> int:

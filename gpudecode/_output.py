@@ -12,20 +12,24 @@ from gpudecode._errors import DecodeError
 from gpudecode._frame import FrameBatch
 from gpudecode._index import to_seconds
 from gpudecode._memory import new_frames
+from gpudecode._shaping import OutputSpec, shape_tensor
 from gpudecode._targets import DecodedFrame
 
 __all__ = ["BatchWriter", "empty_batch"]
 
 
-def _size_error(width: int, height: int, out: torch.Tensor) -> DecodeError:
+def _size_error(width: int, height: int, out: torch.Tensor, coded: tuple[int, int] | None = None) -> DecodeError:
+    sh, sw = coded if coded is not None else (out.shape[1], out.shape[2])
     return DecodeError(
-        f"A decoded frame is {width}x{height}, but the stream is {out.shape[2]}x{out.shape[1]}; resolution "
-        "changes are not supported."
+        f"A decoded frame is {width}x{height}, but the stream is {sw}x{sh}; resolution changes are not supported."
     )
 
 
 class BatchWriter:
     """Receives each decoded frame once and writes it into every output slot that asked for it.
+
+    A plain ``spec`` (whole uint8 frames) writes frames at the coded size and rotates the batch in :meth:`finish`;
+    any other has each frame shaped (rotated, transformed, converted to its dtype) as it is written.
 
     Args:
         count: Output slots.
@@ -34,6 +38,7 @@ class BatchWriter:
         device: Where the batch lives.
         positions: For each planner target ``j``, the slots that receive its frame.
         backend: The backend whose frames :meth:`emit` receives unless told otherwise.
+        spec: The returned frames (``None``: plain, unrotated).
     """
 
     def __init__(
@@ -44,8 +49,14 @@ class BatchWriter:
         device: torch.device,
         positions: list[np.ndarray],
         backend: Backend,
+        spec: OutputSpec | None = None,
     ) -> None:
-        self.out = new_frames((count, height, width, 3), device)
+        self.spec = spec if spec is not None and not spec.plain else None
+        self.coded = (height, width)
+        if self.spec is None:
+            self.out = new_frames((count, height, width, 3), device)
+        else:
+            self.out = new_frames((count, self.spec.height, self.spec.width, 3), device, self.spec.dtype)
         self._out_np = self.out.numpy() if self.out.device.type == "cpu" else None
         self.pts = np.zeros(count, dtype=np.int64)
         self.durations = np.zeros(count, dtype=np.int64)
@@ -72,6 +83,8 @@ class BatchWriter:
         backend = backend or self.backend
         if self._last is frame and self._last_slot >= 0:
             out[first].copy_(out[self._last_slot])  # approximate mode: the same frame for another target
+        elif self.spec is not None:
+            self._write_shaped(first, frame, backend)
         elif isinstance(frame, torch.Tensor) or self._out_np is None or backend.output_device_type != "cpu":
             self._write_device(first, frame, backend)
         else:
@@ -83,6 +96,26 @@ class BatchWriter:
             out[int(p)].copy_(out[first])
         self.pts[pos] = pts
         self.durations[pos] = dur
+
+    def _write_shaped(self, slot: int, frame: DecodedFrame | torch.Tensor, backend: Backend) -> None:
+        spec = self.spec
+        assert spec is not None
+        if isinstance(frame, torch.Tensor):
+            if tuple(frame.shape[:2]) != self.coded:
+                raise _size_error(frame.shape[1], frame.shape[0], self.out, self.coded)
+            self.out[slot].copy_(shape_tensor(frame, spec), non_blocking=True)
+            return
+        if backend.output_device_type != "cpu":  # a device surface: the backend checks its size
+            backend.convert_shaped(frame, spec, self.out[slot])
+            return
+        if (frame.height, frame.width) != self.coded:
+            raise _size_error(frame.width, frame.height, self.out, self.coded)
+        if self._out_np is not None:
+            backend.convert_shaped(frame, spec, self._out_np[slot])
+            return
+        host = torch.empty(tuple(self.out.shape[1:]), dtype=spec.dtype)  # CPU frames for a device batch
+        backend.convert_shaped(frame, spec, host.numpy())
+        self.out[slot].copy_(host)
 
     def _write_device(self, slot: int, frame: DecodedFrame | torch.Tensor, backend: Backend) -> None:
         out = self.out
@@ -107,7 +140,7 @@ class BatchWriter:
         ``pts``/``durations`` (time-base units) replace the decoder's where the seek mode knows them exactly.
         """
         data = self.out
-        if rot_k:
+        if rot_k and self.spec is None:
             data = torch.rot90(data, rot_k, dims=(1, 2)).contiguous()
         if dimension_order == "NCHW":
             data = data.permute(0, 3, 1, 2)
@@ -120,11 +153,13 @@ class BatchWriter:
         )
 
 
-def empty_batch(height: int, width: int, dimension_order: str, device: torch.device) -> FrameBatch:
-    """A batch of no frames with the shape a batch of frames of this (displayed) size has."""
+def empty_batch(
+    height: int, width: int, dimension_order: str, device: torch.device, dtype: torch.dtype = torch.uint8
+) -> FrameBatch:
+    """A batch of no frames with the shape a batch of frames of this (returned) size has."""
     shape = (0, 3, height, width) if dimension_order == "NCHW" else (0, height, width, 3)
     return FrameBatch(
-        data=torch.empty(shape, dtype=torch.uint8, device=device),
+        data=torch.empty(shape, dtype=dtype, device=device),
         pts_seconds=torch.empty(0, dtype=torch.float64),
         duration_seconds=torch.empty(0, dtype=torch.float64),
     )

@@ -242,8 +242,14 @@ class Planner:
         pos.last_pts = pos.last_end = None
         return j
 
-    def _hold(self, f: DecodedFrame) -> tuple[torch.Tensor, int, int]:
-        return self.backend.convert(f), f.pts, f.duration or self.nominal_duration
+    def _hold(self, f: DecodedFrame) -> tuple[DecodedFrame | torch.Tensor, int, int]:
+        """Keep a frame for later targets.
+
+        A CPU frame is kept as it is (it owns its buffers), so it is converted once, at the precision the output
+        wants; a device surface is converted now (the hardware decoder reuses it).
+        """
+        kept = f if self.backend.output_device_type == "cpu" else self.backend.convert(f)
+        return kept, f.pts, f.duration or self.nominal_duration
 
     def _match(self, f: DecodedFrame, call: _Call, j: int) -> int:
         """Count a decoder output; emit the targets it answers."""

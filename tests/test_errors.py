@@ -207,10 +207,10 @@ def test_torchcodec_constructor_arguments(video):
     assert len(VideoDecoder(path, num_ffmpeg_threads=2, num_threads=2)) > 0
     with pytest.raises(InvalidArgumentError, match="same setting; pass one of them"):
         VideoDecoder(path, num_ffmpeg_threads=1, num_threads=4)
-    with pytest.raises(InvalidArgumentError, match="Decode-time transforms are not supported"):
+    with pytest.raises(InvalidArgumentError, match="Unsupported transform: Identity"):
         VideoDecoder(path, transforms=[torch.nn.Identity()])
-    with pytest.raises(InvalidArgumentError, match=r"Supported values are: torch\.uint8"):
-        VideoDecoder(path, output_dtype=torch.float32)
+    with pytest.raises(InvalidArgumentError, match=r"Supported values are: torch\.uint8, torch\.float32, 'auto'"):
+        VideoDecoder(path, output_dtype=torch.float16)
     with pytest.raises(InvalidArgumentError, match=r"custom_frame_mappings.*index="):
         VideoDecoder(path, custom_frame_mappings="{}")
 

@@ -203,10 +203,12 @@ def test_scratch_layout_and_direct_path(conv):
 
 def test_bad_destinations_and_unknown_formats(conv):
     f = _frame("yuv420p", 64, 16, 1, 1)
-    with pytest.raises(ValueError, match="does not hold a 64x16 RGB24 frame"):
+    with pytest.raises(ValueError, match="does not hold a 64x16 RGB24/RGB48 frame"):
         conv.convert_into(f, np.empty((16, 63, 3), np.uint8))
     with pytest.raises(ValueError, match="does not hold"):
-        conv.convert_into(f, np.empty((16, 64, 3), np.uint16))
+        conv.convert_into(f, np.empty((16, 64, 3), np.int16))
+    with pytest.raises(ValueError, match="does not hold"):
+        conv.convert_into(f, np.empty((16, 64, 3), np.float32))
     with pytest.raises(ValueError, match="does not hold"):
         conv.convert_into(f, np.empty((16, 64, 4), np.uint8))
     assert conv._pix_fmt("no-such-format") < 0

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import torch
 
+from gpudecode._shaping import OutputSpec
 from gpudecode._targets import DecodedFrame
 
 __all__ = ["Backend", "BackendUnsupported", "DecodedFrame"]
@@ -65,6 +66,13 @@ class Backend(Protocol):
 
         ``out`` lives on ``output_device_type``: a NumPy array on the CPU, a CUDA tensor on the GPU. Nothing outside
         it is written.
+        """
+
+    def convert_shaped(self, frame: DecodedFrame, spec: OutputSpec, out: np.ndarray | torch.Tensor) -> None:
+        """Convert a kept frame, rotated and transformed as ``spec`` says, into ``out`` (one slot of the batch).
+
+        ``out`` is ``(spec.height, spec.width, 3)`` of ``spec.dtype`` on ``output_device_type``. Nothing outside it
+        is written.
         """
 
     def set_threads(self, num_threads: int | None) -> bool:

@@ -13,6 +13,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from gpudecode._backends._swscale import direct_converter
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError, ffmpeg_reason
+from gpudecode._shaping import CpuShaper, OutputSpec
 
 __all__ = ["CpuBackend"]
 
@@ -49,6 +50,7 @@ class CpuBackend:
         self._drained = False
         self._reformatter = VideoReformatter()  # caches its swscale context across frames
         self._direct = direct_converter()  # the same swscale, writing into the output (or via scratch)
+        self._shaper: CpuShaper | None = None  # transforms / float output: made on first use
         self._skip = "DEFAULT"
         # Skipping unreferenced frames is safe where one packet is one picture (not VP9/AV1, whose packets may
         # carry hidden frames that later packets only display).
@@ -129,12 +131,28 @@ class CpuBackend:
         """
         if self._direct is not None and self._direct.convert_into(frame, out):
             return
-        np.copyto(out, self._reformat(frame))
+        np.copyto(out, self._reformat(frame, "rgb24" if out.dtype == np.uint8 else "rgb48le"))
+
+    def convert_shaped(self, frame: av.VideoFrame, spec: OutputSpec, out: np.ndarray) -> None:
+        """Convert the frame (RGB48 for float output), rotate and transform it as ``spec`` says, into ``out``.
+
+        Raises:
+            DecodeError: swscale cannot convert the frame.
+        """
+        dtype = np.uint16 if spec.float32 else np.uint8
+        rgb = self._direct.convert(frame, dtype) if self._direct is not None else None
+        if rgb is None:
+            rgb = self._reformat(frame, "rgb48le" if spec.float32 else "rgb24")
+        if self._shaper is None:
+            self._shaper = CpuShaper()
+        self._shaper.write(rgb, spec, out)
 
     def close(self) -> None:
-        """Free the swscale context."""
+        """Free the swscale contexts."""
         if self._direct is not None:
             self._direct.close()
+        if self._shaper is not None:
+            self._shaper.close()
 
     def convert(self, frame: av.VideoFrame) -> torch.Tensor:
         """Return the frame as a new ``(H, W, 3)`` uint8 CPU tensor.
@@ -146,11 +164,11 @@ class CpuBackend:
         self.convert_into(frame, out.numpy())
         return out
 
-    def _reformat(self, frame: av.VideoFrame) -> np.ndarray:
+    def _reformat(self, frame: av.VideoFrame, fmt: str = "rgb24") -> np.ndarray:
         """PyAV's reformatter (its own FFmpeg-allocated frame): for builds whose swscale ctypes cannot reach."""
         try:
             rgb = self._reformatter.reformat(
-                frame, format="rgb24", src_color_range=frame.color_range, interpolation=Interpolation.BICUBIC
+                frame, format=fmt, src_color_range=frame.color_range, interpolation=Interpolation.BICUBIC
             )
             return rgb.to_ndarray()
         except (av.error.FFmpegError, ValueError) as exc:

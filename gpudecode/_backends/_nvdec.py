@@ -28,6 +28,7 @@ from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, fo
 from gpudecode._color import ColorSpec
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
+from gpudecode._shaping import OutputSpec, shape_tensor
 
 __all__ = [
     "Modules",
@@ -415,6 +416,10 @@ class NvdecBackend:
         out = torch.empty((self._height, self._width, 3), dtype=torch.uint8, device=self._device)
         self.convert_into(frame, out)
         return out
+
+    def convert_shaped(self, frame: NvFrame, spec: OutputSpec, out: torch.Tensor) -> None:
+        """Convert a surface, then rotate and transform it with torch on the device (not fused into the kernel)."""
+        out.copy_(shape_tensor(self.convert(frame), spec))
 
     def convert_into(self, frame: NvFrame, out: torch.Tensor) -> None:
         """Convert a surface into ``out``, a C-contiguous ``(H, W, 3)`` uint8 slot (of a batch) on the device.

@@ -58,6 +58,10 @@ class SequencedFrames:
         """Convert like the wrapped backend."""
         self._inner.convert_into(frame, out)
 
+    def convert_shaped(self, frame: Any, spec: Any, out: Any) -> None:
+        """Convert and shape like the wrapped backend."""
+        self._inner.convert_shaped(frame, spec, out)
+
     def set_threads(self, num_threads: int | None) -> bool:
         """Set the wrapped backend's decoding threads (see ``CpuBackend.set_threads``)."""
         return bool(self._inner.set_threads(num_threads))

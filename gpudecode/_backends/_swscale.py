@@ -23,15 +23,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SWS_BICUBIC", "DirectConverter", "direct_converter", "ffmpeg_linesize"]
+from gpudecode._memory import aligned_empty
 
+__all__ = [
+    "SWS_BICUBIC",
+    "SWS_BILINEAR",
+    "DirectConverter",
+    "RgbScaler",
+    "ScratchFrame",
+    "direct_converter",
+    "ffmpeg_linesize",
+    "rgb_scaler",
+]
+
+SWS_BILINEAR = 0x2  # torchcodec's Resize (``scale=W:H:flags=bilinear``)
 SWS_BICUBIC = 0x4  # the ffmpeg CLI's default sws_flags
 # av_frame_get_buffer on an AVX-512 build: linesizes aligned to 64 bytes (for RGB24 that means the width rounded up
 # to 64 pixels), the height padded to 32 rows, and 64 more bytes after each plane.
 _ALIGN = 64
 _PAD_ROWS = 32
 _PAD_BYTES = 64
-_RGB24 = 2  # AV_PIX_FMT_RGB24
+_RGB_FORMATS = {1: "rgb24", 2: "rgb48le"}  # RGB destination by bytes per sample: uint8, native (little-endian) uint16
 # Formats swscale takes as full range when the frame does not say (its handle_jpeg()): gray and gray+alpha (and
 # yuvj*, the old spelling of full-range YUV, which is full whatever the tag). vf_scale keeps that default for untagged
 # frames: an untagged 10-bit gray stream converted as limited range was off by up to 18.
@@ -91,13 +103,47 @@ def _load() -> tuple[Any, Any] | None:
         return _libs  # type: ignore[return-value]
 
 
-def ffmpeg_linesize(width: int) -> int:
-    """Bytes per RGB24 row in a frame laid out by ``av_frame_get_buffer``: the width rounded up to 64 pixels."""
-    return -(-width // _ALIGN) * _ALIGN * 3
+def ffmpeg_linesize(width: int, itemsize: int = 1) -> int:
+    """Bytes per RGB row in a frame laid out by ``av_frame_get_buffer``: the width rounded up to 64 pixels.
+
+    For RGB24 (``itemsize`` 1) that is FFmpeg's own linesize; for RGB48 (``itemsize`` 2) FFmpeg rounds the width up
+    only to 32 pixels, so these rows are as long or longer: more room, the same alignment.
+    """
+    return -(-width // _ALIGN) * _ALIGN * 3 * itemsize
+
+
+class ScratchFrame:
+    """One 64-byte aligned RGB frame laid out as ``av_frame_get_buffer`` lays it out.
+
+    Row padding, 32-row height padding and 64 more bytes: swscale's vector code may write (and read) whole blocks past
+    a row's end within it.
+    """
+
+    def __init__(self) -> None:
+        self.buf: np.ndarray | None = None
+        self._key: tuple[int, int, int] = (0, 0, 0)
+
+    def rows(self, width: int, height: int, itemsize: int = 1) -> np.ndarray:
+        """An ``(H, linesize)`` uint8 view of the frame (reallocated when the size or sample size changes)."""
+        linesize = ffmpeg_linesize(width, itemsize)
+        if self.buf is None or self._key != (width, height, itemsize):
+            rows = -(-height // _PAD_ROWS) * _PAD_ROWS
+            self.buf = aligned_empty(linesize * rows + _PAD_BYTES, _ALIGN)
+            self._key = (width, height, itemsize)
+        return self.buf[: linesize * height].reshape(height, linesize)
+
+    def frame(self, width: int, height: int, dtype: np.dtype) -> np.ndarray:
+        """The frame as an ``(H, W, 3)`` array of ``dtype`` (uint8 or uint16) over :meth:`rows`."""
+        itemsize = np.dtype(dtype).itemsize
+        return self.rows(width, height, itemsize)[:, : width * 3 * itemsize].view(dtype).reshape(height, width, 3)
+
+
+def _ptrs(ptr: int, stride: int) -> tuple[Any, Any]:
+    return (ctypes.c_void_p * 4)(ptr, None, None, None), (ctypes.c_int * 4)(stride, 0, 0, 0)
 
 
 class DirectConverter:
-    """Converts frames of one stream to RGB24 into caller buffers; owns one cached ``SwsContext``.
+    """Converts frames of one stream to RGB24 (or RGB48) into caller buffers; owns one cached ``SwsContext``.
 
     Not thread-safe: each backend owns its own converter (and its scratch frame).
     """
@@ -109,8 +155,12 @@ class DirectConverter:
         self._ctx: int | None = None
         self._key: tuple[int, ...] | None = None
         self._fmt_cache: dict[str, int] = {}
-        self._scratch: np.ndarray | None = None  # 64-byte aligned, FFmpeg-layout RGB24 frame
-        self._scratch_shape: tuple[int, int] = (0, 0)
+        self._frame = ScratchFrame()
+
+    @property
+    def _scratch(self) -> np.ndarray | None:
+        """The scratch frame's memory (``None`` until a conversion needed it)."""
+        return self._frame.buf
 
     def _pix_fmt(self, name: str) -> int:
         fmt = self._fmt_cache.get(name)
@@ -119,14 +169,14 @@ class DirectConverter:
             self._fmt_cache[name] = fmt
         return fmt
 
-    def _context(self, frame: Any, fmt: int) -> int | None:
+    def _context(self, frame: Any, fmt: int, dst_fmt: int) -> int | None:
         """The swscale context for this frame's size, format, matrix and range (rebuilt when one changes)."""
         w, h = frame.width, frame.height
         tag, name = frame.color_range, frame.format.name
         full = int(tag == 2 or name.startswith("yuvj") or (tag == 0 and name.startswith(_FULL_BY_DEFAULT)))
-        key = (w, h, fmt, int(frame.colorspace), full)
+        key = (w, h, fmt, int(frame.colorspace), full, dst_fmt)
         if key != self._key:
-            ctx = self._sws.sws_getCachedContext(self._ctx, w, h, fmt, w, h, _RGB24, self._flags, None, None, None)
+            ctx = self._sws.sws_getCachedContext(self._ctx, w, h, fmt, w, h, dst_fmt, self._flags, None, None, None)
             if not ctx:
                 return None
             self._ctx = ctx
@@ -139,19 +189,39 @@ class DirectConverter:
             self._key = key
         return self._ctx
 
-    def _scratch_rows(self, width: int, height: int) -> np.ndarray:
-        """An ``(H, linesize)`` view of the scratch frame, laid out as ``av_frame_get_buffer`` lays out RGB24."""
-        linesize = ffmpeg_linesize(width)
-        if self._scratch is None or self._scratch_shape != (width, height):
-            rows = -(-height // _PAD_ROWS) * _PAD_ROWS
-            raw = np.empty(linesize * rows + _PAD_BYTES + _ALIGN, dtype=np.uint8)
-            skip = -raw.ctypes.data % _ALIGN
-            self._scratch = raw[skip : skip + linesize * rows + _PAD_BYTES]
-            self._scratch_shape = (width, height)
-        return self._scratch[: linesize * height].reshape(height, linesize)
+    def _scratch_rows(self, width: int, height: int, itemsize: int = 1) -> np.ndarray:
+        """An ``(H, linesize)`` view of the scratch frame, laid out as ``av_frame_get_buffer`` lays out RGB."""
+        return self._frame.rows(width, height, itemsize)
+
+    def _scale(self, frame: Any, dst_ptr: int, dst_stride: int, itemsize: int) -> bool:
+        fmt = self._pix_fmt(frame.format.name)
+        if fmt < 0:
+            return False
+        ctx = self._context(frame, fmt, self._pix_fmt(_RGB_FORMATS[itemsize]))
+        if ctx is None:
+            return False
+        planes = frame.planes
+        n = len(planes)
+        src_ptrs = (ctypes.c_void_p * 4)(*[planes[i].buffer_ptr for i in range(n)], *([None] * (4 - n)))
+        src_strides = (ctypes.c_int * 4)(*[planes[i].line_size for i in range(n)], *([0] * (4 - n)))
+        dst_ptrs, dst_strides = _ptrs(dst_ptr, dst_stride)
+        return self._sws.sws_scale(ctx, src_ptrs, src_strides, 0, frame.height, dst_ptrs, dst_strides) == frame.height
+
+    def convert(self, frame: Any, dtype: type = np.uint8) -> np.ndarray | None:
+        """Convert ``frame`` into the scratch frame: RGB24 for ``np.uint8``, RGB48 (native endian) for ``np.uint16``.
+
+        Returns:
+            An ``(H, W, 3)`` view of the scratch frame, valid until this converter's next call; ``None`` when
+            swscale cannot convert this frame.
+        """
+        w, h, itemsize = frame.width, frame.height, np.dtype(dtype).itemsize
+        rows = self._frame.rows(w, h, itemsize)
+        if not self._scale(frame, rows.ctypes.data, rows.strides[0], itemsize):
+            return None
+        return self._frame.frame(w, h, dtype)
 
     def convert_into(self, frame: Any, out: np.ndarray) -> bool:
-        """Convert ``frame`` into ``out``, an ``(H, W, 3)`` uint8 array of any strides.
+        """Convert ``frame`` into ``out``, an ``(H, W, 3)`` uint8 (RGB24) or uint16 (RGB48) array of any strides.
 
         swscale writes straight into ``out`` only where ``out``'s rows are FFmpeg's rows (C-contiguous, width a
         multiple of 64, 64-byte aligned); otherwise it writes into the aligned scratch frame, which is then copied
@@ -162,31 +232,18 @@ class DirectConverter:
             contents are then unspecified and the caller converts another way.
 
         Raises:
-            ValueError: ``out`` does not have the frame's shape or is not uint8.
+            ValueError: ``out`` does not have the frame's shape or is neither uint8 nor uint16.
         """
         w, h = frame.width, frame.height
-        if out.shape != (h, w, 3) or out.dtype != np.uint8:
-            raise ValueError(f"destination {out.shape} {out.dtype} does not hold a {w}x{h} RGB24 frame")
-        fmt = self._pix_fmt(frame.format.name)
-        if fmt < 0:
+        if out.shape != (h, w, 3) or out.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"destination {out.shape} {out.dtype} does not hold a {w}x{h} RGB24/RGB48 frame")
+        item = out.dtype.itemsize
+        if w % _ALIGN == 0 and out.strides == (w * 3 * item, 3 * item, item) and out.ctypes.data % _ALIGN == 0:
+            return self._scale(frame, out.ctypes.data, w * 3 * item, item)
+        rgb = self.convert(frame, out.dtype.type)
+        if rgb is None:
             return False
-        ctx = self._context(frame, fmt)
-        if ctx is None:
-            return False
-        direct = w % _ALIGN == 0 and out.strides == (w * 3, 3, 1) and out.ctypes.data % _ALIGN == 0
-        rows = None if direct else self._scratch_rows(w, h)
-        dst_ptr = out.ctypes.data if rows is None else rows.ctypes.data
-        dst_stride = w * 3 if rows is None else rows.strides[0]
-        planes = frame.planes
-        n = len(planes)
-        src_ptrs = (ctypes.c_void_p * 4)(*[planes[i].buffer_ptr for i in range(n)], *([None] * (4 - n)))
-        src_strides = (ctypes.c_int * 4)(*[planes[i].line_size for i in range(n)], *([0] * (4 - n)))
-        dst_ptrs = (ctypes.c_void_p * 4)(dst_ptr, None, None, None)
-        dst_strides = (ctypes.c_int * 4)(dst_stride, 0, 0, 0)
-        if self._sws.sws_scale(ctx, src_ptrs, src_strides, 0, h, dst_ptrs, dst_strides) != h:
-            return False
-        if rows is not None:
-            np.copyto(out, rows[:, : w * 3].reshape(h, w, 3))
+        np.copyto(out, rgb)
         return True
 
     def close(self) -> None:
@@ -195,7 +252,65 @@ class DirectConverter:
             self._sws.sws_freeContext(self._ctx)
             self._ctx = None
             self._key = None
-        self._scratch = None
+        self._frame = ScratchFrame()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class RgbScaler:
+    """Resizes RGB24 or RGB48 images with swscale, bilinear (torchcodec's ``Resize``).
+
+    The same as ``scale=W:H:flags=bilinear`` on an RGB frame. Owns one cached ``SwsContext`` and the scratch frame
+    it writes into. Not thread-safe.
+    """
+
+    def __init__(self, sws: Any, avu: Any, flags: int = SWS_BILINEAR) -> None:
+        self._sws = sws
+        self._flags = flags
+        self._fmts = {k: int(avu.av_get_pix_fmt(v.encode())) for k, v in _RGB_FORMATS.items()}
+        self._ctx: int | None = None
+        self._frame = ScratchFrame()
+
+    def scale(self, src: np.ndarray, height: int, width: int) -> np.ndarray | None:
+        """Resize ``src`` to ``height`` x ``width``.
+
+        Args:
+            src: ``(h, w, 3)`` uint8 or uint16 whose pixels are packed (strides ``(row, 3 * item, item)``, row > 0),
+                inside memory that may be read a vector block past its last row's end (an FFmpeg-layout frame or
+                a view into one).
+            height: Output rows.
+            width: Output columns.
+
+        Returns:
+            An ``(height, width, 3)`` view of the scaler's scratch frame, valid until its next call; ``None`` when
+            swscale fails.
+
+        Raises:
+            ValueError: ``src`` is not packed RGB.
+        """
+        h, w, c = src.shape
+        item = src.dtype.itemsize
+        if c != 3 or item not in self._fmts or src.strides[1:] != (3 * item, item) or src.strides[0] <= 0:
+            raise ValueError(f"source {src.shape} {src.dtype} strides {src.strides} is not packed RGB")
+        fmt = self._fmts[item]
+        ctx = self._sws.sws_getCachedContext(self._ctx, w, h, fmt, width, height, fmt, self._flags, None, None, None)
+        if not ctx:
+            return None
+        self._ctx = ctx
+        rows = self._frame.rows(width, height, item)
+        src_ptrs, src_strides = _ptrs(src.ctypes.data, src.strides[0])
+        dst_ptrs, dst_strides = _ptrs(rows.ctypes.data, rows.strides[0])
+        if self._sws.sws_scale(ctx, src_ptrs, src_strides, 0, h, dst_ptrs, dst_strides) != height:
+            return None
+        return self._frame.frame(width, height, src.dtype)
+
+    def close(self) -> None:
+        """Free the swscale context and the scratch frame."""
+        if self._ctx:
+            self._sws.sws_freeContext(self._ctx)
+            self._ctx = None
+        self._frame = ScratchFrame()
 
     def __del__(self) -> None:
         self.close()
@@ -207,3 +322,11 @@ def direct_converter() -> DirectConverter | None:
     if libs is None:
         return None
     return DirectConverter(libs[0], libs[1], SWS_BICUBIC)
+
+
+def rgb_scaler() -> RgbScaler | None:
+    """A bilinear RGB scaler, or ``None`` when swscale is not reachable."""
+    libs = _load()
+    if libs is None:
+        return None
+    return RgbScaler(libs[0], libs[1])

@@ -1,0 +1,160 @@
+"""What a returned frame is made of: the decode-time transforms and the output dtype, decided once per decoder.
+
+A plain decoder (no transforms, uint8) writes each frame at its coded size and rotates the whole batch at the end
+(:mod:`gpudecode._output`). A shaped one makes each frame whole before writing it: RGB at the stream's coded size
+(RGB24, or RGB48 for float32 output, which keeps 10/12-bit precision), the container's rotation, the transforms in
+order, then the dtype (float32: RGB48 / 65535, torchcodec's float output).
+
+CPU frames are shaped by FFmpeg (:class:`CpuShaper`: swscale's bilinear resize on RGB, crops as views), bit for bit
+as ``ffmpeg -vf format=rgb24,scale=W:H:flags=bilinear,crop=...`` (``rgb48le`` for float32). Frames already on a
+device (NVDEC) are shaped with torch (:func:`shape_tensor`: antialiased bilinear ``interpolate``), close to the
+CPU's frames within the tolerance the tests state, not equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gpudecode._backends._swscale import RgbScaler, ScratchFrame, rgb_scaler
+from gpudecode._errors import InvalidArgumentError
+from gpudecode._transforms import CropOp, Op, ScaleOp, resolve_transforms
+
+__all__ = ["CpuShaper", "OutputSpec", "output_spec", "shape_tensor"]
+
+_FLOAT_SCALE = np.float32(65535)  # RGB48 full scale: torchcodec's float32 output is RGB48 / 65535
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The frames a decoder returns.
+
+    Attributes:
+        ops: Crops and resizes applied to the upright RGB frame, in order (empty: none).
+        height: Returned frame height (after rotation and ``ops``).
+        width: Returned frame width.
+        float32: Float32 RGB in ``[0, 1]`` computed from RGB48 (``True``), or uint8 RGB24.
+        quarter_turns: The container's rotation, applied before ``ops``.
+    """
+
+    ops: tuple[Op, ...]
+    height: int
+    width: int
+    float32: bool
+    quarter_turns: int
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The returned frames' dtype."""
+        return torch.float32 if self.float32 else torch.uint8
+
+    @property
+    def plain(self) -> bool:
+        """Whole uint8 frames: the batch is written at the coded size and rotated at the end."""
+        return not self.ops and not self.float32
+
+
+def output_spec(
+    transforms: Sequence[Any] | None, output_dtype: Any, height: int, width: int, bit_depth: int, quarter_turns: int
+) -> OutputSpec:
+    """Resolve ``transforms`` and ``output_dtype`` for a stream of upright ``height`` x ``width`` frames.
+
+    ``output_dtype`` is ``torch.uint8``, ``torch.float32`` or ``"auto"`` (float32 where the stream has more than
+    8 bits per sample, as torchcodec decides).
+
+    Raises:
+        InvalidArgumentError: An unsupported dtype or transform, or a crop larger than the frames reaching it.
+    """
+    if isinstance(output_dtype, str) and output_dtype == "auto":
+        float32 = bit_depth > 8
+    elif output_dtype is torch.uint8 or output_dtype is torch.float32:
+        float32 = output_dtype is torch.float32
+    else:
+        raise InvalidArgumentError(
+            f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8, torch.float32, 'auto'."
+        )
+    ops = resolve_transforms(transforms, height, width)
+    if ops:
+        height, width = ops[-1].height, ops[-1].width
+    return OutputSpec(ops=ops, height=height, width=width, float32=float32, quarter_turns=quarter_turns)
+
+
+class CpuShaper:
+    """Shapes RGB frames on the CPU with FFmpeg's swscale (PyAV's reformatter where swscale is out of reach).
+
+    Owns a scaler per resize and the frames they write into; one per backend (not thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self._scalers: list[RgbScaler | None] = []
+        self._upright = ScratchFrame()
+
+    def write(self, rgb: np.ndarray, spec: OutputSpec, out: np.ndarray) -> None:
+        """Rotate ``rgb`` (``(H, W, 3)`` uint8 or uint16 at the coded size), apply ``spec.ops``, write into ``out``.
+
+        Raises:
+            ValueError: ``out`` is not ``spec``'s frame shape.
+        """
+        img = np.rot90(rgb, spec.quarter_turns) if spec.quarter_turns else rgb
+        for k, op in enumerate(spec.ops):
+            if isinstance(op, CropOp):
+                img = img[op.top : op.top + op.height, op.left : op.left + op.width]
+            else:
+                img = self._scale(k, img, op)
+        if out.shape != img.shape:
+            raise ValueError(f"destination {out.shape} does not hold a shaped frame {img.shape}")
+        if spec.float32:
+            np.divide(img, _FLOAT_SCALE, out=out, dtype=np.float32)
+        else:
+            np.copyto(out, img)
+
+    def _scale(self, k: int, img: np.ndarray, op: ScaleOp) -> np.ndarray:
+        item = img.dtype.itemsize
+        if img.strides[1:] != (3 * item, item) or img.strides[0] <= 0:  # a rotated view: make its rows packed
+            packed = self._upright.frame(img.shape[1], img.shape[0], img.dtype)
+            np.copyto(packed, img)
+            img = packed
+        while len(self._scalers) <= k:
+            self._scalers.append(rgb_scaler())
+        scaler = self._scalers[k]
+        res = scaler.scale(img, op.height, op.width) if scaler is not None else None
+        return res if res is not None else _reformat_scale(img, op)
+
+    def close(self) -> None:
+        """Free the scalers' swscale contexts."""
+        for s in self._scalers:
+            if s is not None:
+                s.close()
+        self._scalers = []
+
+
+def _reformat_scale(img: np.ndarray, op: ScaleOp) -> np.ndarray:
+    """PyAV's reformatter (the same swscale resize, through FFmpeg-allocated frames)."""
+    import av
+    from av.video.reformatter import Interpolation
+
+    fmt = "rgb24" if img.dtype == np.uint8 else "rgb48le"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+    return frame.reformat(op.width, op.height, fmt, interpolation=Interpolation.BILINEAR).to_ndarray()
+
+
+def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
+    """Shape an ``(H, W, 3)`` uint8 RGB frame already on a device (NVDEC's): rotate, crop, resize, convert.
+
+    Resizes are torch's antialiased bilinear ``interpolate`` (what ``torchvision.transforms.v2.Resize`` computes);
+    float32 output is the uint8 frame / 255 (8 bits: the NVDEC kernel's output precision).
+    """
+    img = torch.rot90(rgb, spec.quarter_turns, dims=(0, 1)) if spec.quarter_turns else rgb
+    for op in spec.ops:
+        if isinstance(op, CropOp):
+            img = img[op.top : op.top + op.height, op.left : op.left + op.width]
+        else:
+            x = img.permute(2, 0, 1)[None].float()
+            x = F.interpolate(x, size=(op.height, op.width), mode="bilinear", antialias=True, align_corners=False)
+            img = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
+    return img.float().div_(255.0) if spec.float32 else img

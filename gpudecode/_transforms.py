@@ -1,0 +1,203 @@
+"""Decode-time transforms and their resolution into crop and resize operations on the upright frame.
+
+The public classes are re-exported by :mod:`gpudecode.transforms`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gpudecode._args import as_int
+from gpudecode._errors import InvalidArgumentError
+
+__all__ = ["CenterCrop", "CropOp", "DecoderTransform", "Op", "RandomCrop", "Resize", "ScaleOp", "resolve_transforms"]
+
+
+@dataclass(frozen=True)
+class ScaleOp:
+    """Resize to ``height`` x ``width`` pixels (bilinear)."""
+
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class CropOp:
+    """Keep ``height`` x ``width`` pixels starting at row ``top``, column ``left``."""
+
+    height: int
+    width: int
+    top: int
+    left: int
+
+
+Op = ScaleOp | CropOp
+
+
+def _size(size: Any, name: str) -> tuple[int, int]:
+    """``(height, width)``, two positive integers."""
+    if isinstance(size, (str, bytes)) or not isinstance(size, Sequence) or len(size) != 2:
+        raise InvalidArgumentError(
+            f"Invalid size ({size!r}). {name} transform must have a (height, width) pair for the size."
+        )
+    return as_int(size[0], f"{name} height", minimum=1), as_int(size[1], f"{name} width", minimum=1)
+
+
+class DecoderTransform(ABC):
+    """A transform the decoder applies to every frame it returns (torchcodec's ``DecoderTransform``).
+
+    Subclasses are resolved once, when the decoder opens, against the size of the frames they receive.
+    """
+
+    size: tuple[int, int]
+
+    @abstractmethod
+    def _op(self, height: int, width: int) -> Op:
+        """The operation this transform performs on ``height`` x ``width`` frames.
+
+        Raises:
+            InvalidArgumentError: The frames are too small for it.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
+class Resize(DecoderTransform):
+    """Resize every frame to ``size``; bilinear, as torchcodec's ``Resize`` (antialiased when shrinking).
+
+    Args:
+        size: ``(height, width)`` of the output frames.
+
+    Raises:
+        InvalidArgumentError: ``size`` is not two positive integers.
+    """
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = _size(size, "Resize")
+
+    def _op(self, height: int, width: int) -> Op:
+        return ScaleOp(*self.size)
+
+
+def _check_fits(name: str, size: tuple[int, int], height: int, width: int) -> None:
+    if size[0] > height or size[1] > width:
+        raise InvalidArgumentError(
+            f"Invalid {name} size ({size[0]}, {size[1]}): frames reaching it are only {height}x{width} (height x "
+            "width); a crop cannot be larger than its input."
+        )
+
+
+class CenterCrop(DecoderTransform):
+    """Crop every frame to ``size`` around its centre, as torchcodec does (FFmpeg's ``crop`` filter).
+
+    The crop starts at ``(round((H - h) / 2), round((W - w) / 2))``, a half pixel rounded to even, as FFmpeg's
+    ``crop`` filter (``lrint``) and ``torchvision.transforms.v2.CenterCrop`` both place it.
+
+    Args:
+        size: ``(height, width)`` of the output frames.
+
+    Raises:
+        InvalidArgumentError: ``size`` is not two positive integers (at the decoder: larger than the frames).
+    """
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = _size(size, "CenterCrop")
+
+    def _op(self, height: int, width: int) -> Op:
+        _check_fits("CenterCrop", self.size, height, width)
+        h, w = self.size
+        return CropOp(h, w, round((height - h) / 2), round((width - w) / 2))
+
+
+class RandomCrop(DecoderTransform):
+    """Crop every frame to ``size`` at one random place, drawn when the decoder opens (torchcodec's ``RandomCrop``).
+
+    The place is drawn from torch's default generator as ``torchvision.transforms.v2.RandomCrop`` draws it (the top
+    row, then the left column, each with ``torch.randint``), so ``torch.manual_seed`` reproduces it, and every frame
+    of one decoder is cropped at the same place.
+
+    Args:
+        size: ``(height, width)`` of the output frames.
+
+    Raises:
+        InvalidArgumentError: ``size`` is not two positive integers (at the decoder: larger than the frames).
+    """
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = _size(size, "RandomCrop")
+
+    def _op(self, height: int, width: int) -> Op:
+        _check_fits("RandomCrop", self.size, height, width)
+        h, w = self.size
+        top = int(torch.randint(0, height - h + 1, size=()).item())
+        left = int(torch.randint(0, width - w + 1, size=()).item())
+        return CropOp(h, w, top, left)
+
+
+def _torchvision_v2() -> Any:
+    try:
+        from torchvision.transforms import v2
+    except ImportError:
+        return None
+    return v2
+
+
+def _from_torchvision(t: Any, v2: Any) -> DecoderTransform:
+    """The DecoderTransform matching a ``torchvision.transforms.v2`` object, with torchcodec's restrictions."""
+    name = type(t).__name__
+    if isinstance(t, v2.Resize):
+        if t.interpolation not in (v2.InterpolationMode.BILINEAR, "bilinear"):
+            raise InvalidArgumentError("TorchVision Resize transform must use bilinear interpolation.")
+        if t.antialias is False:
+            raise InvalidArgumentError("TorchVision Resize transform must have antialias enabled.")
+        if t.size is None or len(t.size) != 2:
+            raise InvalidArgumentError(
+                f"TorchVision Resize transform must have a (height, width) pair for the size, got {t.size}."
+            )
+        return Resize(t.size)
+    if isinstance(t, v2.CenterCrop):
+        return CenterCrop(t.size)
+    if isinstance(t, v2.RandomCrop):
+        if t.padding is not None or t.pad_if_needed or t.fill not in (0, None) or t.padding_mode != "constant":
+            raise InvalidArgumentError(f"TorchVision RandomCrop transform must not pad ({t!r}).")
+        return RandomCrop(t.size)
+    raise InvalidArgumentError(
+        f"Unsupported transform: {name}. Transforms must be gpudecode (or torchcodec-compatible) "
+        "DecoderTransforms, or torchvision v2 Resize, CenterCrop or RandomCrop."
+    )
+
+
+def resolve_transforms(transforms: Sequence[Any] | None, height: int, width: int) -> tuple[Op, ...]:
+    """The operations ``transforms`` perform on ``height`` x ``width`` (upright) frames, in order.
+
+    Random crops draw their place here, once.
+
+    Raises:
+        InvalidArgumentError: Not a sequence of supported transforms, or a crop larger than the frames reaching it.
+    """
+    if transforms is None:
+        return ()
+    if isinstance(transforms, (str, bytes, DecoderTransform)) or not isinstance(transforms, Sequence):
+        raise InvalidArgumentError(
+            f"Invalid transforms ({transforms!r}). Supported values are: a sequence of decoder transforms."
+        )
+    ops: list[Op] = []
+    for t in transforms:
+        if not isinstance(t, DecoderTransform):
+            v2 = _torchvision_v2()
+            if v2 is None:
+                raise InvalidArgumentError(
+                    f"Unsupported transform: {t!r}. Transforms must be gpudecode.transforms objects (torchvision "
+                    "v2 transforms are accepted too, but torchvision is not installed)."
+                )
+            t = _from_torchvision(t, v2)
+        op = t._op(height, width)
+        ops.append(op)
+        height, width = op.height, op.width
+    return tuple(ops)
