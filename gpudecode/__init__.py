@@ -3,7 +3,7 @@
 The API follows torchcodec's: ``VideoDecoder`` for frame access by index or time, ``samplers`` for clips.
 """
 
-from gpudecode import samplers
+from gpudecode import samplers, transforms
 from gpudecode._decoder import VideoDecoder
 from gpudecode._device import CpuFallbackStatus, FallbackReason, set_nvdec_cache_size
 from gpudecode._errors import (
@@ -18,6 +18,7 @@ from gpudecode._errors import (
     MediaError,
     SourceNotFoundError,
     TimeOutOfRangeError,
+    TransformSizeError,
     WorkerCrashError,
 )
 from gpudecode._frame import Frame, FrameBatch
@@ -44,6 +45,7 @@ __all__ = [
     "MediaError",
     "SourceNotFoundError",
     "TimeOutOfRangeError",
+    "TransformSizeError",
     "VideoDecoder",
     "VideoStreamMetadata",
     "WorkerCrashError",
@@ -51,4 +53,5 @@ __all__ = [
     "sample_video_path",
     "samplers",
     "set_nvdec_cache_size",
+    "transforms",
 ]

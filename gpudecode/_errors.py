@@ -19,6 +19,7 @@ __all__ = [
     "InvalidArgumentTypeError",
     "InvalidDeviceError",
     "TimeOutOfRangeError",
+    "TransformSizeError",
     "FrameIndexError",
     "GpudecodeError",
     "InvalidArgumentError",
@@ -54,6 +55,13 @@ class TimeOutOfRangeError(InvalidArgumentError, IndexError, RuntimeError):
 
     Also an ``IndexError`` (torchcodec's ``get_frame_played_at``) and a ``RuntimeError`` (torchcodec's
     ``get_frames_played_at``).
+    """
+
+
+class TransformSizeError(InvalidArgumentError, RuntimeError):
+    """A decode-time crop is larger than the frames reaching it.
+
+    Also a ``RuntimeError``, as torchcodec raises for a ``CenterCrop`` (and a ``ValueError``, as for a ``RandomCrop``).
     """
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from gpudecode._args import as_int
-from gpudecode._errors import InvalidArgumentError
+from gpudecode._errors import InvalidArgumentError, TransformSizeError
 
 __all__ = ["CenterCrop", "CropOp", "DecoderTransform", "Op", "RandomCrop", "Resize", "ScaleOp", "resolve_transforms"]
 
@@ -87,7 +87,7 @@ class Resize(DecoderTransform):
 
 def _check_fits(name: str, size: tuple[int, int], height: int, width: int) -> None:
     if size[0] > height or size[1] > width:
-        raise InvalidArgumentError(
+        raise TransformSizeError(
             f"Invalid {name} size ({size[0]}, {size[1]}): frames reaching it are only {height}x{width} (height x "
             "width); a crop cannot be larger than its input."
         )
@@ -103,7 +103,8 @@ class CenterCrop(DecoderTransform):
         size: ``(height, width)`` of the output frames.
 
     Raises:
-        InvalidArgumentError: ``size`` is not two positive integers (at the decoder: larger than the frames).
+        InvalidArgumentError: ``size`` is not two positive integers. At the decoder, :class:`TransformSizeError`:
+            larger than the frames reaching it.
     """
 
     def __init__(self, size: Sequence[int]) -> None:
@@ -126,7 +127,8 @@ class RandomCrop(DecoderTransform):
         size: ``(height, width)`` of the output frames.
 
     Raises:
-        InvalidArgumentError: ``size`` is not two positive integers (at the decoder: larger than the frames).
+        InvalidArgumentError: ``size`` is not two positive integers. At the decoder, :class:`TransformSizeError`:
+            larger than the frames reaching it.
     """
 
     def __init__(self, size: Sequence[int]) -> None:
@@ -179,7 +181,8 @@ def resolve_transforms(transforms: Sequence[Any] | None, height: int, width: int
     Random crops draw their place here, once.
 
     Raises:
-        InvalidArgumentError: Not a sequence of supported transforms, or a crop larger than the frames reaching it.
+        InvalidArgumentError: Not a sequence of supported transforms.
+        TransformSizeError: A crop larger than the frames reaching it.
     """
     if transforms is None:
         return ()

@@ -144,6 +144,11 @@ class ClipDataset(torch.utils.data.Dataset):
         frame_size: ``(height, width)`` to resize every clip to (bilinear with antialiasing, on the frames'
             device, before ``transform``), so that videos of different sizes batch together; ``None`` keeps each
             video's size.
+        transforms: Decode-time transforms (:mod:`gpudecode.transforms`) every video's decoder applies, e.g.
+            ``[Resize((256, 256)), RandomCrop((224, 224))]``: clips of same-shaped frames from videos of any size,
+            resized by FFmpeg while decoding (cheaper than ``frame_size``, which resizes whole decoded frames). A
+            ``RandomCrop`` draws its place when a video's decoder opens.
+        output_dtype: The decoders' ``output_dtype`` (``torch.uint8``, ``torch.float32`` or ``"auto"``).
         mixed_sizes: ``True`` when a DataLoader batches items of different sizes itself, with
             ``collate_fn=gpudecode.data.collate_clips`` (lists instead of stacked tensors).
 
@@ -170,6 +175,8 @@ class ClipDataset(torch.utils.data.Dataset):
         max_open_decoders: int = 4,
         frame_size: tuple[int, int] | None = None,
         mixed_sizes: bool = False,
+        transforms: Sequence[Any] | None = None,
+        output_dtype: torch.dtype | str = torch.uint8,
     ) -> None:
         if isinstance(videos, (str, os.PathLike)):
             self.entries = read_manifest(videos)
@@ -194,6 +201,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.device = device
         self.seek_mode = seek_mode
         self.decoder_kwargs = dict(decoder_kwargs or {})
+        if transforms is not None:
+            if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+                raise InvalidArgumentError(
+                    f"Invalid transforms ({transforms!r}). Supported values are: a sequence of decoder transforms."
+                )
+            self.decoder_kwargs["transforms"] = list(transforms)
+        if output_dtype is not torch.uint8:
+            self.decoder_kwargs["output_dtype"] = output_dtype
         self.max_open_decoders = max_open_decoders
         self._decoders: OrderedDict[int, VideoDecoder] = OrderedDict()
         self._pid = os.getpid()

@@ -165,3 +165,29 @@ def test_mixed_sizes_resized(mixed, order):
         else batch["frames"][1].reshape(-1, 40, 60, 3).permute(0, 3, 1, 2)
     )
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mixed_sizes_with_decode_time_transforms(mixed, workers):
+    """Transforms make clips of videos of any size the same shape; frames are FFmpeg's resize and crop (the CLI)."""
+    from test_transforms import cli_frames
+
+    from gpudecode.transforms import CenterCrop, Resize
+
+    ds = ClipDataset(
+        mixed,
+        sampler=samplers.clips_at_regular_indices,
+        sampler_kwargs={"num_clips": 1, "num_frames_per_clip": 2},
+        transforms=[Resize((40, 60)), CenterCrop((32, 32))],
+        output_dtype=torch.float32,
+    )
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3, num_workers=workers)))
+    assert batch["frames"].shape == (3, 1, 2, 3, 32, 32) and batch["frames"].dtype == torch.float32
+    for k, p in enumerate(mixed):
+        want = torch.from_numpy(cli_frames(str(p), "scale=60:40:flags=bilinear,crop=32:32", 32, 32, rgb48=True))
+        ref = samplers.clips_at_regular_indices(VideoDecoder(p), num_clips=1, num_frames_per_clip=2)
+        fps = VideoDecoder(p).metadata.average_fps
+        idx = [round(float(t) * fps) for t in ref.pts_seconds[0]]
+        assert torch.equal(batch["frames"][k, 0], want[idx].permute(0, 3, 1, 2))
+    with pytest.raises(InvalidArgumentError, match="Invalid transforms"):
+        ClipDataset(mixed, transforms=Resize((4, 4)))  # type: ignore[arg-type]

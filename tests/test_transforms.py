@@ -16,7 +16,7 @@ import pytest
 import torch
 from oracle import ffmpeg_cli
 
-from gpudecode import InvalidArgumentError, VideoDecoder, samplers
+from gpudecode import InvalidArgumentError, TransformSizeError, VideoDecoder, samplers
 from gpudecode.transforms import CenterCrop, DecoderTransform, RandomCrop, Resize
 
 
@@ -195,8 +195,10 @@ def test_bad_transforms_and_dtypes_are_clear_errors(video):
         CenterCrop((4, 0))
     with pytest.raises(TypeError, match="Invalid Resize height"):
         Resize((2.5, 4))  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgumentError, match=r"Invalid CenterCrop size \(65, 10\): frames reaching it are only"):
-        VideoDecoder(path, transforms=[CenterCrop((65, 10))])
+    with pytest.raises(RuntimeError, match=r"Invalid CenterCrop size \(65, 10\): frames reaching it are only"):
+        VideoDecoder(path, transforms=[CenterCrop((65, 10))])  # torchcodec raises RuntimeError there
+    with pytest.raises(TransformSizeError, match=r"Invalid CenterCrop size \(64, 97\)"):
+        VideoDecoder(path, transforms=[CenterCrop((64, 97))])
     with pytest.raises(ValueError, match=r"Invalid RandomCrop size \(20, 30\): frames reaching it are only 10x20"):
         VideoDecoder(path, transforms=[Resize((10, 20)), RandomCrop((20, 30))])
     with pytest.raises(InvalidArgumentError, match="Supported values are: a sequence of decoder transforms"):
