@@ -13,6 +13,7 @@ CPU's frames within the tolerance the tests state, not equal.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,17 @@ from gpudecode._backends._swscale import RgbScaler, ScratchFrame, rgb_scaler
 from gpudecode._errors import InvalidArgumentError
 from gpudecode._transforms import CropOp, Op, ScaleOp, resolve_transforms
 
-__all__ = ["CpuShaper", "OutputSpec", "output_spec", "shape_tensor"]
+__all__ = [
+    "CpuShaper",
+    "DevicePlan",
+    "DevicePlans",
+    "OutputSpec",
+    "ResamplePlan",
+    "aa_bilinear_taps",
+    "output_spec",
+    "resample_plan",
+    "shape_tensor",
+]
 
 _FLOAT_SCALE = np.float32(65535)  # RGB48 full scale: torchcodec's float32 output is RGB48 / 65535
 
@@ -158,3 +169,124 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
             x = F.interpolate(x, size=(op.height, op.width), mode="bilinear", antialias=True, align_corners=False)
             img = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
     return img.float().div_(255.0) if spec.float32 else img
+
+
+def aa_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Antialiased bilinear resampling of one axis, weighed as torch's ``interpolate(mode="bilinear", antialias=True)``.
+
+    For each output position: its first input position and its weights.
+
+    Returns:
+        ``starts`` (``(out_size,)`` int32) and ``weights`` (``(out_size, taps)`` float32, each row summing to 1,
+        zero past a position's support).
+    """
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    taps = math.ceil(support) * 2 + 1
+    starts = np.zeros(out_size, np.int32)
+    weights = np.zeros((out_size, taps), np.float64)
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        n = min(int(center + support + 0.5), in_size) - lo
+        w = np.maximum(0.0, 1.0 - np.abs((np.arange(n) + lo - center + 0.5) * invscale))
+        total = w.sum()
+        weights[i, :n] = w / total if total else w
+        starts[i] = lo
+    return starts, weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ResamplePlan:
+    """An output spec as the fused GPU kernel performs it: per output column and row, where to read and how much.
+
+    Attributes:
+        x_start: ``(width,)`` int32: the first upright column each output column reads (crops folded in).
+        x_weights: ``(width, taps)`` float32 weights of the columns that follow it.
+        y_start: ``(height,)`` int32, rows likewise.
+        y_weights: ``(height, taps)`` float32.
+        quarter_turns: Rotation from the coded frame to the upright one (``numpy.rot90``'s ``k``).
+    """
+
+    x_start: np.ndarray
+    x_weights: np.ndarray
+    y_start: np.ndarray
+    y_weights: np.ndarray
+    quarter_turns: int
+
+
+def _axis(ops: Sequence[Op], size: int, horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of :func:`resample_plan`: crops before the resize shift the start, crops after it pick rows."""
+    offset, length = 0, size  # in the upright frame, before the resize
+    table: tuple[np.ndarray, np.ndarray] | None = None
+    win_off, win_len = 0, size  # in the resized frame
+    for op in ops:
+        n = op.width if horizontal else op.height
+        if isinstance(op, CropOp):
+            start = op.left if horizontal else op.top
+            if table is None:
+                offset, length = offset + start, n
+            else:
+                win_off, win_len = win_off + start, n
+        else:
+            table = aa_bilinear_taps(length, n)
+            win_off, win_len = 0, n
+    if table is None:
+        return np.arange(offset, offset + length, dtype=np.int32), np.ones((length, 1), np.float32)
+    starts, weights = table
+    sel = slice(win_off, win_off + win_len)
+    return (starts[sel] + offset).astype(np.int32), np.ascontiguousarray(weights[sel])
+
+
+def resample_plan(spec: OutputSpec, coded_height: int, coded_width: int) -> ResamplePlan | None:
+    """``spec`` as one pass of the fused kernel, or ``None`` when it has more than one resize (then torch shapes)."""
+    if sum(isinstance(op, ScaleOp) for op in spec.ops) > 1:
+        return None
+    k = spec.quarter_turns
+    height, width = (coded_width, coded_height) if k % 2 else (coded_height, coded_width)
+    xs, xw = _axis(spec.ops, width, True)
+    ys, yw = _axis(spec.ops, height, False)
+    return ResamplePlan(x_start=xs, x_weights=xw, y_start=ys, y_weights=yw, quarter_turns=k)
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """A :class:`ResamplePlan`'s tables on the device, as the fused kernel takes them.
+
+    Attributes:
+        tensors: The four tables (x starts, x weights, y starts, y weights); they keep the pointers valid.
+        pointers: ``(x_start, x_weights, x_taps, y_start, y_weights, y_taps)``: device pointers and tap counts.
+        scale_offset: Per-channel scale, then offset, applied to the filtered 0..255 value (``1/255, 0`` for
+            float32 output).
+    """
+
+    tensors: tuple[torch.Tensor, ...]
+    pointers: tuple[int, int, int, int, int, int]
+    scale_offset: tuple[float, float, float, float, float, float]
+
+
+class DevicePlans:
+    """Fused-kernel plans of one backend, per output spec, uploaded once to ``device``."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._device = device
+        self._plans: dict[OutputSpec, DevicePlan | None] = {}
+
+    def get(self, spec: OutputSpec, coded_height: int, coded_width: int) -> DevicePlan | None:
+        """The plan for ``spec`` on this backend's frames, or ``None`` when the kernel cannot do it in one pass."""
+        if spec in self._plans:
+            return self._plans[spec]
+        plan = resample_plan(spec, coded_height, coded_width)
+        dev = None
+        if plan is not None:
+            tabs = tuple(
+                torch.from_numpy(np.ascontiguousarray(t)).to(self._device)
+                for t in (plan.x_start, plan.x_weights, plan.y_start, plan.y_weights)
+            )
+            xt, yt = plan.x_weights.shape[1], plan.y_weights.shape[1]
+            ptrs = (tabs[0].data_ptr(), tabs[1].data_ptr(), xt, tabs[2].data_ptr(), tabs[3].data_ptr(), yt)
+            scale = 1.0 / 255.0 if spec.float32 else 1.0
+            dev = DevicePlan(tensors=tabs, pointers=ptrs, scale_offset=(scale, scale, scale, 0.0, 0.0, 0.0))
+        self._plans[spec] = dev
+        return dev

@@ -36,6 +36,8 @@ def host_kernel() -> ctypes.CDLL:
         check=True,
     )
     lib = ctypes.CDLL(str(out))
+    i, p, ll = ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong
+    lib.run_yuv420_resample.argtypes = [i, p, p, ll, i, i, i, p, ll, i, i, i, i, i, p, p, i, p, p, i, p, p, i, i]
     lib.run_yuv420_to_rgb.argtypes = [
         ctypes.c_int,
         ctypes.c_void_p,
@@ -80,6 +82,62 @@ def run(
         dst_ptr,
         dst_frame_stride,
         int(planar),
+        m.ctypes.data,
+        frames,
+        16 - bits if bits > 8 else 0,
+    )
+
+
+def resample(
+    *,
+    luma_ptr: int,
+    chroma_ptr: int,
+    pitch: int,
+    coded_width: int,
+    coded_height: int,
+    dst_ptr: int,
+    out_width: int,
+    out_height: int,
+    planar: bool,
+    out_float: bool,
+    quarter_turns: int,
+    tables: tuple[int, int, int, int, int, int],
+    scale_offset: tuple[float, ...],
+    spec,
+    stream_ptr: int = 0,
+    frames: int = 1,
+    src_frame_stride: int = 0,
+    dst_frame_stride: int = 0,
+) -> None:
+    """The fused resampling kernel on the host, with the launcher's keyword interface (``Yuv420ToRgb.resample``)."""
+    from gpudecode._backends._kernels import matrix_arg
+
+    m = np.ascontiguousarray(matrix_arg(spec), dtype=np.float32)
+    so = np.ascontiguousarray(scale_offset, dtype=np.float32)
+    xs, xw, xt, ys, yw, yt = tables
+    bits = spec.bit_depth
+    host_kernel().run_yuv420_resample(
+        bits,
+        luma_ptr,
+        chroma_ptr,
+        src_frame_stride,
+        pitch,
+        coded_width,
+        coded_height,
+        dst_ptr,
+        dst_frame_stride,
+        out_width,
+        out_height,
+        int(planar),
+        int(out_float),
+        quarter_turns,
+        xs,
+        xw,
+        xt,
+        ys,
+        yw,
+        yt,
+        so.ctypes.data,
         m.ctypes.data,
         frames,
         16 - bits if bits > 8 else 0,

@@ -57,11 +57,14 @@ def _empty_cache(monkeypatch):
     _nvdec.decoder_cache.clear()
 
 
-def nvdec_decoder(path, nvc=None, **kwargs):
-    """A VideoDecoder whose backend is the NVDEC backend over the fake module, with CPU output."""
+def nvdec_decoder(path, nvc=None, fused=True, **kwargs):
+    """A VideoDecoder whose backend is the NVDEC backend over the fake module, with CPU output (host-run kernels;
+    ``fused=False``: without the fused shaping kernel, so transforms are applied with torch after conversion)."""
+    from kernel_host import resample
+
     dec = VideoDecoder(path, **kwargs)
     nvc = nvc or make_module()
-    mods = Modules(nvc=nvc, convert=host_convert, cuda_ok=False)
+    mods = Modules(nvc=nvc, convert=host_convert, cuda_ok=False, resample=resample if fused else None)
     backend = create_nvdec_backend(
         torch.device("cpu"), dec._pipe.demuxer.stream, dec.metadata.bit_depth, dec._state.color, modules=mods
     )

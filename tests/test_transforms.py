@@ -240,29 +240,37 @@ def test_frames_held_past_the_real_end_are_shaped_by_ffmpeg(tmp_path):
 
 @pytest.mark.parametrize("name", ["h264_bframes", "rotated90", "vp9"])
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
-def test_nvdec_path_shapes_its_frames_with_torch(video, name, dtype):
-    """The NVDEC path (fake NVDEC, host-run kernel) converts each surface with the kernel, then rotates, crops and
-    resizes it with torch (``shape_tensor``; not yet fused into the kernel): exactly that, and close to the CPU's
-    FFmpeg frames. Tolerance, measured on these 96x64 test patterns: the kernel differs from FFmpeg by up to 3 (nearest
-    chroma), torch's antialiased bilinear from swscale's by up to ~15 at sharp edges when shrinking."""
+def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype):
+    """The NVDEC path (fake NVDEC, host-run kernels) converts, rotates, crops and resizes each surface in one kernel;
+    without that kernel (or for two resizes) it converts, then shapes with torch (``shape_tensor``), exactly.
+
+    Tolerances, measured on these 96x64 test patterns: the fused kernel filters unrounded RGB, so it is within 1
+    code value of the torch path, which rounds to uint8 first; both differ from the CPU's FFmpeg frames by the
+    kernel's nearest chroma (up to 3) and torch's antialiased bilinear against swscale's (up to ~15 at sharp edges
+    when shrinking)."""
     from test_nvdec import nvdec_decoder
 
     from gpudecode._shaping import output_spec, shape_tensor
 
     path = str(video(name))
     transforms = [CenterCrop((31, 45)), Resize((37, 53))]
-    gpu, _ = nvdec_decoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
-    got = gpu[:]
+    fused, _ = nvdec_decoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
+    torch_path, _ = nvdec_decoder(path, fused=False, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
+    got, slow = fused[:], torch_path[:]
+    assert [p is not None for p in fused._pipe.backend._plans._plans.values()] == [True]  # the fused kernel ran
     plain, _ = nvdec_decoder(path, dimension_order="NHWC")  # the kernel's whole frames, upright
     k, m = plain._state.quarter_turns, plain.metadata
     spec = output_spec(transforms, dtype, m.height, m.width, 8, k)
     coded = torch.rot90(plain[:], -k, dims=(1, 2))
-    want = torch.stack([shape_tensor(f, spec) for f in coded])
-    assert got.dtype == dtype and torch.equal(got, want)
-    cpu = VideoDecoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")[:]
+    assert torch.equal(slow, torch.stack([shape_tensor(f, spec) for f in coded]))
     scale = 255.0 if dtype == torch.float32 else 1.0
+    assert got.dtype == dtype and got.shape == slow.shape
+    assert float((got.double() - slow.double()).abs().max()) * scale <= 1.0 + 1e-4
+    cpu = VideoDecoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")[:]
     d = (cpu.double() - got.double()).abs() * scale
     assert d.max() <= 16 and d.mean() <= 2, (float(d.max()), float(d.mean()))
+    two, _ = nvdec_decoder(path, transforms=[Resize((40, 50)), Resize((20, 30))], dimension_order="NHWC")
+    assert two[:].shape == (len(cpu), 20, 30, 3)  # not fused: converted, then shaped with torch
 
 
 def test_scaling_stays_inside_guard_paged_scratch_frames(video):

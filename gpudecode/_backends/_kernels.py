@@ -15,6 +15,7 @@ __all__ = ["KERNEL_FILES", "kernel_path", "kernel_source", "matrix_arg", "Yuv420
 
 KERNEL_FILES = ("yuv420_to_rgb.cu",)
 BLOCK = (32, 8, 1)
+RESAMPLE_BLOCK = (16, 16, 1)
 _MODULES: dict[tuple[str, int], Any] = {}  # compiled once per device (CuPy also caches the binary on disk)
 
 
@@ -54,6 +55,8 @@ class Yuv420ToRgb:
         with cupy.cuda.Device(device_index):  # load the module's functions on the device it was compiled for
             self._k8 = self._module.get_function("yuv420_8_to_rgb")
             self._k16 = self._module.get_function("yuv420_16_to_rgb")
+            self._r8 = self._module.get_function("yuv420_8_resample")
+            self._r16 = self._module.get_function("yuv420_16_resample")
         self._streams: dict[int, Any] = {}  # CUstream handle -> CuPy ExternalStream, made once
         self._matrices: dict[ColorSpec, tuple[np.float32, ...]] = {}  # per colour spec, computed once
 
@@ -86,9 +89,7 @@ class Yuv420ToRgb:
         mat = self._matrices.get(spec)
         if mat is None:
             mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
-        stream = self._streams.get(stream_ptr)
-        if stream is None:
-            stream = self._streams[stream_ptr] = cp.cuda.ExternalStream(stream_ptr, self._device_index)
+        stream = self._stream(stream_ptr)
         grid = ((width + BLOCK[0] - 1) // BLOCK[0], (height + BLOCK[1] - 1) // BLOCK[1], frames)
         args = [
             np.uint64(luma_ptr),
@@ -107,3 +108,72 @@ class Yuv420ToRgb:
                 self._k16(grid, BLOCK, (*args, np.int32(16 - spec.bit_depth)))
             else:
                 self._k8(grid, BLOCK, tuple(args))
+
+    def _stream(self, stream_ptr: int) -> Any:
+        stream = self._streams.get(stream_ptr)
+        if stream is None:
+            stream = self._streams[stream_ptr] = self._cp.cuda.ExternalStream(stream_ptr, self._device_index)
+        return stream
+
+    def resample(
+        self,
+        *,
+        luma_ptr: int,
+        chroma_ptr: int,
+        pitch: int,
+        coded_width: int,
+        coded_height: int,
+        dst_ptr: int,
+        out_width: int,
+        out_height: int,
+        planar: bool,
+        out_float: bool,
+        quarter_turns: int,
+        tables: tuple[int, int, int, int, int, int],
+        scale_offset: tuple[float, float, float, float, float, float],
+        spec: ColorSpec,
+        stream_ptr: int,
+        frames: int = 1,
+        src_frame_stride: int = 0,
+        dst_frame_stride: int = 0,
+    ) -> None:
+        """Convert, rotate, crop and resize ``frames`` surfaces into ``dst`` in one pass (asynchronously).
+
+        ``tables`` are device pointers and tap counts of a :class:`gpudecode._shaping.ResamplePlan`: ``(x_start,
+        x_weights, x_taps, y_start, y_weights, y_taps)``; ``scale_offset`` the per-channel output scale, then offset.
+        """
+        cp = self._cp
+        mat = self._matrices.get(spec)
+        if mat is None:
+            mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
+        bx, by, _ = RESAMPLE_BLOCK
+        grid = ((out_width + bx - 1) // bx, (out_height + by - 1) // by, frames)
+        xs, xw, xt, ys, yw, yt = tables
+        args = [
+            np.uint64(luma_ptr),
+            np.uint64(chroma_ptr),
+            np.int64(src_frame_stride),
+            np.int32(pitch),
+            np.int32(coded_width),
+            np.int32(coded_height),
+            np.uint64(dst_ptr),
+            np.int64(dst_frame_stride),
+            np.int32(out_width),
+            np.int32(out_height),
+            np.int32(1 if planar else 0),
+            np.int32(1 if out_float else 0),
+            np.int32(quarter_turns),
+            np.uint64(xs),
+            np.uint64(xw),
+            np.int32(xt),
+            np.uint64(ys),
+            np.uint64(yw),
+            np.int32(yt),
+            *(np.float32(v) for v in scale_offset),
+            *mat,
+        ]
+        with cp.cuda.Device(self._device_index), self._stream(stream_ptr):
+            if spec.bit_depth > 8:
+                self._r16(grid, RESAMPLE_BLOCK, (*args, np.int32(16 - spec.bit_depth)))
+            else:
+                self._r8(grid, RESAMPLE_BLOCK, tuple(args))

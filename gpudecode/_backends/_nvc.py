@@ -39,12 +39,15 @@ class Modules:
     Attributes:
         nvc: The ``PyNvVideoCodec`` module.
         convert: Callable launching the color kernel (``gpudecode._backends._kernels.Yuv420ToRgb`` or a fake).
+        resample: Callable launching the fused shaping kernel (``Yuv420ToRgb.resample`` or a fake); ``None``: frames
+            with transforms or float output are shaped with torch after ``convert``.
         cuda_ok: Whether torch can allocate on the device (``False`` lets tests run on the CPU).
     """
 
     nvc: Any
     convert: Callable[..., None]
     cuda_ok: bool = True
+    resample: Callable[..., None] | None = None
     streams: Any = None  # stream operations (TorchStreams when None and cuda_ok; tests inject a recorder)
 
 
@@ -115,7 +118,7 @@ def _import_modules(device_index: int) -> Modules:
         convert = Yuv420ToRgb(cupy, device_index)
     except Exception as exc:
         raise NvdecUnavailable(f"the CUDA color kernel could not be compiled: {exc}") from exc
-    return Modules(nvc=nvc, convert=convert)
+    return Modules(nvc=nvc, convert=convert, resample=convert.resample)
 
 
 _PROBE_CODE = (

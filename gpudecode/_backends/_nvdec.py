@@ -10,13 +10,10 @@ flush the parameter sets must be sent again before the first packet.
 
 from __future__ import annotations
 
-import atexit
+import contextlib
 import logging
-import os
 import struct
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +21,21 @@ import numpy as np
 import torch
 
 from gpudecode._backends._base import BackendUnsupported
-from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, forget_after_fork, load_modules
+from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, load_modules
+from gpudecode._backends._nvdec_cache import (
+    DecoderCache,
+    acquire_decoder,
+    decoder_cache,
+    default_cache_size,
+    size_bucket,
+)
 from gpudecode._color import ColorSpec
 from gpudecode._container import codec_name
 from gpudecode._errors import DecodeError
-from gpudecode._shaping import OutputSpec, shape_tensor
+from gpudecode._shaping import DevicePlans, OutputSpec, shape_tensor
 
 __all__ = [
+    "DecoderCache",
     "Modules",
     "NvdecBackend",
     "NvdecUnavailable",
@@ -61,8 +66,6 @@ CAPS_SUPPORTED, CAPS_WIDTH_MAX, CAPS_HEIGHT_MAX = "supported", "width_max", "hei
 CAPS_WIDTH_MIN, CAPS_HEIGHT_MIN = "width_min", "height_min"
 ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 YUV420 = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "yuv420p12le", "p010le", "p016le"}
-# Decoders are created for a size bucket so that one can serve many videos (NVDEC reconfigures within it).
-SIZE_BUCKETS = ((1920, 1088), (3840, 2176), (8192, 8192))
 
 
 _START = b"\x00\x00\x00\x01"
@@ -109,103 +112,6 @@ def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
     return b"".join(out)
 
 
-# -- decoder cache ---------------------------------------------------------------------------------------------
-class DecoderCache:
-    """Idle NVDEC decoders per (gpu, codec, bit depth, size bucket, stream), bounded and LRU-evicted."""
-
-    def __init__(self, max_idle: int = 16, max_per_key: int = 4) -> None:
-        self._lock = threading.Lock()
-        self._idle: OrderedDict[tuple[Any, ...], list[Any]] = OrderedDict()
-        self.max_idle = max_idle
-        self.max_per_key = max_per_key
-        self.created = 0
-        self.reused = 0
-
-    def acquire(self, key: tuple[Any, ...], create: Callable[[], Any]) -> Any:
-        """Return an idle decoder for ``key`` or a new one."""
-        with self._lock:
-            pool = self._idle.get(key)
-            if pool:
-                self._idle.move_to_end(key)
-                self.reused += 1
-                return pool.pop()
-        dec = create()
-        with self._lock:
-            self.created += 1
-        return dec
-
-    def release(self, key: tuple[Any, ...], decoder: Any) -> None:
-        """Give a flushed decoder back for reuse (dropped when the cache is full)."""
-        with self._lock:
-            pool = self._idle.setdefault(key, [])
-            if len(pool) < self.max_per_key:
-                pool.append(decoder)
-                self._idle.move_to_end(key)
-            self._evict()
-
-    def resize(self, max_idle: int) -> None:
-        """Hold at most ``max_idle`` idle decoders from now on (the least recently used beyond it are released)."""
-        with self._lock:
-            self.max_idle = max_idle
-            self._evict()
-
-    def _evict(self) -> None:
-        while sum(len(p) for p in self._idle.values()) > self.max_idle:
-            oldest = next(iter(self._idle))
-            self._idle[oldest].pop(0)
-            if not self._idle[oldest]:
-                del self._idle[oldest]
-
-    def idle_count(self) -> int:
-        """Number of idle decoders held."""
-        with self._lock:
-            return sum(len(p) for p in self._idle.values())
-
-    def clear(self) -> None:
-        """Release every idle decoder."""
-        with self._lock:
-            self._idle.clear()
-
-
-NVDEC_CACHE_ENV = "GPUDECODE_NVDEC_CACHE_SIZE"
-_DEFAULT_CACHE_SIZE = 16
-
-
-def default_cache_size() -> int:
-    """The idle-decoder bound before :func:`gpudecode.set_nvdec_cache_size`: ``$GPUDECODE_NVDEC_CACHE_SIZE``, else 16.
-
-    A value that is not an integer >= 0 is ignored with a warning.
-    """
-    text = os.environ.get(NVDEC_CACHE_ENV)
-    if text is None:
-        return _DEFAULT_CACHE_SIZE
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        logger.warning("gpudecode: ignoring %s=%r (not an integer >= 0)", NVDEC_CACHE_ENV, text)
-        return _DEFAULT_CACHE_SIZE
-    return value
-
-
-decoder_cache = DecoderCache(max_idle=default_cache_size())
-atexit.register(decoder_cache.clear)
-_inherited: list[Any] = []
-
-
-def _forget_after_fork() -> None:
-    # A child must never use (or destroy) its parent's NVDEC sessions: keep them referenced, start empty.
-    _inherited.append(decoder_cache._idle)
-    _inherited.extend(forget_after_fork())
-    decoder_cache._idle = OrderedDict()
-    decoder_cache._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
-
-
 # -- backend ----------------------------------------------------------------------------------------------------
 @dataclass
 class NvFrame:
@@ -220,13 +126,6 @@ class NvFrame:
     pts: int | None
     duration: int | None
     surface: Any
-
-
-def _bucket(width: int, height: int) -> tuple[int, int]:
-    for bw, bh in SIZE_BUCKETS:
-        if width <= bw and height <= bh:
-            return bw, bh
-    return width, height
 
 
 class NvdecBackend:
@@ -284,6 +183,7 @@ class NvdecBackend:
         self._keep: list[Any] = []  # host buffers that must outlive the Decode call
         self._broken = False  # the decoder refused the stream (BackendUnsupported): never cached again
         self._expected_format = getattr(self._nvc.Pixel_Format, "P016" if self._bytes == 2 else "NV12")
+        self._plans = DevicePlans(device)  # fused-kernel tables per output spec, on the device
 
     # -- feeding ------------------------------------------------------------------------------------------------
     def _packet_data(self, data_ptr: int, size: int, pts: int) -> Any:
@@ -418,8 +318,50 @@ class NvdecBackend:
         return out
 
     def convert_shaped(self, frame: NvFrame, spec: OutputSpec, out: torch.Tensor) -> None:
-        """Convert a surface, then rotate and transform it with torch on the device (not fused into the kernel)."""
-        out.copy_(shape_tensor(self.convert(frame), spec))
+        """Convert a surface straight into its shaped form: colour, rotation, crops, resize and dtype in one kernel.
+
+        A spec the kernel cannot do in one pass (two resizes), or modules without the fused kernel, is shaped with
+        torch after the plain conversion.
+
+        Raises:
+            DecodeError: The slot is not ``spec``'s frame shape, or the surface is not as expected.
+        """
+        plan = self._plans.get(spec, self._height, self._width) if self._m.resample is not None else None
+        if plan is None:
+            out.copy_(shape_tensor(self.convert(frame), spec))
+            return
+        if tuple(out.shape) != (spec.height, spec.width, 3) or not out.is_contiguous() or out.dtype != spec.dtype:
+            raise DecodeError(f"The output slot {tuple(out.shape)} {out.dtype} does not hold a shaped frame.")
+        luma, chroma, pitch = self._planes(frame.surface)
+        with self._on_decode_stream(out):
+            self._m.resample(
+                luma_ptr=luma,
+                chroma_ptr=chroma,
+                pitch=pitch,
+                coded_width=self._width,
+                coded_height=self._height,
+                dst_ptr=out.data_ptr(),
+                out_width=spec.width,
+                out_height=spec.height,
+                planar=False,
+                out_float=spec.float32,
+                quarter_turns=spec.quarter_turns,
+                tables=plan.pointers,
+                scale_offset=plan.scale_offset,
+                spec=self._color,
+                stream_ptr=self._stream_ptr,
+            )
+
+    @contextlib.contextmanager
+    def _on_decode_stream(self, out: torch.Tensor) -> Iterator[None]:
+        """Run a kernel on the decode stream after the caller's queued work; the caller's stream then waits on it."""
+        streams, decode_stream = self._streams, self._decode_stream
+        if streams is not None:
+            streams.wait(decode_stream, streams.current(self._device))
+        yield
+        if streams is not None:
+            streams.record(out, decode_stream)
+            streams.wait(streams.current(self._device), decode_stream)
 
     def convert_into(self, frame: NvFrame, out: torch.Tensor) -> None:
         """Convert a surface into ``out``, a C-contiguous ``(H, W, 3)`` uint8 slot (of a batch) on the device.
@@ -437,23 +379,18 @@ class NvdecBackend:
                 f"{tuple(out.shape)}; resolution changes are not supported."
             )
         luma, chroma, pitch = self._planes(frame.surface)
-        streams, decode_stream = self._streams, self._decode_stream
-        if streams is not None:
-            streams.wait(decode_stream, streams.current(self._device))
-        self._m.convert(
-            luma_ptr=luma,
-            chroma_ptr=chroma,
-            pitch=pitch,
-            width=self._width,
-            height=self._height,
-            dst_ptr=out.data_ptr(),
-            planar=False,
-            spec=self._color,
-            stream_ptr=self._stream_ptr,
-        )
-        if streams is not None:
-            streams.record(out, decode_stream)
-            streams.wait(streams.current(self._device), decode_stream)
+        with self._on_decode_stream(out):
+            self._m.convert(
+                luma_ptr=luma,
+                chroma_ptr=chroma,
+                pitch=pitch,
+                width=self._width,
+                height=self._height,
+                dst_ptr=out.data_ptr(),
+                planar=False,
+                spec=self._color,
+                stream_ptr=self._stream_ptr,
+            )
 
     def close(self) -> None:
         """Drain the decoder and give it back to the cache (a decoder that refused the stream is dropped)."""
@@ -479,40 +416,6 @@ def _check_stream(codec: str, pix_fmt: str, bit_depth: int) -> None:
         raise NvdecUnavailable(f"gpudecode's NVDEC path handles 4:2:0 content only (stream is {pix_fmt or 'unknown'})")
     if bit_depth > 12:
         raise NvdecUnavailable(f"NVDEC decodes at most 12 bits per sample (stream has {bit_depth})")
-
-
-def _acquire_decoder(nvc: Any, key: tuple[Any, ...], codec_enum: Any, width: int, height: int) -> Any:
-    """A cached decoder for ``key`` (``(gpu, codec, bit depth, max width, max height, stream)``), else a new one.
-
-    Raises:
-        NvdecUnavailable: Decoder creation failed.
-    """
-    index, _codec, _depth, max_w, max_h, stream_ptr = key
-
-    def create() -> Any:
-        try:
-            dec = nvc.CreateDecoder(
-                gpuid=index,
-                codec=codec_enum,
-                cudacontext=0,
-                cudastream=stream_ptr,
-                usedevicememory=True,
-                maxwidth=max_w,
-                maxheight=max_h,
-                outputColorType=nvc.OutputColorType.NATIVE,
-            )
-        except Exception as exc:
-            raise NvdecUnavailable(f"NVDEC decoder creation failed: {exc}") from exc
-        _DECODER_SIZES[id(dec)] = (width, height)
-        return dec
-
-    decoder = decoder_cache.acquire(key, create)
-    if _DECODER_SIZES.get(id(decoder)) != (width, height):
-        # A reused decoder keeps its first video's display area and output size unless told (NVIDIA's
-        # decode_reconfigure sample does the same).
-        decoder.setReconfigParams(width, height)
-        _DECODER_SIZES[id(decoder)] = (width, height)
-    return decoder
 
 
 def create_nvdec_backend(
@@ -542,7 +445,7 @@ def create_nvdec_backend(
         raise NvdecUnavailable(f"this PyNvVideoCodec has no {NVDEC_CODECS[codec]} decoder")
     width, height = int(cc.width), int(cc.height)
     limit_w, limit_h = _check_caps(nvc, codec, codec_enum, bit_depth, width, height)
-    bucket_w, bucket_h = _bucket(width, height)
+    bucket_w, bucket_h = size_bucket(width, height)
     max_w, max_h = min(bucket_w, limit_w), min(bucket_h, limit_h)  # a bucket above the GPU's limit fails to decode
     # Decoder and kernels share one non-default stream per device: the legacy default stream would cost a host
     # synchronization per frame inside PyNvVideoCodec, and would not be ordered against torch's side streams.
@@ -550,7 +453,7 @@ def create_nvdec_backend(
     decode_stream = streams.decode(index) if streams is not None else None
     stream_ptr = streams.handle(decode_stream) if streams is not None else 0
     key = (index, codec, bit_depth, max_w, max_h, stream_ptr)
-    decoder = _acquire_decoder(nvc, key, codec_enum, width, height)
+    decoder = acquire_decoder(nvc, key, codec_enum, width, height)
     return NvdecBackend(
         modules=modules,
         device=device,
@@ -567,7 +470,6 @@ def create_nvdec_backend(
 # (module id, codec, bit depth) -> (module, caps): queried once per process and module (the module is kept so its
 # id stays unique)
 _CAPS: dict[tuple[int, str, int], tuple[Any, dict[str, Any] | None]] = {}
-_DECODER_SIZES: dict[int, tuple[int, int]] = {}  # id(decoder) -> the frame size it was last set up for
 
 
 def _caps(nvc: Any, codec: str, codec_enum: Any, bit_depth: int) -> dict[str, Any] | None:
