@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from gpudecode._backends._swscale import RgbScaler, ScratchFrame, rgb_scaler
 from gpudecode._errors import InvalidArgumentError
-from gpudecode._transforms import CropOp, Op, ScaleOp, resolve_transforms
+from gpudecode._transforms import CropOp, NormalizeOp, Op, ScaleOp, resolve_transforms
 
 __all__ = [
     "CpuShaper",
@@ -51,6 +51,7 @@ class OutputSpec:
         width: Returned frame width.
         float32: Float32 RGB in ``[0, 1]`` computed from RGB48 (``True``), or uint8 RGB24.
         quarter_turns: The container's rotation, applied before ``ops``.
+        normalize: Per-channel mean and std applied to float32 output last (``None``: values stay in ``[0, 1]``).
     """
 
     ops: tuple[Op, ...]
@@ -58,6 +59,18 @@ class OutputSpec:
     width: int
     float32: bool
     quarter_turns: int
+    normalize: NormalizeOp | None = None
+
+    def scale_offset(self) -> tuple[float, float, float, float, float, float]:
+        """Per channel, the factors taking a 0..255 value to the output value: ``v * scale + offset``."""
+        if not self.float32:
+            return (1.0, 1.0, 1.0, 0.0, 0.0, 0.0)
+        if self.normalize is None:
+            return (1 / 255, 1 / 255, 1 / 255, 0.0, 0.0, 0.0)
+        n = self.normalize
+        scale = tuple(1 / (255 * s) for s in n.std)
+        offset = tuple(-m / s for m, s in zip(n.mean, n.std, strict=True))
+        return (*scale, *offset)  # type: ignore[return-value]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -90,9 +103,18 @@ def output_spec(
             f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8, torch.float32, 'auto'."
         )
     ops = resolve_transforms(transforms, height, width)
+    normalize = None
+    if ops and isinstance(ops[-1], NormalizeOp):
+        if not float32:
+            raise InvalidArgumentError(
+                f"Invalid output_dtype ({output_dtype!r}) with Normalize. Supported values are: torch.float32."
+            )
+        normalize, ops = ops[-1], ops[:-1]
     if ops:
         height, width = ops[-1].height, ops[-1].width
-    return OutputSpec(ops=ops, height=height, width=width, float32=float32, quarter_turns=quarter_turns)
+    return OutputSpec(
+        ops=ops, height=height, width=width, float32=float32, quarter_turns=quarter_turns, normalize=normalize
+    )
 
 
 class CpuShaper:
@@ -121,6 +143,9 @@ class CpuShaper:
             raise ValueError(f"destination {out.shape} does not hold a shaped frame {img.shape}")
         if spec.float32:
             np.divide(img, _FLOAT_SCALE, out=out, dtype=np.float32)
+            if spec.normalize is not None:
+                out -= np.asarray(spec.normalize.mean, np.float32)
+                out /= np.asarray(spec.normalize.std, np.float32)
         else:
             np.copyto(out, img)
 
@@ -168,7 +193,13 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
             x = img.permute(2, 0, 1)[None].float()
             x = F.interpolate(x, size=(op.height, op.width), mode="bilinear", antialias=True, align_corners=False)
             img = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
-    return img.float().div_(255.0) if spec.float32 else img
+    if not spec.float32:
+        return img
+    x = img.float().div_(255.0)
+    if spec.normalize is not None:
+        n = spec.normalize
+        x.sub_(torch.tensor(n.mean, device=x.device)).div_(torch.tensor(n.std, device=x.device))
+    return x
 
 
 def aa_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +317,6 @@ class DevicePlans:
             )
             xt, yt = plan.x_weights.shape[1], plan.y_weights.shape[1]
             ptrs = (tabs[0].data_ptr(), tabs[1].data_ptr(), xt, tabs[2].data_ptr(), tabs[3].data_ptr(), yt)
-            scale = 1.0 / 255.0 if spec.float32 else 1.0
-            dev = DevicePlan(tensors=tabs, pointers=ptrs, scale_offset=(scale, scale, scale, 0.0, 0.0, 0.0))
+            dev = DevicePlan(tensors=tabs, pointers=ptrs, scale_offset=spec.scale_offset())
         self._plans[spec] = dev
         return dev

@@ -5,6 +5,7 @@ The public classes are re-exported by :mod:`gpudecode.transforms`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,18 @@ import torch
 from gpudecode._args import as_int
 from gpudecode._errors import InvalidArgumentError, TransformSizeError
 
-__all__ = ["CenterCrop", "CropOp", "DecoderTransform", "Op", "RandomCrop", "Resize", "ScaleOp", "resolve_transforms"]
+__all__ = [
+    "CenterCrop",
+    "CropOp",
+    "DecoderTransform",
+    "Normalize",
+    "NormalizeOp",
+    "Op",
+    "RandomCrop",
+    "Resize",
+    "ScaleOp",
+    "resolve_transforms",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,17 @@ class CropOp:
     left: int
 
 
-Op = ScaleOp | CropOp
+@dataclass(frozen=True)
+class NormalizeOp:
+    """Float output: ``(value - mean[c]) / std[c]`` per channel, on values in ``[0, 1]`` (always last)."""
+
+    height: int
+    width: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+Op = ScaleOp | CropOp | NormalizeOp
 
 
 def _size(size: Any, name: str) -> tuple[int, int]:
@@ -142,6 +164,45 @@ class RandomCrop(DecoderTransform):
         return CropOp(h, w, top, left)
 
 
+def _channels(values: Any, name: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or not all(math.isfinite(v) for v in out):
+        raise InvalidArgumentError(f"Invalid Normalize {name} ({values!r}). Supported values are: 3 finite numbers.")
+    return out  # type: ignore[return-value]
+
+
+class Normalize(DecoderTransform):
+    """Normalize float frames per channel, ``(x - mean) / std`` on RGB in ``[0, 1]`` (a gpudecode extension).
+
+    The last transform, with ``output_dtype=torch.float32``; on the GPU it costs nothing (the fused kernel writes the
+    normalized value). ``Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))`` gives ImageNet's normalization.
+
+    Args:
+        mean: Three channel means (R, G, B).
+        std: Three channel standard deviations, each > 0.
+
+    Raises:
+        InvalidArgumentError: Not three finite numbers each, or a standard deviation <= 0 (at the decoder: not the
+            last transform, or uint8 output).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = _channels(mean, "mean")
+        self.std = _channels(std, "std")
+        if min(self.std) <= 0:
+            raise InvalidArgumentError(f"Invalid Normalize std ({std!r}). Supported values are: numbers > 0.")
+        self.size = (0, 0)
+
+    def _op(self, height: int, width: int) -> Op:
+        return NormalizeOp(height, width, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
 def _torchvision_v2() -> Any:
     try:
         from torchvision.transforms import v2
@@ -200,6 +261,8 @@ def resolve_transforms(transforms: Sequence[Any] | None, height: int, width: int
                     "v2 transforms are accepted too, but torchvision is not installed)."
                 )
             t = _from_torchvision(t, v2)
+        if ops and isinstance(ops[-1], NormalizeOp):
+            raise InvalidArgumentError(f"Invalid transforms: {t!r} follows Normalize, which must be the last one.")
         op = t._op(height, width)
         ops.append(op)
         height, width = op.height, op.width

@@ -7,9 +7,10 @@ format=rgb24,scale=W:H:flags=bilinear,crop=w:h:x:y`` (``format=rgb48le`` and / 6
 ``output_dtype=torch.float32``), bit for bit, which is also what torchcodec computes.
 
 The matching ``torchvision.transforms.v2`` objects are accepted where torchcodec accepts them: ``Resize`` (bilinear,
-antialiased, an explicit ``(height, width)``), ``CenterCrop`` and ``RandomCrop`` (no padding).
+antialiased, an explicit ``(height, width)``), ``CenterCrop`` and ``RandomCrop`` (no padding). ``Normalize``
+(per-channel mean and std on float output, last) is gpudecode's own.
 """
 
-from gpudecode._transforms import CenterCrop, DecoderTransform, RandomCrop, Resize
+from gpudecode._transforms import CenterCrop, DecoderTransform, Normalize, RandomCrop, Resize
 
-__all__ = ["CenterCrop", "DecoderTransform", "RandomCrop", "Resize"]
+__all__ = ["CenterCrop", "DecoderTransform", "Normalize", "RandomCrop", "Resize"]

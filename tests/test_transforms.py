@@ -285,3 +285,29 @@ def test_scaling_stays_inside_guard_paged_scratch_frames(video):
     assert ok.returncode == 0 and ok.stdout.startswith("ok"), ok.stderr[-2000:]
     bad = subprocess.run([sys.executable, str(child), "--unpadded"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "ok" not in bad.stdout
+
+
+def test_normalize_is_the_last_step_of_float_output(video):
+    from test_nvdec import nvdec_decoder
+
+    from gpudecode.transforms import Normalize
+
+    path = str(video("hevc10"))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    tr = [Resize((20, 30)), Normalize(mean, std)]
+    dec = VideoDecoder(path, transforms=tr, output_dtype=torch.float32, dimension_order="NHWC")
+    want = cli_frames(path, "scale=30:20:flags=bilinear", 30, 20, rgb48=True)
+    want = (want - np.array(mean, np.float32)) / np.array(std, np.float32)
+    np.testing.assert_allclose(dec.get_frames_in_range(0, len(dec)).data.numpy(), want, rtol=0, atol=1e-6)
+    gpu, _ = nvdec_decoder(path, transforms=tr, output_dtype=torch.float32, dimension_order="NHWC")
+    # in uint8 steps; the tolerance of test_nvdec_path_shapes_its_frames_in_the_fused_kernel (measured 16.5 here)
+    d = (gpu[:].double() - torch.from_numpy(want).double()).abs() * 255 * torch.tensor(std, dtype=torch.float64)
+    assert d.max() <= 20 and d.mean() <= 2, (float(d.max()), float(d.mean()))
+    with pytest.raises(InvalidArgumentError, match=r"Invalid output_dtype .* with Normalize"):
+        VideoDecoder(path, transforms=tr)
+    with pytest.raises(InvalidArgumentError, match="follows Normalize, which must be the last one"):
+        VideoDecoder(path, transforms=[Normalize(mean, std), Resize((4, 4))], output_dtype=torch.float32)
+    with pytest.raises(InvalidArgumentError, match=r"Invalid Normalize std .*numbers > 0"):
+        Normalize(mean, (1, 0, 1))
+    with pytest.raises(InvalidArgumentError, match=r"Invalid Normalize mean .*3 finite numbers"):
+        Normalize((1, 2), std)

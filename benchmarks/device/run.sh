@@ -32,6 +32,10 @@ bench() {
     | tee "$OUT/short_clips_cuda.log" | tail -5
   cp benchmarks/results/short_clips.json "$OUT/short_clips_cuda.json" 2>/dev/null
   cp benchmarks/results/short_clips.md "$OUT/short_clips_cuda.md" 2>/dev/null
+  # decode-time transforms (issue 16): the fused kernel against decode-then-interpolate, frames/s and memory
+  timeout "${4:-90}" python3 benchmarks/gpu_transforms.py --rounds 2 --frames 120 --clips h264_1920x1080 2>&1 \
+    | tee "$OUT/gpu_transforms.log" | tail -8
+  cp benchmarks/results/gpu_transforms.md "$OUT/" 2>/dev/null
 }
 
 summary() {
@@ -42,11 +46,13 @@ summary() {
     echo; echo "## benchmark"; cat "$OUT/gpu_decode.md" 2>/dev/null || tail -20 "$OUT/gpu_decode.log" 2>/dev/null
     echo; echo "## short clips on CUDA"; cat "$OUT/short_clips_cuda.md" 2>/dev/null \
       || tail -20 "$OUT/short_clips_cuda.log" 2>/dev/null
+    echo; echo "## transforms on CUDA"; cat "$OUT/gpu_transforms.md" 2>/dev/null \
+      || tail -20 "$OUT/gpu_transforms.log" 2>/dev/null
   } > "$OUT/summary.md"
 }
 
 case "$what" in
-  all) tests 100 80; bench 120 2 100; summary ;;  # limits add up to about 8 minutes with the clip encodes
+  all) tests 100 80; bench 110 2 90 60; summary ;;  # limits add up to about 8 minutes with the clip encodes
   tests) tests ;;
   bench) bench ;;
   *) echo "usage: run.sh [all|tests|bench]"; exit 2 ;;
