@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gpudecode._backends._swscale import RgbScaler, ScratchFrame, rgb_scaler
+from gpudecode._backends._swscale import SWS_BICUBIC, SWS_BILINEAR, RgbScaler, ScratchFrame, rgb_scaler
 from gpudecode._errors import InvalidArgumentError
 from gpudecode._transforms import CropOp, NormalizeOp, Op, ScaleOp, resolve_transforms
 
@@ -32,7 +32,7 @@ __all__ = [
     "DevicePlans",
     "OutputSpec",
     "ResamplePlan",
-    "aa_bilinear_taps",
+    "aa_taps",
     "output_spec",
     "resample_plan",
     "shape_tensor",
@@ -156,7 +156,7 @@ class CpuShaper:
             np.copyto(packed, img)
             img = packed
         while len(self._scalers) <= k:
-            self._scalers.append(rgb_scaler())
+            self._scalers.append(rgb_scaler(SWS_BICUBIC if _bicubic(op) else SWS_BILINEAR))
         scaler = self._scalers[k]
         res = scaler.scale(img, op.height, op.width) if scaler is not None else None
         return res if res is not None else _reformat_scale(img, op)
@@ -176,7 +176,13 @@ def _reformat_scale(img: np.ndarray, op: ScaleOp) -> np.ndarray:
 
     fmt = "rgb24" if img.dtype == np.uint8 else "rgb48le"
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
-    return frame.reformat(op.width, op.height, fmt, interpolation=Interpolation.BILINEAR).to_ndarray()
+    how = Interpolation.BICUBIC if _bicubic(op) else Interpolation.BILINEAR
+    return frame.reformat(op.width, op.height, fmt, interpolation=how).to_ndarray()
+
+
+def _bicubic(op: ScaleOp) -> bool:
+    """Whether a resize is bicubic (else bilinear)."""
+    return op.interpolation == "bicubic"
 
 
 def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
@@ -191,7 +197,7 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
             img = img[op.top : op.top + op.height, op.left : op.left + op.width]
         else:
             x = img.permute(2, 0, 1)[None].float()
-            x = F.interpolate(x, size=(op.height, op.width), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(x, size=(op.height, op.width), mode=op.interpolation, antialias=True, align_corners=False)
             img = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
     if not spec.float32:
         return img
@@ -202,17 +208,33 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
     return x
 
 
-def aa_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Antialiased bilinear resampling of one axis, weighed as torch's ``interpolate(mode="bilinear", antialias=True)``.
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.maximum(0.0, 1.0 - np.abs(x))
 
-    For each output position: its first input position and its weights.
+
+def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0.0))
+
+
+_FILTERS = {"bilinear": (_triangle, 1.0), "bicubic": (_keys_cubic, 2.0)}  # filter, half-width at scale 1
+
+
+def aa_taps(in_size: int, out_size: int, interpolation: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """Antialiased resampling of one axis, weighed as torch's ``interpolate(mode=..., antialias=True)``.
+
+    For each output position: its first input position and its weights (bicubic: Keys' a = -0.5, torch's choice
+    for antialiased bicubic).
 
     Returns:
         ``starts`` (``(out_size,)`` int32) and ``weights`` (``(out_size, taps)`` float32, each row summing to 1,
         zero past a position's support).
     """
+    fn, half = _FILTERS[interpolation]
     scale = in_size / out_size
-    support = scale if scale >= 1.0 else 1.0
+    support = half * scale if scale >= 1.0 else half
     invscale = 1.0 / scale if scale >= 1.0 else 1.0
     taps = math.ceil(support) * 2 + 1
     starts = np.zeros(out_size, np.int32)
@@ -221,7 +243,7 @@ def aa_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarra
         center = scale * (i + 0.5)
         lo = max(int(center - support + 0.5), 0)
         n = min(int(center + support + 0.5), in_size) - lo
-        w = np.maximum(0.0, 1.0 - np.abs((np.arange(n) + lo - center + 0.5) * invscale))
+        w = fn((np.arange(n) + lo - center + 0.5) * invscale)
         total = w.sum()
         weights[i, :n] = w / total if total else w
         starts[i] = lo
@@ -261,7 +283,7 @@ def _axis(ops: Sequence[Op], size: int, horizontal: bool) -> tuple[np.ndarray, n
             else:
                 win_off, win_len = win_off + start, n
         else:
-            table = aa_bilinear_taps(length, n)
+            table = aa_taps(length, n, op.interpolation)
             win_off, win_len = 0, n
     if table is None:
         return np.arange(offset, offset + length, dtype=np.int32), np.ones((length, 1), np.float32)

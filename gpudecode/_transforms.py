@@ -14,12 +14,13 @@ from typing import Any
 import torch
 
 from gpudecode._args import as_int
-from gpudecode._errors import InvalidArgumentError, TransformSizeError
+from gpudecode._errors import InvalidArgumentError, TransformSizeError, invalid_choice
 
 __all__ = [
     "CenterCrop",
     "CropOp",
     "DecoderTransform",
+    "INTERPOLATIONS",
     "Normalize",
     "NormalizeOp",
     "Op",
@@ -32,10 +33,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ScaleOp:
-    """Resize to ``height`` x ``width`` pixels (bilinear)."""
+    """Resize to ``height`` x ``width`` pixels with ``interpolation`` (``"bilinear"`` or ``"bicubic"``)."""
 
     height: int
     width: int
+    interpolation: str = "bilinear"
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,35 @@ class DecoderTransform(ABC):
         return f"{type(self).__name__}(size={self.size})"
 
 
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
 class Resize(DecoderTransform):
     """Resize every frame to ``size``; bilinear, as torchcodec's ``Resize`` (antialiased when shrinking).
 
+    On the CPU it is FFmpeg's ``scale`` filter with these flags; on the GPU torch's antialiased ``interpolate``
+    weights (bicubic: Keys' a = -0.5, as torch and PIL use for antialiased bicubic).
+
     Args:
         size: ``(height, width)`` of the output frames.
+        interpolation: ``"bilinear"`` (torchcodec's, the default) or ``"bicubic"`` (a gpudecode extension).
 
     Raises:
-        InvalidArgumentError: ``size`` is not two positive integers.
+        InvalidArgumentError: ``size`` is not two positive integers, or an unknown interpolation.
     """
 
-    def __init__(self, size: Sequence[int]) -> None:
+    def __init__(self, size: Sequence[int], interpolation: str = "bilinear") -> None:
         self.size = _size(size, "Resize")
+        if interpolation not in INTERPOLATIONS:
+            raise invalid_choice("Resize interpolation", interpolation, INTERPOLATIONS)
+        self.interpolation = interpolation
 
     def _op(self, height: int, width: int) -> Op:
-        return ScaleOp(*self.size)
+        return ScaleOp(*self.size, self.interpolation)
+
+    def __repr__(self) -> str:
+        extra = "" if self.interpolation == "bilinear" else f", interpolation={self.interpolation!r}"
+        return f"Resize(size={self.size}{extra})"
 
 
 def _check_fits(name: str, size: tuple[int, int], height: int, width: int) -> None:
@@ -215,15 +231,17 @@ def _from_torchvision(t: Any, v2: Any) -> DecoderTransform:
     """The DecoderTransform matching a ``torchvision.transforms.v2`` object, with torchcodec's restrictions."""
     name = type(t).__name__
     if isinstance(t, v2.Resize):
-        if t.interpolation not in (v2.InterpolationMode.BILINEAR, "bilinear"):
-            raise InvalidArgumentError("TorchVision Resize transform must use bilinear interpolation.")
+        modes = {v2.InterpolationMode.BILINEAR: "bilinear", v2.InterpolationMode.BICUBIC: "bicubic"}
+        how = modes.get(t.interpolation, t.interpolation if t.interpolation in INTERPOLATIONS else None)
+        if how is None:
+            raise InvalidArgumentError("TorchVision Resize transform must use bilinear (or bicubic) interpolation.")
         if t.antialias is False:
             raise InvalidArgumentError("TorchVision Resize transform must have antialias enabled.")
         if t.size is None or len(t.size) != 2:
             raise InvalidArgumentError(
                 f"TorchVision Resize transform must have a (height, width) pair for the size, got {t.size}."
             )
-        return Resize(t.size)
+        return Resize(t.size, how)
     if isinstance(t, v2.CenterCrop):
         return CenterCrop(t.size)
     if isinstance(t, v2.RandomCrop):

@@ -41,7 +41,8 @@ def reference(rgb: np.ndarray, ops, k: int) -> np.ndarray:
             img = img[op.top : op.top + op.height, op.left : op.left + op.width]
         else:
             x = img.permute(2, 0, 1)[None]
-            img = F.interpolate(x, size=(op.height, op.width), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+            img = F.interpolate(x, size=(op.height, op.width), mode=op.interpolation, antialias=True)
+            img = img[0].permute(1, 2, 0)
     return img.numpy()
 
 
@@ -92,6 +93,8 @@ CHAINS = {
     "crop_resize": [CropOp(9, 10, 1, 2), ScaleOp(13, 4)],
     "resize_crop": [ScaleOp(21, 30), CropOp(8, 9, 5, 7)],
     "crop_resize_crop": [CropOp(12, 14, 3, 1), ScaleOp(17, 5), CropOp(4, 3, 6, 1)],
+    "bicubic_shrink": [ScaleOp(6, 13, "bicubic")],
+    "bicubic_enlarge": [CropOp(9, 10, 1, 2), ScaleOp(31, 23, "bicubic")],
 }
 SPECS = [ColorSpec(m, full, bits) for m in ("bt601", "bt709", "bt2020") for full in (False, True) for bits in (8, 10)]
 
@@ -114,11 +117,12 @@ def test_fused_kernel_equals_rotate_crop_and_torch_resize(spec, chain, k):
 
 @pytest.mark.parametrize(("w", "h"), [(1, 1), (2, 3), (64, 32), (70, 9), (161, 90)])
 @pytest.mark.parametrize("out", [(1, 1), (3, 200), (224, 224), (9, 70)])
-def test_odd_and_extreme_scale_factors(w, h, out):
+@pytest.mark.parametrize("how", ["bilinear", "bicubic"])
+def test_odd_and_extreme_scale_factors(w, h, out, how):
     spec = ColorSpec("bt709", False, 8)
     rng = np.random.default_rng(w * 1000 + h)
     buf, pitch, _, yuv = make_surface(rng, w, h, 8, pitch_pad=w % 2)
-    ops = [ScaleOp(*out)]
+    ops = [ScaleOp(*out, how)]
     want = reference(float_rgb(yuv, spec, w, h), ops, 0)
     got = run_fused(buf, pitch, spec, w, h, ops, 0, out_float=True, planar=False)
     assert np.abs(got - want / 255).max() <= 1e-4
@@ -166,8 +170,8 @@ for bits in (8, 10):
         luma, chroma = guarded_copy(buf[0, : pitch * h]), guarded_copy(buf[0, pitch * h :])
         for k in range(4):
             uh, uw = (w, h) if k % 2 else (h, w)
-            for ops in ([ScaleOp(5, 3)], [ScaleOp(2 * uh + 1, 3 * uw)], [CropOp(uh, 1, 0, uw - 1), ScaleOp(3, 2)],
-                        [ScaleOp(uh, uw), CropOp(1, 1, uh - 1, uw - 1)]):
+            for ops in ([ScaleOp(5, 3, "bicubic")], [ScaleOp(2 * uh + 1, 3 * uw)],
+                        [CropOp(uh, 1, 0, uw - 1), ScaleOp(3, 2)], [ScaleOp(uh, uw), CropOp(1, 1, uh - 1, uw - 1)]):
                 oh, ow = ops[-1].height, ops[-1].width
                 plan = resample_plan(OutputSpec(tuple(ops), oh, ow, True, k), h, w)
                 xs, xw, ys, yw = (guarded_copy(t) for t in (plan.x_start, plan.x_weights, plan.y_start, plan.y_weights))

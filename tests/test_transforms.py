@@ -52,6 +52,7 @@ def _random_place(seed: int, size: tuple[int, int], height: int, width: int) -> 
 # name -> (transforms, CLI chain, output (h, w)); sizes chosen to be odd, to shrink and to enlarge
 CHAINS = {
     "shrink": ([Resize((37, 53))], "scale=53:37:flags=bilinear", (37, 53)),
+    "bicubic": ([Resize((41, 131), "bicubic")], "scale=131:41:flags=bicubic", (41, 131)),
     "enlarge": ([Resize((151, 201))], "scale=201:151:flags=bilinear", (151, 201)),
     "center_crop": ([CenterCrop((31, 45))], "crop=45:31", (31, 45)),
     "resize_then_crop": ([Resize((71, 99)), CenterCrop((33, 47))], "scale=99:71:flags=bilinear,crop=47:33", (33, 47)),
@@ -176,7 +177,7 @@ def test_torchvision_transforms_are_accepted_where_torchcodec_accepts_them(video
     a = VideoDecoder(path, transforms=[v2.RandomCrop((20, 30))])[3]
     torch.manual_seed(3)
     assert torch.equal(a, VideoDecoder(path, transforms=[RandomCrop((20, 30))])[3])
-    with pytest.raises(InvalidArgumentError, match="bilinear interpolation"):
+    with pytest.raises(InvalidArgumentError, match=r"bilinear \(or bicubic\) interpolation"):
         VideoDecoder(path, transforms=[v2.Resize((40, 50), interpolation=v2.InterpolationMode.NEAREST)])
     with pytest.raises(InvalidArgumentError, match="antialias"):
         VideoDecoder(path, transforms=[v2.Resize((40, 50), antialias=False)])
@@ -188,6 +189,11 @@ def test_torchvision_transforms_are_accepted_where_torchcodec_accepts_them(video
 
 def test_bad_transforms_and_dtypes_are_clear_errors(video):
     path = str(video("h264_bframes"))
+    with pytest.raises(
+        InvalidArgumentError, match=r"Invalid Resize interpolation \('nearest'\). Supported values are: bil"
+    ):
+        Resize((4, 4), "nearest")
+    assert repr(Resize((4, 4), "bicubic")) == "Resize(size=(4, 4), interpolation='bicubic')"
     for size in [(10,), (1, 2, 3), 5, "ab", None]:
         with pytest.raises(InvalidArgumentError, match=r"\(height, width\) pair"):
             Resize(size)  # type: ignore[arg-type]
@@ -240,7 +246,8 @@ def test_frames_held_past_the_real_end_are_shaped_by_ffmpeg(tmp_path):
 
 @pytest.mark.parametrize("name", ["h264_bframes", "rotated90", "vp9"])
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
-def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype):
+@pytest.mark.parametrize("how", ["bilinear", "bicubic"])
+def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype, how):
     """The NVDEC path (fake NVDEC, host-run kernels) converts, rotates, crops and resizes each surface in one kernel;
     without that kernel (or for two resizes) it converts, then shapes with torch (``shape_tensor``), exactly.
 
@@ -253,7 +260,7 @@ def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype):
     from gpudecode._shaping import output_spec, shape_tensor
 
     path = str(video(name))
-    transforms = [CenterCrop((31, 45)), Resize((37, 53))]
+    transforms = [CenterCrop((31, 45)), Resize((37, 53), how)]
     fused, _ = nvdec_decoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
     torch_path, _ = nvdec_decoder(path, fused=False, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
     got, slow = fused[:], torch_path[:]

@@ -259,10 +259,10 @@ class DirectConverter:
 
 
 class RgbScaler:
-    """Resizes RGB24 or RGB48 images with swscale, bilinear (torchcodec's ``Resize``).
+    """Resizes RGB24 or RGB48 images with swscale, bilinear (torchcodec's ``Resize``) or bicubic.
 
-    The same as ``scale=W:H:flags=bilinear`` on an RGB frame. Owns one cached ``SwsContext`` and the scratch frame
-    it writes into. Not thread-safe.
+    The same as ``scale=W:H:flags=bilinear`` (or ``bicubic``) on an RGB frame. Owns one cached ``SwsContext`` and
+    the scratch frame it writes into. Not thread-safe.
     """
 
     def __init__(self, sws: Any, avu: Any, flags: int = SWS_BILINEAR) -> None:
@@ -324,9 +324,9 @@ def direct_converter() -> DirectConverter | None:
     return DirectConverter(libs[0], libs[1], SWS_BICUBIC)
 
 
-def rgb_scaler() -> RgbScaler | None:
-    """A bilinear RGB scaler, or ``None`` when swscale is not reachable."""
+def rgb_scaler(flags: int = SWS_BILINEAR) -> RgbScaler | None:
+    """An RGB scaler (``SWS_BILINEAR`` or ``SWS_BICUBIC``), or ``None`` when swscale is not reachable."""
     libs = _load()
     if libs is None:
         return None
-    return RgbScaler(libs[0], libs[1])
+    return RgbScaler(libs[0], libs[1], flags)
