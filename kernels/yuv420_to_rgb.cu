@@ -101,7 +101,8 @@ extern "C" __global__ void yuv420_16_to_rgb(
 // Upright (ux, uy) maps to coded (cx, cy) by `rot` counter-clockwise quarter turns (numpy.rot90's k). Each source
 // pixel is converted to RGB in 0..255 and clamped, but not rounded, before filtering (the CPU path filters RGB
 // values). The output value is acc * scale[c] + offset[c]: (1, 0) for uint8 (rounded, clamped), (1/255, 0) for
-// float32 in [0, 1], (1/(255 std), -mean/std) for normalized float32.
+// float32 in [0, 1], (1/(255 std), -mean/std) for normalized float32; acc is clamped to 0..255 first, as the CPU's
+// RGB is (a bicubic filter overshoots at edges).
 
 GD_DEVICE float gd_clamp255(float v) { return v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v); }
 
@@ -165,7 +166,7 @@ GD_DEVICE void gd_resample(const unsigned char* __restrict__ luma, const unsigne
     }
     long long plane = (long long)out_w * out_h, idx = (long long)oy * out_w + ox;
     for (int c = 0; c < 3; ++c) {
-        float v = acc[c] * r.scale[c] + r.offset[c];
+        float v = gd_clamp255(acc[c]) * r.scale[c] + r.offset[c];  // bicubic overshoots; RGB stays in range
         long long at = planar ? c * plane + idx : 3 * idx + c;
         if (out_float)
             ((float*)dst)[f * dst_frame_stride + at] = v;

@@ -2,7 +2,8 @@
 
 Reference, independent of the kernel's tables: the frame converted to RGB in float64 (nearest chroma, the
 standard's matrix, clamped to 0..255, not rounded), rotated with ``numpy.rot90``, cropped by slicing and resized with
-``torch.nn.functional.interpolate(mode="bilinear", antialias=True)`` in float64; then rounded to uint8, or divided
+``torch.nn.functional.interpolate(mode="bilinear" or "bicubic", antialias=True)`` in float64 and clamped to 0..255;
+then rounded to uint8, or divided
 by 255 (and normalized) for float output. Tolerances: 1 code value for uint8 (float32 accumulation can land the other
 side of a rounding boundary), 1e-4 for float32 in [0, 1].
 """
@@ -42,7 +43,7 @@ def reference(rgb: np.ndarray, ops, k: int) -> np.ndarray:
         else:
             x = img.permute(2, 0, 1)[None]
             img = F.interpolate(x, size=(op.height, op.width), mode=op.interpolation, antialias=True)
-            img = img[0].permute(1, 2, 0)
+            img = img[0].permute(1, 2, 0).clamp(0, 255)  # RGB stays in range (bicubic overshoots)
     return img.numpy()
 
 

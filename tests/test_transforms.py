@@ -251,8 +251,8 @@ def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype, ho
     """The NVDEC path (fake NVDEC, host-run kernels) converts, rotates, crops and resizes each surface in one kernel;
     without that kernel (or for two resizes) it converts, then shapes with torch (``shape_tensor``), exactly.
 
-    Tolerances, measured on these 96x64 test patterns: the fused kernel filters unrounded RGB, so it is within 1
-    code value of the torch path, which rounds to uint8 first; both differ from the CPU's FFmpeg frames by the
+    Tolerances, measured on these 96x64 test patterns: the fused kernel filters unrounded RGB, so it is within 1.5
+    code values of the torch path, which rounds to uint8 first; both differ from the CPU's FFmpeg frames by the
     kernel's nearest chroma (up to 3) and torch's antialiased bilinear against swscale's (up to ~15 at sharp edges
     when shrinking)."""
     from test_nvdec import nvdec_decoder
@@ -272,7 +272,9 @@ def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype, ho
     assert torch.equal(slow, torch.stack([shape_tensor(f, spec) for f in coded]))
     scale = 255.0 if dtype == torch.float32 else 1.0
     assert got.dtype == dtype and got.shape == slow.shape
-    assert float((got.double() - slow.double()).abs().max()) * scale <= 1.0 + 1e-4
+    # rounding the input to uint8 moves the torch path by up to 0.5 times the filter's absolute weight sum (1 for
+    # bilinear, about 1.2 for bicubic), and its output rounding by 0.5 more for float output
+    assert float((got.double() - slow.double()).abs().max()) * scale <= 1.5
     cpu = VideoDecoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")[:]
     d = (cpu.double() - got.double()).abs() * scale
     assert d.max() <= 16 and d.mean() <= 2, (float(d.max()), float(d.mean()))
