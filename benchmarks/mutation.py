@@ -56,7 +56,12 @@ MODULES = {
         "tests/test_nvdec.py",
     ],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
-    "_backends/_cpu": ["tests/test_cpu_backend.py", "tests/test_edge_streams.py", "tests/test_frame_sizes.py"],
+    "_backends/_cpu": [
+        "tests/test_cpu_backend.py",
+        "tests/test_edge_streams.py",
+        "tests/test_frame_sizes.py",
+        "tests/test_transforms.py",
+    ],
     # the decoder's index/time mapping: the seek modes whole, and the VideoDecoder methods in FUNCTIONS
     "_seek_mode": [
         "tests/test_seek_mode.py",
