@@ -5,10 +5,11 @@ A plain decoder (no transforms, uint8) writes each frame at its coded size and r
 (RGB24, or RGB48 for float32 output, which keeps 10/12-bit precision), the container's rotation, the transforms in
 order, then the dtype (float32: RGB48 / 65535, torchcodec's float output).
 
-CPU frames are shaped by FFmpeg (:class:`CpuShaper`: swscale's bilinear resize on RGB, crops as views), bit for bit
-as ``ffmpeg -vf format=rgb24,scale=W:H:flags=bilinear,crop=...`` (``rgb48le`` for float32). Frames already on a
-device (NVDEC) are shaped with torch (:func:`shape_tensor`: antialiased bilinear ``interpolate``), close to the
-CPU's frames within the tolerance the tests state, not equal.
+CPU frames are shaped by FFmpeg (:class:`CpuShaper`: swscale's bilinear or bicubic resize on RGB, crops as views),
+bit for bit as ``ffmpeg -vf format=rgb24,scale=W:H:flags=bilinear,crop=...`` (``rgb48le`` for float32). NVDEC
+surfaces are shaped by the fused kernel from the tables of :func:`resample_plan` (torch's antialiased ``interpolate``
+weights); frames already converted on a device, and specs with two resizes, by torch (:func:`shape_tensor`). Both
+are close to the CPU's frames within the tolerance the tests state, not equal.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ class CpuShaper:
     """
 
     def __init__(self) -> None:
-        self._scalers: list[RgbScaler | None] = []
+        self._scalers: dict[int, RgbScaler | None] = {}  # by the resize's position in the spec's ops
         self._upright = ScratchFrame()
 
     def write(self, rgb: np.ndarray, spec: OutputSpec, out: np.ndarray) -> None:
@@ -155,18 +156,18 @@ class CpuShaper:
             packed = self._upright.frame(img.shape[1], img.shape[0], img.dtype)
             np.copyto(packed, img)
             img = packed
-        while len(self._scalers) <= k:
-            self._scalers.append(rgb_scaler(SWS_BICUBIC if _bicubic(op) else SWS_BILINEAR))
+        if k not in self._scalers:
+            self._scalers[k] = rgb_scaler(SWS_BICUBIC if _bicubic(op) else SWS_BILINEAR)
         scaler = self._scalers[k]
         res = scaler.scale(img, op.height, op.width) if scaler is not None else None
         return res if res is not None else _reformat_scale(img, op)
 
     def close(self) -> None:
         """Free the scalers' swscale contexts."""
-        for s in self._scalers:
+        for s in self._scalers.values():
             if s is not None:
                 s.close()
-        self._scalers = []
+        self._scalers = {}
 
 
 def _reformat_scale(img: np.ndarray, op: ScaleOp) -> np.ndarray:
