@@ -90,19 +90,13 @@ def output_spec(
     """Resolve ``transforms`` and ``output_dtype`` for a stream of upright ``height`` x ``width`` frames.
 
     ``output_dtype`` is ``torch.uint8``, ``torch.float32`` or ``"auto"`` (float32 where the stream has more than
-    8 bits per sample, as torchcodec decides).
+    8 bits per sample, as torchcodec decides), as :func:`gpudecode._args.decoder_arguments` checked it.
 
     Raises:
-        InvalidArgumentError: An unsupported dtype or transform, or a crop larger than the frames reaching it.
+        InvalidArgumentError: An unsupported transform, or Normalize without float32 output.
+        TransformSizeError: A crop larger than the frames reaching it.
     """
-    if isinstance(output_dtype, str) and output_dtype == "auto":
-        float32 = bit_depth > 8
-    elif output_dtype is torch.uint8 or output_dtype is torch.float32:
-        float32 = output_dtype is torch.float32
-    else:
-        raise InvalidArgumentError(
-            f"Invalid output_dtype ({output_dtype!r}). Supported values are: torch.uint8, torch.float32, 'auto'."
-        )
+    float32 = output_dtype is torch.float32 or (isinstance(output_dtype, str) and bit_depth > 8)  # str: "auto"
     ops = resolve_transforms(transforms, height, width)
     normalize = None
     if ops and isinstance(ops[-1], NormalizeOp):
