@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -278,3 +279,26 @@ def test_libraries_that_fail_to_load_give_no_direct_converter(monkeypatch):
     monkeypatch.setattr(sws.ctypes, "CDLL", refuse)
     assert direct_converter() is None
     assert direct_converter() is None
+
+
+def test_rgb48_conversion_matches_libavfilter_and_never_writes_straight_into_the_destination(conv):
+    """RGB48 (float output's source) equals libavfilter's ``format=rgb48le``; even at a width that is a multiple of
+    64 it goes through the padded scratch frame (only RGB24 writes straight into caller memory)."""
+    for fmt, w, h in (("yuv420p", 128, 10), ("yuv420p10le", 65, 9), ("yuv444p", 64, 3)):
+        f = _frame(fmt, w, h, 1, 1, seed=w)
+        graph = av.filter.Graph()
+        src = graph.add_buffer(width=w, height=h, format=fmt, time_base=Fraction(1, 25))
+        fmt_f = graph.add("format", "rgb48le")
+        sink = graph.add("buffersink")
+        src.link_to(fmt_f)
+        fmt_f.link_to(sink)
+        graph.configure()
+        graph.push(f)
+        want = sink.pull().to_ndarray()
+        raw = np.zeros(w * h * 3 * 2 + 64, np.uint8)
+        skip = -raw.ctypes.data % 64
+        out = raw[skip : skip + w * h * 6].view(np.uint16).reshape(h, w, 3)
+        conv.close()
+        assert conv.convert_into(f, out)
+        np.testing.assert_array_equal(out, want)
+        assert conv._scratch is not None  # went through the scratch frame

@@ -223,8 +223,8 @@ class DirectConverter:
     def convert_into(self, frame: Any, out: np.ndarray) -> bool:
         """Convert ``frame`` into ``out``, an ``(H, W, 3)`` uint8 (RGB24) or uint16 (RGB48) array of any strides.
 
-        swscale writes straight into ``out`` only where ``out``'s rows are FFmpeg's rows (C-contiguous, width a
-        multiple of 64, 64-byte aligned); otherwise it writes into the aligned scratch frame, which is then copied
+        swscale writes straight into ``out`` only where ``out``'s rows are FFmpeg's rows (RGB24, C-contiguous, width
+        a multiple of 64, 64-byte aligned); otherwise it writes into the aligned scratch frame, which is then copied
         into ``out``. Either way nothing outside ``out`` is written.
 
         Returns:
@@ -238,7 +238,8 @@ class DirectConverter:
         if out.shape != (h, w, 3) or out.dtype not in (np.uint8, np.uint16):
             raise ValueError(f"destination {out.shape} {out.dtype} does not hold a {w}x{h} RGB24/RGB48 frame")
         item = out.dtype.itemsize
-        if w % _ALIGN == 0 and out.strides == (w * 3 * item, 3 * item, item) and out.ctypes.data % _ALIGN == 0:
+        # straight into ``out`` only for RGB24, the layout the guard-page tests prove safe at these widths
+        if item == 1 and w % _ALIGN == 0 and out.strides == (w * 3, 3, 1) and out.ctypes.data % _ALIGN == 0:
             return self._scale(frame, out.ctypes.data, w * 3 * item, item)
         rgb = self.convert(frame, out.dtype.type)
         if rgb is None:
