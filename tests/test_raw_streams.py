@@ -95,3 +95,15 @@ def test_bytes_and_file_objects(raw):
 def test_approximate_mode_points_at_exact(raw):
     with pytest.raises(MediaError, match=r"Use seek_mode='exact' \(one scan of the packets; raw H\.264/HEVC"):
         VideoDecoder(raw, seek_mode="approximate")
+
+
+def test_transforms_and_float_output(raw):
+    """The raw-stream wrapper shapes frames like the CPU backend it wraps (the CLI's filters, RGB48 / 65535)."""
+    from test_transforms import cli_frames
+
+    from gpudecode.transforms import CenterCrop, Resize
+
+    dec = VideoDecoder(raw, transforms=[Resize((33, 50)), CenterCrop((20, 21))], output_dtype=torch.float32)
+    want = cli_frames(raw, "scale=50:33:flags=bilinear,crop=21:20", 21, 20, rgb48=True)
+    got = dec.get_frames_at([0, 17, 3]).data.permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(got, want[[0, 17, 3]])
