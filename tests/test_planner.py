@@ -226,11 +226,11 @@ def test_approximate_ranges_take_consecutive_outputs_with_one_seek(video, name):
         assert dec.stats.seeks == 1 and dec.stats.frames_converted == len(want)
 
 
-def _long_audio(tmp_path):
+def _long_audio(tmp_path, bframes: int = 2):
     """An MKV with 1 s of 25 fps video and 1.5 s of audio: its header gives the longer duration."""
     from oracle import run_ffmpeg
 
-    path = tmp_path / "long_audio.mkv"
+    path = tmp_path / f"long_audio_bf{bframes}.mkv"
     run_ffmpeg(
         "-f",
         "lavfi",
@@ -243,7 +243,7 @@ def _long_audio(tmp_path):
         "-c:v",
         "libx264",
         "-bf",
-        "2",
+        str(bframes),
         "-g",
         "10",
         "-c:a",
@@ -369,3 +369,44 @@ def test_a_decoder_failing_while_draining_ends_the_run_with_a_warning(caplog):
     with caplog.at_level("WARNING", logger="gpudecode"):
         assert tuple(Planner(demuxer=None, backend=Failing(), targets=TimeTargets())._drain()) == ()
     assert [r.getMessage() for r in caplog.records] == ["gpudecode: decoder failed while draining: boom at the end"]
+
+
+def test_past_the_real_end_without_reordering_delay(tmp_path):
+    """Without B-frames, one thread, the decoder outputs each frame at its packet and the drain returns nothing: the
+    frame repeated past the real end must be the last one fed, kept before draining. Oracle: a plain PyAV decode."""
+    path = _long_audio(tmp_path, bframes=0)
+    dec = VideoDecoder(path, seek_mode="approximate", num_threads=1)
+    n = len(dec)
+    assert n > 30, "the header must over-count for this test"
+    _check("long_audio_bf0", path, dec.get_frames_at([3, n - 1, 26]), [3, 24, 24])
+    _check("long_audio_bf0", path, dec.get_frames_played_at([1.3]), [24])
+
+
+def test_approximate_mode_reports_each_frames_own_duration(tmp_path):
+    """Variable frame rate MP4 (40 and 90 ms frames): every access path reports the duration of the frame it returns,
+    not the usual one. Oracle: a plain PyAV decode (the sample table's durations)."""
+    from media import X264_B, Spec, make_video
+
+    pts_list = tuple(int(x) for x in np.cumsum([0] + [40 if i % 3 else 90 for i in range(29)]))
+    path = make_video(
+        Spec("vfr_mp4", container="mp4", options=X264_B, num_frames=30, pts_list=pts_list), tmp_path / "v.mp4"
+    )
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        ref = {round(float(f.pts * s.time_base), 6): float(f.duration * s.time_base) for f in c.decode(s)}
+    assert sorted({round(v, 3) for v in ref.values()}) == [0.04, 0.09]
+    dec = VideoDecoder(path, seek_mode="approximate", num_threads=1)
+    n = len(dec)
+    t = sorted(ref)
+    for batch in (
+        dec.get_frames_in_range(0, n),
+        dec.get_frames_at(list(range(n - 1, -1, -2))),
+        dec.get_frames_played_at([t[4] + 0.001, t[5] - 0.001, t[20] + 0.085]),
+    ):
+        got = dict(zip(np.round(batch.pts_seconds.numpy(), 6).tolist(), batch.duration_seconds.tolist(), strict=True))
+        assert got == {p: ref[p] for p in got}
+    # a sequence starting at frame k (found by decoding forward to the frame shown at k's time) starts with the
+    # frame that indexing gives for k, though the 90 ms frames cover more than one nominal frame time
+    for k in range(n - 1):
+        seq = VideoDecoder(path, seek_mode="approximate", num_threads=1).get_frames_in_range(k, k + 2)
+        assert seq.pts_seconds[0] == dec.get_frames_at([k]).pts_seconds[0], k
