@@ -260,3 +260,33 @@ def test_side_by_side(video):
             assert torch.equal(a.get_frames_in_range(0, 10**6).data, b.get_frames_in_range(0, 10**6).data)
             assert (a.metadata.rotation, a.metadata.color_space) == (b.metadata.rotation, b.metadata.color_space)
             assert type(a[0]) is type(b[0]) and type(fa[0]).__name__ == type(fb[0]).__name__
+
+
+def test_transforms_side_by_side(video):
+    """Decode-time transforms and float output give torchcodec's frames (its CPU path: FFmpeg's filters on RGB), a
+    RandomCrop drawn after the same seed included; a crop too large raises what torchcodec raises. Checked by hand
+    with torchcodec 0.17 (on FFmpeg 5.1): identical on these files; on 1080p-to-224 resizes up to 1 code value apart,
+    where FFmpeg 5.1's swscale and the FFmpeg 8 in PyAV's wheel differ (benchmarks/results/transforms.md)."""
+    tcd = pytest.importorskip("torchcodec.decoders", reason="torchcodec needs a CUDA build of torch; run by hand")
+    tct = pytest.importorskip("torchcodec.transforms")
+    from gpudecode import transforms as gdt
+
+    chains = [
+        ("Resize", ((37, 53),)),
+        ("CenterCrop", ((31, 45),)),
+        ("RandomCrop", ((20, 30),)),
+    ]
+    for name in ("h264_bframes", "hevc10", "rotated90", "odd_size"):
+        path = str(video(name))
+        for cls, args in chains:
+            for dtype in (torch.uint8, torch.float32):
+                torch.manual_seed(5)
+                a = tcd.VideoDecoder(path, transforms=[getattr(tct, cls)(*args)], output_dtype=dtype)[:]
+                torch.manual_seed(5)
+                b = VideoDecoder(path, transforms=[getattr(gdt, cls)(*args)], output_dtype=dtype)[:]
+                assert a.dtype == b.dtype and torch.equal(a, b), (name, cls, dtype)
+        assert tcd.VideoDecoder(path, output_dtype="auto")[0].dtype == VideoDecoder(path, output_dtype="auto")[0].dtype
+    with pytest.raises(RuntimeError):
+        tcd.VideoDecoder(str(video("h264_bframes")), transforms=[tct.CenterCrop((65, 10))])
+    with pytest.raises(RuntimeError):
+        VideoDecoder(str(video("h264_bframes")), transforms=[gdt.CenterCrop((65, 10))])
