@@ -168,6 +168,8 @@ def test_plain_float_output_uses_the_frame_pool_safely(video):
 
 
 def test_torchvision_transforms_are_accepted_where_torchcodec_accepts_them(video):
+    """Runs where torchvision is installed: not in CI, whose CPU torch 2.13 no torchvision wheel here matches; passed
+    by hand with torchvision 0.29.1 on torch 2.14 (and those objects give torchcodec 0.17's frames there too)."""
     v2 = pytest.importorskip("torchvision.transforms.v2")
     path = str(video("h264_bframes"))
     ours = VideoDecoder(path, transforms=[Resize((40, 50)), CenterCrop((20, 30))])[3]
