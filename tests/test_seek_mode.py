@@ -239,3 +239,20 @@ def test_approximate_times_name_the_frame_of_their_interval_clipped_to_the_strea
     r = approx(frames=10, fps=Fraction(25), begin=0.9, begin_pts=900).for_times(np.array([5.0, 0.95, 0.0, 1.0]))
     assert r.targets.tolist() == [0, 950, 1000, 5000]
     assert r.labels.dtype == np.int64 and r.labels.tolist() == [0, 1, 2, 9]
+
+
+def test_exact_mode_reports_a_lost_last_frame_instead_of_repeating_the_one_before(video):
+    """When only the stream's last frame is lost, the drain still returns the frames before it: exact mode must name
+    the lost one, never fill it with the newest frame it has (approximate mode's rule past a header's over-count)."""
+    dec = VideoDecoder(video("h264_bframes"), num_threads=1)
+    n = len(dec)
+    last_pts = round(float(dec.get_frame_at(n - 1).pts_seconds) / float(dec._state.time_base))
+    backend = dec._pipe.backend
+    decode, flush = backend.decode, backend.flush
+    backend.decode = lambda packet, wanted=True: [f for f in decode(packet, wanted) if f.pts != last_pts]
+    backend.flush = lambda: [f for f in flush() if f.pts != last_pts]
+    backend.set_threads = lambda n: False
+    with pytest.raises(DecodeError, match=rf"^Could not decode frame\(s\) \[{n - 1}\]: "):
+        dec.get_frames_at([n - 3, n - 1])
+    with pytest.raises(DecodeError, match=rf"^Could not decode frame\(s\) \[{n - 1}\]: "):
+        dec.get_frames_in_range(n - 5, n)
