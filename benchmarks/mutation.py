@@ -97,6 +97,29 @@ FUNCTIONS = {
 }
 # Survivors judged equivalent (no input can tell them from the original), with the reason; checked by hand.
 EQUIVALENT = {
+    "_planner": {
+        "xǁPlannerǁ_finish_stream__mutmut_7": "j <= n: at j == n the last frame is kept but no target is left to emit "
+        "it for (one conversion more on NVDEC, none on the CPU)",
+        "xǁPlannerǁ_finish_stream__mutmut_23": "the same for the drained tail",
+        "xǁPlannerǁ_repeat_shown_at__mutmut_17": "np.array of one Python int is int64 anyway",
+        "xǁPlannerǁ_repeat_shown_at__mutmut_19": "the same",
+        "xǁPlannerǁ_repeat_shown_at__mutmut_25": "called only when the sequence took nothing, so j == 0: slot 0 is "
+        "written twice with the same frame",
+        "xǁPlannerǁ_repeat_shown_at__mutmut_27": "j == 0 there: emit(-1) writes the last slot, which k == count - 1 "
+        "writes again with the same frame",
+        "xǁPlannerǁrun_sequence__mutmut_51": "k -= 1: -k % step == 0 exactly when k % step == 0, the same frames",
+        "xǁPlannerǁrun_sequence__mutmut_55": "j <= count with j == 0 differs only for count == 0, and empty requests "
+        "return before planning",
+        "xǁPlannerǁ_outputs__mutmut_3": "range(6): attempt 4 always returns (it never breaks, since attempt < 4 is "
+        "false), so a sixth attempt never starts",
+        "xǁPlannerǁ_outputs__mutmut_9": "a seek landing exactly at the target counted as an overshoot: seeks again "
+        "from further back, the same frames (efficiency only)",
+        "xǁPlannerǁ_outputs__mutmut_13": "None for False: only tested for truth",
+        "xǁPlannerǁ_outputs__mutmut_21": "-(2 << 62): Python ints, still below every pts",
+        "xǁPlannerǁ_outputs__mutmut_22": "-(1 << 63): the same",
+        "xǁPlannerǁ_outputs__mutmut_26": "attempt == 5 never holds: at attempt 4 the loop seeks once more and ends, "
+        "yielding the same (no) frames",
+    },
     "_targets": {
         "xǁTimeTargetsǁwanted__mutmut_24": "np.searchsorted's side defaults to 'left': the same call",
     },
