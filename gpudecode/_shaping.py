@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from gpudecode._backends._swscale import SWS_BICUBIC, SWS_BILINEAR, RgbScaler, ScratchFrame, rgb_scaler
-from gpudecode._errors import InvalidArgumentError
+from gpudecode._errors import DecodeError, InvalidArgumentError, ffmpeg_reason
 from gpudecode._transforms import CropOp, NormalizeOp, Op, ScaleOp, resolve_transforms
 
 __all__ = [
@@ -165,14 +165,24 @@ class CpuShaper:
 
 
 def _reformat_scale(img: np.ndarray, op: ScaleOp) -> np.ndarray:
-    """PyAV's reformatter (the same swscale resize, through FFmpeg-allocated frames)."""
+    """PyAV's reformatter (the same swscale resize, through FFmpeg-allocated frames).
+
+    Raises:
+        DecodeError: swscale cannot resize the frame.
+    """
     import av
     from av.video.reformatter import Interpolation
 
     fmt = "rgb24" if img.dtype == np.uint8 else "rgb48le"
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
     how = Interpolation.BICUBIC if _bicubic(op) else Interpolation.BILINEAR
-    return frame.reformat(op.width, op.height, fmt, interpolation=how).to_ndarray()
+    try:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
+        return frame.reformat(op.width, op.height, fmt, interpolation=how).to_ndarray()
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise DecodeError(
+            f"swscale could not resize a {img.shape[1]}x{img.shape[0]} frame to {op.width}x{op.height}: "
+            f"{ffmpeg_reason(exc)}"
+        ) from exc
 
 
 def _bicubic(op: ScaleOp) -> bool:

@@ -322,3 +322,24 @@ def test_normalize_is_the_last_step_of_float_output(video):
         Normalize(mean, (1, 0, 1))
     with pytest.raises(InvalidArgumentError, match=r"Invalid Normalize mean .*3 finite numbers"):
         Normalize((1, 2), std)
+
+
+def test_without_direct_swscale_pyavs_reformatter_resizes_identically(video, monkeypatch):
+    """Where swscale cannot be reached through ctypes (PyAV built against a system FFmpeg), PyAV's reformatter does
+    the same resize: identical frames; and a resize swscale refuses is a DecodeError, not PyAV's exception."""
+    import av
+
+    from gpudecode import DecodeError, _shaping
+
+    path = str(video("odd_size"))
+    tr = [CenterCrop((31, 45)), Resize((40, 50), "bicubic")]
+    want = VideoDecoder(path, transforms=tr, output_dtype=torch.float32)[:]
+    monkeypatch.setattr(_shaping, "rgb_scaler", lambda flags: None)
+    assert torch.equal(VideoDecoder(path, transforms=tr, output_dtype=torch.float32)[:], want)
+
+    def refuse(*args, **kwargs):
+        raise ValueError("no such conversion")
+
+    monkeypatch.setattr(av.VideoFrame, "reformat", refuse)
+    with pytest.raises(DecodeError, match=r"swscale could not resize a 45x31 frame to 50x40: no such conversion"):
+        VideoDecoder(path, transforms=tr)[0]
