@@ -343,3 +343,27 @@ def test_without_direct_swscale_pyavs_reformatter_resizes_identically(video, mon
     monkeypatch.setattr(av.VideoFrame, "reformat", refuse)
     with pytest.raises(DecodeError, match=r"swscale could not resize a 45x31 frame to 50x40: no such conversion"):
         VideoDecoder(path, transforms=tr)[0]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        "clips_at_random_indices",
+        "clips_at_regular_indices",
+        "clips_at_random_timestamps",
+        "clips_at_regular_timestamps",
+    ],
+)
+def test_every_sampler_returns_transformed_clips(video, sampler):
+    """Each clip frame is the transformed frame the decoder gives for that frame's time (itself checked against the
+    CLI above), in the output dtype and shape."""
+    path = str(video("rotated90"))
+    tr = [Resize((30, 21)), CenterCrop((20, 20))]
+    dec = VideoDecoder(path, transforms=tr, output_dtype=torch.float32)
+    torch.manual_seed(1)
+    clips = getattr(samplers, sampler)(dec, num_clips=3, num_frames_per_clip=2)
+    assert clips.data.shape == (3, 2, 3, 20, 20) and clips.data.dtype == torch.float32
+    ref = VideoDecoder(path, transforms=tr, output_dtype=torch.float32)
+    for c in range(3):
+        want = ref.get_frames_played_at(clips.pts_seconds[c].tolist())
+        assert torch.equal(clips.data[c], want.data), c
