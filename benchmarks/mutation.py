@@ -298,6 +298,8 @@ VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped"
 
 
 def _config(module: str, tests: list[str]) -> str:
+    # timeout_multiplier: mutmut's default (15, doubled: 30x a mutant's usual test time in CPU seconds) let each
+    # mutant that loops forever hold a worker for minutes; 3 (6x) still leaves slow machines room.
     return f"""
 [tool.mutmut]
 source_paths = ["gpudecode"]
@@ -307,6 +309,7 @@ also_copy = ["kernels"]
 pytest_add_cli_args = ["-p", "no:xdist", "-p", "no:cacheprovider", "-q"]
 process_isolation = "forkserver"
 forkserver_warmup = "none"
+timeout_multiplier = 3.0
 """
 
 
