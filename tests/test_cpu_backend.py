@@ -107,3 +107,44 @@ def test_convert_into_strided_destinations_and_the_fallback(video, monkeypatch):
     monkeypatch.setattr(b, "_direct", None)  # a build whose swscale ctypes cannot reach: PyAV's reformatter
     np.testing.assert_array_equal(b.convert(frame).numpy(), want)
     c.close()
+
+
+@pytest.mark.parametrize("name", ["full_range", "rotated90", "odd_size", "bt709"])
+def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, name):
+    """A PyAV built against a system FFmpeg (no swscale through ctypes) converts with PyAV's reformatter: the same
+    frames as the CLI for whole uint8 frames (the full-range tag honoured), float32 (RGB48 / 65535) and transforms.
+
+    8-bit only: on 10-bit input PyAV's reformatter is not the CLI's conversion (up to 61 code values apart on the
+    HEVC 10-bit fixture, whatever colorspace arguments it is given), which is why the direct path exists."""
+    from test_transforms import cli_frames
+
+    from gpudecode import VideoDecoder
+    from gpudecode._backends import _cpu
+    from gpudecode.transforms import CenterCrop, Resize
+
+    path = str(video(name))
+    monkeypatch.setattr(_cpu, "direct_converter", lambda: None)
+    dec = VideoDecoder(path, dimension_order="NHWC", num_threads=1)
+    h, w = dec.metadata.height, dec.metadata.width
+    np.testing.assert_array_equal(dec[:].numpy(), cli_frames(path, "", w, h))
+    f32 = VideoDecoder(path, dimension_order="NHWC", output_dtype=torch.float32, num_threads=1)
+    np.testing.assert_array_equal(f32[:].numpy(), cli_frames(path, "", w, h, rgb48=True))
+    tr = VideoDecoder(path, dimension_order="NHWC", transforms=[Resize((30, 40)), CenterCrop((21, 21))])
+    np.testing.assert_array_equal(tr[:].numpy(), cli_frames(path, "scale=40:30:flags=bilinear,crop=21:21", 21, 21))
+
+
+def test_a_frame_the_reformatter_refuses_is_a_decode_error(video, monkeypatch):
+    path = video("h264_bframes")
+    c, s, packets = _packets(path)
+    b = CpuBackend(s, 1)
+    frame = next(f for p in packets for f in b.decode(p))
+    monkeypatch.setattr(b, "_direct", None)
+
+    class Refusing:
+        def reformat(self, *args, **kwargs):
+            raise ValueError("no path to rgb24")
+
+    monkeypatch.setattr(b, "_reformatter", Refusing())
+    with pytest.raises(DecodeError, match=r"^swscale could not convert a yuv420p frame to RGB: no path to rgb24$"):
+        b.convert(frame)
+    c.close()
