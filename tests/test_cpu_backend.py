@@ -109,8 +109,8 @@ def test_convert_into_strided_destinations_and_the_fallback(video, monkeypatch):
     c.close()
 
 
-@pytest.mark.parametrize("name", ["full_range", "rotated90", "odd_size", "bt709"])
-def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, name):
+@pytest.mark.parametrize("name", ["full_range", "full_range_tag", "rotated90", "odd_size", "bt709"])
+def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, tmp_path, name):
     """A PyAV built against a system FFmpeg (no swscale through ctypes) converts with PyAV's reformatter: the same
     frames as the CLI for whole uint8 frames (the full-range tag honoured), float32 (RGB48 / 65535) and transforms.
 
@@ -122,7 +122,13 @@ def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, 
     from gpudecode._backends import _cpu
     from gpudecode.transforms import CenterCrop, Resize
 
-    path = str(video(name))
+    if name == "full_range_tag":  # yuv420p tagged full range: only the tag says so
+        from media import X264_B, Spec, make_video
+
+        spec = Spec(name, options=X264_B, colorspace=1, color_range=2, num_frames=12)
+        path = str(make_video(spec, tmp_path / "full_tag.mp4"))
+    else:
+        path = str(video(name))
     monkeypatch.setattr(_cpu, "direct_converter", lambda: None)
     dec = VideoDecoder(path, dimension_order="NHWC", num_threads=1)
     h, w = dec.metadata.height, dec.metadata.width

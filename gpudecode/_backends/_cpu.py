@@ -164,7 +164,7 @@ class CpuBackend:
         self.convert_into(frame, out.numpy())
         return out
 
-    def _reformat(self, frame: av.VideoFrame, fmt: str = "rgb24") -> np.ndarray:
+    def _reformat(self, frame: av.VideoFrame, fmt: str) -> np.ndarray:
         """PyAV's reformatter (its own FFmpeg-allocated frame): for builds whose swscale ctypes cannot reach.
 
         Equal to the CLI's conversion on 8-bit input only: on 10/12-bit input it differs (up to 61 code values on a
