@@ -97,6 +97,13 @@ FUNCTIONS = {
 }
 # Survivors judged equivalent (no input can tell them from the original), with the reason; checked by hand.
 EQUIVALENT = {
+    "_backends/_cpu": {
+        "xǁCpuBackendǁ_reformat__mutmut_6": "PyAV's reformatter reads the frame's own range when given None "
+        "(checked on a yuv420p VP9 stream tagged full range: identical output)",
+        "xǁCpuBackendǁ_reformat__mutmut_10": "the same (the argument left out defaults to None)",
+        "xǁCpuBackendǁset_threads__mutmut_8": "reporting a change that is none only makes the decoder's single-thread "
+        "retry after lost frames run once more with the same threads (same frames, same error)",
+    },
     "_planner": {
         "xǁPlannerǁ_finish_stream__mutmut_7": "j <= n: at j == n the last frame is kept but no target is left to emit "
         "it for (one conversion more on NVDEC, none on the CPU)",

@@ -122,11 +122,15 @@ def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, 
     from gpudecode._backends import _cpu
     from gpudecode.transforms import CenterCrop, Resize
 
-    if name == "full_range_tag":  # yuv420p tagged full range: only the tag says so
-        from media import X264_B, Spec, make_video
+    if name == "full_range_tag":  # yuv420p tagged full range (VP9; x264 would give yuvj420p): only the tag says so
+        from media import Spec, make_video
 
-        spec = Spec(name, options=X264_B, colorspace=1, color_range=2, num_frames=12)
-        path = str(make_video(spec, tmp_path / "full_tag.mp4"))
+        opts = {"deadline": "realtime", "cpu-used": "8"}
+        spec = Spec(name, codec="libvpx-vp9", container="webm", options=opts, colorspace=1, color_range=2)
+        path = str(make_video(spec, tmp_path / "full_tag.webm"))
+        with av.open(path) as c:
+            f = next(c.decode(video=0))
+            assert (f.format.name, f.color_range) == ("yuv420p", 2)
     else:
         path = str(video(name))
     monkeypatch.setattr(_cpu, "direct_converter", lambda: None)
