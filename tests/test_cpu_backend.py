@@ -158,3 +158,37 @@ def test_a_frame_the_reformatter_refuses_is_a_decode_error(video, monkeypatch):
     with pytest.raises(DecodeError, match=r"^swscale could not convert a yuv420p frame to RGB: no path to rgb24$"):
         b.convert(frame)
     c.close()
+
+
+def test_rgb48_through_the_fallback_equals_the_direct_path(video, monkeypatch):
+    path = video("hevc8")
+    c, s, packets = _packets(path)
+    b = CpuBackend(s, 1)
+    frame = next(f for p in packets for f in b.decode(p))
+    direct = np.empty((frame.height, frame.width, 3), np.uint16)
+    b.convert_into(frame, direct)
+    monkeypatch.setattr(b, "_direct", None)
+    fallback = np.zeros_like(direct)
+    b.convert_into(frame, fallback)
+    np.testing.assert_array_equal(fallback, direct)
+    assert direct.max() > 255  # 16-bit values, not 8-bit ones
+    c.close()
+
+
+def test_a_failing_drain_is_a_decode_error_with_ffmpegs_reason(video):
+    c, s, packets = _packets(video("h264_bframes"))
+    b = CpuBackend(s, 1)
+    for p in packets[:5]:
+        b.decode(p)
+
+    class Failing:
+        is_open = True
+
+        def decode(self, packet):
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    b._cc = Failing()
+    with pytest.raises(DecodeError, match=r"^FFmpeg failed while draining the decoder: Invalid data found"):
+        b.flush()
+    assert b.flush() == ()  # drained once: nothing more, no second error
+    c.close()
