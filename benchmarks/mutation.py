@@ -285,6 +285,19 @@ NOTES = {
     "by hand by applying each mutant to a scratch copy and running that file (their rows below still say "
     "survived; counted, the checked mutants score 100%); the 47th is equivalent. The 66 unchecked mutants wait "
     "for a rerun.",
+    "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
+    "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit; stopped for "
+    "time, so the mutants it did not reach count as not checked. Tests added after its survivors (aa5613e, 344969c) "
+    "kill, checked by hand by applying each to a scratch copy: run_sequence 46, _outputs 16, _finish_stream 9, 11, "
+    "21 and 22 (rows below may still say survived). Not killed: _hold 2 and run_sequence 77 (a held frame's own "
+    "duration: needs a variable-rate stream whose header over-counts and whose last frame is longer than usual), "
+    "_outputs 10, 11, 28 and 37 (the retry schedule after five overshoots), _decoded 15, _finish_stream 46 (an "
+    "iterator left unclosed: a leak no test measures).",
+    "_backends/_cpu": "Run at 7ed9165 (2026-12-04 00:52-), one worker, stopped for time (mutants it did not reach "
+    "count as not checked). Tests added after its survivors (this commit and the three before) kill, checked by "
+    "hand: convert_shaped 6, 13, 18, 19, 21 and 23, _reformat 12 and 13 (the PyAV-reformatter fallback, now "
+    "tested against the CLI), flush 1, 3, 4, 6 and 7 (a failing drain), convert_into 14, 16, 20 and 21 (RGB48 "
+    "through the fallback); _reformat 1 and 2 no longer exist (its unused default was removed).",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
