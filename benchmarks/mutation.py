@@ -101,6 +101,8 @@ EQUIVALENT = {
         "xǁCpuBackendǁ_reformat__mutmut_6": "PyAV's reformatter reads the frame's own range when given None "
         "(checked on a yuv420p VP9 stream tagged full range: identical output)",
         "xǁCpuBackendǁ_reformat__mutmut_10": "the same (the argument left out defaults to None)",
+        "xǁCpuBackendǁreset__mutmut_11": "a wrong cached skip mode after a fresh context only makes the next decode "
+        "set skip_frame again (a fresh context starts at DEFAULT)",
         "xǁCpuBackendǁset_threads__mutmut_8": "reporting a change that is none only makes the decoder's single-thread "
         "retry after lost frames run once more with the same threads (same frames, same error)",
     },
@@ -297,7 +299,8 @@ NOTES = {
     "count as not checked). Tests added after its survivors (this commit and the three before) kill, checked by "
     "hand: convert_shaped 6, 13, 18, 19, 21 and 23, _reformat 12 and 13 (the PyAV-reformatter fallback, now "
     "tested against the CLI), flush 1, 3, 4, 6 and 7 (a failing drain), convert_into 14, 16, 20 and 21 (RGB48 "
-    "through the fallback); _reformat 1 and 2 no longer exist (its unused default was removed).",
+    "through the fallback), close 1 (closing a decoder without a direct converter); _reformat 1 and 2 no longer "
+    "exist (its unused default was removed).",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "

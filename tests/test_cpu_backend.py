@@ -141,6 +141,8 @@ def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, 
     np.testing.assert_array_equal(f32[:].numpy(), cli_frames(path, "", w, h, rgb48=True))
     tr = VideoDecoder(path, dimension_order="NHWC", transforms=[Resize((30, 40)), CenterCrop((21, 21))])
     np.testing.assert_array_equal(tr[:].numpy(), cli_frames(path, "scale=40:30:flags=bilinear,crop=21:21", 21, 21))
+    for d in (dec, f32, tr):
+        d.close()  # frees the scalers; there is no direct converter to free
 
 
 def test_a_frame_the_reformatter_refuses_is_a_decode_error(video, monkeypatch):
