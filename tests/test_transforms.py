@@ -157,14 +157,24 @@ def test_float_output_of_every_access_path(video):
     assert dec.get_frames_at([]).data.dtype == torch.float32
 
 
-def test_plain_float_output_uses_the_frame_pool_safely(video):
-    """Float batches large enough for the pool come back intact while earlier ones are still held."""
+def test_float_output_uses_the_frame_pool_safely(video):
+    """Float batches large enough for the pool (10 frames of 320x240 float32: 9 MiB) come back intact while earlier
+    ones are still held, and a released one is reused."""
+    from gpudecode._memory import POOL
+
     path = str(video("h264_bframes"))
-    dec = VideoDecoder(path, output_dtype=torch.float32, dimension_order="NHWC")
-    want = cli_frames(path, "", 96, 64, rgb48=True)
-    held = [dec.get_frames_in_range(0, 40).data for _ in range(3)]
+    dec = VideoDecoder(path, transforms=[Resize((240, 320))], output_dtype=torch.float32, dimension_order="NHWC")
+    want = cli_frames(path, "scale=320:240:flags=bilinear", 320, 240, rgb48=True)[:10]
+    POOL.clear()
+    held = [dec.get_frames_in_range(0, 10).data for _ in range(3)]
+    assert POOL.kept_bytes >= 3 * want.nbytes  # pooled, one buffer per held batch
     for batch in held:
         np.testing.assert_array_equal(batch.numpy(), want)
+    ptr = held[0].data_ptr()
+    del held[0]
+    again = dec.get_frames_in_range(0, 10).data
+    assert again.data_ptr() == ptr  # the released buffer
+    np.testing.assert_array_equal(again.numpy(), want)
 
 
 def test_torchvision_transforms_are_accepted_where_torchcodec_accepts_them(video):
