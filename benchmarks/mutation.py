@@ -103,6 +103,10 @@ EQUIVALENT = {
         "xǁCpuBackendǁ_reformat__mutmut_10": "the same (the argument left out defaults to None)",
         "xǁCpuBackendǁreset__mutmut_11": "a wrong cached skip mode after a fresh context only makes the next decode "
         "set skip_frame again (a fresh context starts at DEFAULT)",
+        "xǁCpuBackendǁreset__mutmut_12": "the same for 'default' (FFmpeg's option names are case-sensitive, but the "
+        "cached name is only compared with ours)",
+        "xǁCpuBackendǁreset__mutmut_13": "None for False: only tested for truth",
+        "xǁCpuBackendǁreset__mutmut_15": "the same",
         "xǁCpuBackendǁset_threads__mutmut_8": "reporting a change that is none only makes the decoder's single-thread "
         "retry after lost frames run once more with the same threads (same frames, same error)",
     },
@@ -300,7 +304,10 @@ NOTES = {
     "hand: convert_shaped 6, 13, 18, 19, 21 and 23, _reformat 12 and 13 (the PyAV-reformatter fallback, now "
     "tested against the CLI), flush 1, 3, 4, 6 and 7 (a failing drain), convert_into 14, 16, 20 and 21 (RGB48 "
     "through the fallback), close 1 (closing a decoder without a direct converter); _reformat 1 and 2 no longer "
-    "exist (its unused default was removed).",
+    "exist (its unused default was removed). Not killed: __init__ 16 and 17 (HEVC's in-band parameter sets not "
+    "watched: ffmpeg's concat of HEVC segments in MKV keeps only the first segment's, measured, so no fixture here "
+    "changes format mid-stream in HEVC), and __init__ 18, _check_tags 1 and 3, reset 14 (a fresh decoder at every "
+    "seek: slower, the same frames).",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
