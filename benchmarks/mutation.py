@@ -107,6 +107,13 @@ EQUIVALENT = {
         "cached name is only compared with ours)",
         "xǁCpuBackendǁreset__mutmut_13": "None for False: only tested for truth",
         "xǁCpuBackendǁreset__mutmut_15": "the same",
+        "xǁCpuBackendǁ__init____mutmut_21": "None for False: only tested for truth",
+        "xǁCpuBackendǁ__init____mutmut_23": "the same",
+        **{
+            f"xǁCpuBackendǁ__init____mutmut_{k}": "a wrong initial cached skip mode only makes the first decode set "
+            "skip_frame (a new context starts at DEFAULT)"
+            for k in (28, 29, 30)
+        },
         "xǁCpuBackendǁset_threads__mutmut_8": "reporting a change that is none only makes the decoder's single-thread "
         "retry after lost frames run once more with the same threads (same frames, same error)",
     },
@@ -306,8 +313,8 @@ NOTES = {
     "through the fallback), close 1 (closing a decoder without a direct converter); _reformat 1 and 2 no longer "
     "exist (its unused default was removed). Not killed: __init__ 16 and 17 (HEVC's in-band parameter sets not "
     "watched: ffmpeg's concat of HEVC segments in MKV keeps only the first segment's, measured, so no fixture here "
-    "changes format mid-stream in HEVC), and __init__ 18, _check_tags 1 and 3, reset 14 (a fresh decoder at every "
-    "seek: slower, the same frames).",
+    "changes format mid-stream in HEVC), and __init__ 18 and 22, _check_tags 1 and 3, reset 14 (a fresh decoder at "
+    "every seek: slower, the same frames).",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
