@@ -131,7 +131,22 @@ def _check_fits(name: str, size: tuple[int, int], height: int, width: int) -> No
         )
 
 
-class CenterCrop(DecoderTransform):
+class _Crop(DecoderTransform):
+    """A crop of ``size``; subclasses say where (:meth:`_place`)."""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        self.size = _size(size, type(self).__name__)
+
+    def _place(self, height: int, width: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _op(self, height: int, width: int) -> Op:
+        _check_fits(type(self).__name__, self.size, height, width)
+        top, left = self._place(height, width)
+        return CropOp(*self.size, top, left)
+
+
+class CenterCrop(_Crop):
     """Crop every frame to ``size`` around its centre, as torchcodec does (FFmpeg's ``crop`` filter).
 
     The crop starts at ``(round((H - h) / 2), round((W - w) / 2))``, a half pixel rounded to even, as FFmpeg's
@@ -141,20 +156,15 @@ class CenterCrop(DecoderTransform):
         size: ``(height, width)`` of the output frames.
 
     Raises:
-        InvalidArgumentError: ``size`` is not two positive integers. At the decoder, :class:`TransformSizeError`:
-            larger than the frames reaching it.
+        InvalidArgumentError: ``size`` is not two positive integers (:class:`TransformSizeError` at the decoder
+            where it is larger than the frames).
     """
 
-    def __init__(self, size: Sequence[int]) -> None:
-        self.size = _size(size, "CenterCrop")
-
-    def _op(self, height: int, width: int) -> Op:
-        _check_fits("CenterCrop", self.size, height, width)
-        h, w = self.size
-        return CropOp(h, w, round((height - h) / 2), round((width - w) / 2))
+    def _place(self, height: int, width: int) -> tuple[int, int]:
+        return round((height - self.size[0]) / 2), round((width - self.size[1]) / 2)
 
 
-class RandomCrop(DecoderTransform):
+class RandomCrop(_Crop):
     """Crop every frame to ``size`` at one random place, drawn when the decoder opens (torchcodec's ``RandomCrop``).
 
     The place is drawn from torch's default generator as ``torchvision.transforms.v2.RandomCrop`` draws it (the top
@@ -162,22 +172,17 @@ class RandomCrop(DecoderTransform):
     of one decoder is cropped at the same place.
 
     Args:
-        size: ``(height, width)`` of the output frames.
+        size: ``(height, width)`` of the crops.
 
     Raises:
-        InvalidArgumentError: ``size`` is not two positive integers. At the decoder, :class:`TransformSizeError`:
-            larger than the frames reaching it.
+        InvalidArgumentError: ``size`` is not two positive integers; at the decoder, a :class:`TransformSizeError`
+            where the frames reaching it are smaller.
     """
 
-    def __init__(self, size: Sequence[int]) -> None:
-        self.size = _size(size, "RandomCrop")
-
-    def _op(self, height: int, width: int) -> Op:
-        _check_fits("RandomCrop", self.size, height, width)
-        h, w = self.size
-        top = int(torch.randint(0, height - h + 1, size=()).item())
-        left = int(torch.randint(0, width - w + 1, size=()).item())
-        return CropOp(h, w, top, left)
+    def _place(self, height: int, width: int) -> tuple[int, int]:
+        top = int(torch.randint(0, height - self.size[0] + 1, size=()).item())
+        left = int(torch.randint(0, width - self.size[1] + 1, size=()).item())
+        return top, left
 
 
 def _channels(values: Any, name: str) -> tuple[float, float, float]:

@@ -86,9 +86,7 @@ class Yuv420ToRgb:
     ) -> None:
         """Convert ``frames`` surfaces into ``dst`` on the given CUDA stream (asynchronously)."""
         cp = self._cp
-        mat = self._matrices.get(spec)
-        if mat is None:
-            mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
+        mat = self._matrix(spec)
         stream = self._stream(stream_ptr)
         grid = ((width + BLOCK[0] - 1) // BLOCK[0], (height + BLOCK[1] - 1) // BLOCK[1], frames)
         args = [
@@ -108,6 +106,12 @@ class Yuv420ToRgb:
                 self._k16(grid, BLOCK, (*args, np.int32(16 - spec.bit_depth)))
             else:
                 self._k8(grid, BLOCK, tuple(args))
+
+    def _matrix(self, spec: ColorSpec) -> tuple[np.float32, ...]:
+        mat = self._matrices.get(spec)
+        if mat is None:
+            mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
+        return mat
 
     def _stream(self, stream_ptr: int) -> Any:
         stream = self._streams.get(stream_ptr)
@@ -143,9 +147,7 @@ class Yuv420ToRgb:
         x_weights, x_taps, y_start, y_weights, y_taps)``; ``scale_offset`` the per-channel output scale, then offset.
         """
         cp = self._cp
-        mat = self._matrices.get(spec)
-        if mat is None:
-            mat = self._matrices[spec] = tuple(np.float32(v) for v in matrix_arg(spec))
+        mat = self._matrix(spec)
         bx, by, _ = RESAMPLE_BLOCK
         grid = ((out_width + bx - 1) // bx, (out_height + by - 1) // by, frames)
         xs, xw, xt, ys, yw, yt = tables
