@@ -114,6 +114,7 @@ EQUIVALENT = {
             "skip_frame (a new context starts at DEFAULT)"
             for k in (28, 29, 30)
         },
+        "xǁCpuBackendǁdecode__mutmut_13": "a forgotten skip mode only makes the next decode set skip_frame again",
         "xǁCpuBackendǁset_threads__mutmut_8": "reporting a change that is none only makes the decoder's single-thread "
         "retry after lost frames run once more with the same threads (same frames, same error)",
     },
@@ -310,7 +311,8 @@ NOTES = {
     "count as not checked). Tests added after its survivors (this commit and the three before) kill, checked by "
     "hand: convert_shaped 6, 13, 18, 19, 21 and 23, _reformat 12 and 13 (the PyAV-reformatter fallback, now "
     "tested against the CLI), flush 1, 3, 4, 6 and 7 (a failing drain), convert_into 14, 16, 20 and 21 (RGB48 "
-    "through the fallback), close 1 (closing a decoder without a direct converter); _reformat 1 and 2 no longer "
+    "through the fallback), decode 17 (FFmpeg's reason in the message), close 1 (closing a decoder without a "
+    "direct converter); _reformat 1 and 2 no longer "
     "exist (its unused default was removed). Not killed: __init__ 16 and 17 (HEVC's in-band parameter sets not "
     "watched: ffmpeg's concat of HEVC segments in MKV keeps only the first segment's, measured, so no fixture here "
     "changes format mid-stream in HEVC), and __init__ 18 and 22, _check_tags 1 and 3, reset 14 (a fresh decoder at "
