@@ -47,7 +47,13 @@ MODULES = {
     "samplers": ["tests/test_samplers_vs_torchcodec.py", "tests/test_samplers.py"],
     "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
     "_backends/_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
-    "_planner": ["tests/test_planner.py", "tests/test_access.py", "tests/test_timeline.py", "tests/test_nvdec.py"],
+    "_planner": [
+        "tests/test_planner.py",
+        "tests/test_access.py",
+        "tests/test_timeline.py",
+        "tests/test_nvdec.py",
+        "tests/test_transforms.py",
+    ],
     "_targets": [
         "tests/test_time_targets.py",
         "tests/test_planner.py",
@@ -303,7 +309,9 @@ NOTES = {
     "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit; stopped for "
     "time, so the mutants it did not reach count as not checked. Tests added after its survivors (aa5613e, 344969c) "
     "kill, checked by hand by applying each to a scratch copy: run_sequence 46, _outputs 16, _finish_stream 9, 11, "
-    "21 and 22 (rows below may still say survived). Not killed: _hold 2 and run_sequence 77 (a held frame's own "
+    "21 and 22, _hold 3 (an NVDEC surface kept past the drain, on a stream without B-frames) and 4-6 (a CPU frame "
+    "kept as an 8-bit copy: tests/test_transforms.py, now in this module's list) (rows below may still say "
+    "survived). Not killed: _hold 2 and run_sequence 77 (a held frame's own "
     "duration: needs a variable-rate stream whose header over-counts and whose last frame is longer than usual), "
     "_outputs 10, 11, 28 and 37 (the retry schedule after five overshoots), _decoded 15, _finish_stream 46 (an "
     "iterator left unclosed: a leak no test measures).",

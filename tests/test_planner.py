@@ -276,12 +276,14 @@ def test_approximate_mode_past_the_real_end_repeats_the_last_frame(tmp_path):
     )
 
 
-def test_past_the_real_end_on_the_nvdec_path(tmp_path):
+@pytest.mark.parametrize("bframes", [2, 0])
+def test_past_the_real_end_on_the_nvdec_path(tmp_path, bframes):
     """The same on the NVDEC path (fake NVDEC, host-run kernel): its surfaces go stale at the next Decode, so a
-    frame repeated past the end must be converted while valid, not after the drain."""
+    frame repeated past the end must be converted while valid, not after the drain (without B-frames the drain
+    returns nothing and the frame kept is the last one fed before it)."""
     from test_nvdec import nvdec_decoder
 
-    path = _long_audio(tmp_path)
+    path = _long_audio(tmp_path, bframes)
     cpu = VideoDecoder(path, seek_mode="approximate", dimension_order="NHWC")
     gpu, _ = nvdec_decoder(path, seek_mode="approximate", dimension_order="NHWC")
     n = len(cpu)
