@@ -307,7 +307,8 @@ NOTES = {
     "for a rerun.",
     "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
     "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit (00:55-01:58; "
-    "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after its survivors (aa5613e, 344969c) "
+    "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after "
+    "its survivors (aa5613e, 344969c) "
     "kill, checked by hand by applying each to a scratch copy: run_sequence 46, _outputs 16, _finish_stream 9, 11, "
     "21 and 22, _hold 3 (an NVDEC surface kept past the drain, on a stream without B-frames) and 4-6 (a CPU frame "
     "kept as an 8-bit copy: tests/test_transforms.py, now in this module's list) (rows below may still say "
@@ -316,7 +317,8 @@ NOTES = {
     "_outputs 10, 11, 28 and 37 (the retry schedule after five overshoots), _decoded 15, _finish_stream 46 (an "
     "iterator left unclosed: a leak no test measures).",
     "_backends/_cpu": "Full run at 7ed9165 (2026-12-04 00:52-01:38), one worker. Counted with the kills below, the "
-    "score would be 94.9% (169 of 178). Tests added after its survivors (this commit and the three before) kill, checked by "
+    "score would be 94.9% (169 of 178). Tests added after its survivors (this commit and the three before) kill, "
+    "checked by "
     "hand: convert_shaped 6, 13, 18, 19, 21 and 23, _reformat 12 and 13 (the PyAV-reformatter fallback, now "
     "tested against the CLI), flush 1, 3, 4, 6 and 7 (a failing drain), convert_into 14, 16, 20 and 21 (RGB48 "
     "through the fallback), decode 17 (FFmpeg's reason in the message), close 1 (closing a decoder without a "
