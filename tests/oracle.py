@@ -61,36 +61,29 @@ def run_ffmpeg(*args: str) -> None:
     subprocess.run([exe, "-v", "error", "-y", *args], check=True)
 
 
-@cache
-def cli_rgb_frames(path: str) -> np.ndarray:
-    """``ffmpeg -i PATH -vf format=rgb24 -f rawvideo -``, every frame as decoded (no frame-rate conversion)."""
+def cli_frames(path: str, chain: str, width: int, height: int, rgb48: bool = False) -> np.ndarray:
+    """Every frame of ``ffmpeg -i path -vf chain`` as ``(N, H, W, 3)`` uint8, or float32 RGB48 / 65535."""
     exe = ffmpeg_cli()
     assert exe is not None, "no ffmpeg CLI: install the test extra (imageio-ffmpeg)"
-    with av.open(path) as c:
-        s = c.streams.video[0]
-        w, h = s.codec_context.width, s.codec_context.height
+    fmt = "rgb48le" if rgb48 else "rgb24"
+    cmd = [exe, "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
     raw = subprocess.run(
-        [
-            exe,
-            "-v",
-            "error",
-            "-nostdin",
-            "-i",
-            path,
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-vf",
-            "format=rgb24",
-            "-f",
-            "rawvideo",
-            "-",
-        ],
+        [*cmd, "-vf", f"format={fmt}{',' if chain else ''}{chain}", "-pix_fmt", fmt, "-f", "rawvideo", "-"],
         capture_output=True,
         check=True,
     ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    if not rgb48:
+        return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+    return np.frombuffer(raw, "<u2").reshape(-1, height, width, 3).astype(np.float32) / np.float32(65535)
+
+
+@cache
+def cli_rgb_frames(path: str) -> np.ndarray:
+    """``ffmpeg -i PATH -vf format=rgb24 -f rawvideo -``, every frame as decoded (no frame-rate conversion)."""
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        w, h = s.codec_context.width, s.codec_context.height
+    return cli_frames(path, "", w, h)
 
 
 @cache

@@ -116,7 +116,7 @@ def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, 
 
     8-bit only: on 10-bit input PyAV's reformatter is not the CLI's conversion (up to 61 code values apart on the
     HEVC 10-bit fixture, whatever colorspace arguments it is given), which is why the direct path exists."""
-    from test_transforms import cli_frames
+    from oracle import cli_frames
 
     from gpudecode import VideoDecoder
     from gpudecode._backends import _cpu

@@ -170,7 +170,7 @@ def test_mixed_sizes_resized(mixed, order):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_mixed_sizes_with_decode_time_transforms(mixed, workers):
     """Transforms make clips of videos of any size the same shape; frames are FFmpeg's resize and crop (the CLI)."""
-    from test_transforms import cli_frames
+    from oracle import cli_frames
 
     from gpudecode.transforms import CenterCrop, Resize
 

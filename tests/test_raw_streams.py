@@ -99,7 +99,7 @@ def test_approximate_mode_points_at_exact(raw):
 
 def test_transforms_and_float_output(raw):
     """The raw-stream wrapper shapes frames like the CPU backend it wraps (the CLI's filters, RGB48 / 65535)."""
-    from test_transforms import cli_frames
+    from oracle import cli_frames
 
     from gpudecode.transforms import CenterCrop, Resize
 
