@@ -194,7 +194,8 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
     """Shape an ``(H, W, 3)`` uint8 RGB frame already on a device (NVDEC's): rotate, crop, resize, convert.
 
     Resizes are torch's antialiased bilinear ``interpolate`` (what ``torchvision.transforms.v2.Resize`` computes);
-    float32 output is the uint8 frame / 255 (8 bits: the NVDEC kernel's output precision).
+    float32 output is the uint8 frame (8 bits: the NVDEC kernel's output precision) taken through
+    :meth:`OutputSpec.scale_offset`, the mapping the fused kernel applies too.
     """
     img = torch.rot90(rgb, spec.quarter_turns, dims=(0, 1)) if spec.quarter_turns else rgb
     for op in spec.ops:
@@ -206,11 +207,8 @@ def shape_tensor(rgb: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
             img = x[0].permute(1, 2, 0).round_().clamp_(0, 255).to(torch.uint8)
     if not spec.float32:
         return img
-    x = img.float().div_(255.0)
-    if spec.normalize is not None:
-        n = spec.normalize
-        x.sub_(torch.tensor(n.mean, device=x.device)).div_(torch.tensor(n.std, device=x.device))
-    return x
+    so = spec.scale_offset()
+    return img.float().mul_(torch.tensor(so[:3], device=img.device)).add_(torch.tensor(so[3:], device=img.device))
 
 
 def _triangle(x: np.ndarray) -> np.ndarray:
