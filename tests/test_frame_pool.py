@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import weakref
 from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
@@ -105,12 +106,14 @@ def test_a_shorter_batch_reuses_a_released_larger_buffer_and_misfits_are_let_go(
     p = FramePool(64 * NBYTES, min_bytes=0)
     a = p.take((4, *SHAPE[1:]))
     ptr = a.data_ptr()
+    (released,) = [weakref.ref(buf) for buf, _ in p._kept]
     del a
     b = p.take((3, *SHAPE[1:]))  # 3/4 of the released buffer
     assert b.data_ptr() == ptr and b.shape == (3, *SHAPE[1:])
     del b
     c = p.take((1, *SHAPE[1:]))  # a quarter: not worth holding 4x its size; the released buffer is let go of
-    assert c.data_ptr() != ptr and p.kept_bytes == NBYTES // 2
+    # The C allocator may hand the freed address straight back, so the address proves nothing: the buffer must be dead.
+    assert released() is None and p.kept_bytes == NBYTES // 2 and c.shape == (1, *SHAPE[1:])
 
 
 def test_the_environment_sets_the_bound():
