@@ -24,7 +24,7 @@ from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
 from gpudecode._timeline import PacketTimeline, played_at, presentation_ranks, segments_of
 
-__all__ = ["FrameIndex", "build_exact_index", "to_seconds"]
+__all__ = ["FrameIndex", "build_exact_index", "median_int", "to_seconds"]
 
 logger = logging.getLogger("gpudecode")
 
@@ -163,15 +163,14 @@ def _from_packets(
     dur = _filled_durations(pts, pkt_dur[keep][order])
     plan = pkt_pts
     timeline: dict[str, Any] = {}
-    by_pts = int(segment[-1]) == 0 and np.unique(pkt_pts).shape[0] == n
-    positions_known = (pkt_pos >= 0).all() and np.unique(pkt_pos).shape[0] == n
-    if not by_pts and not positions_known:
+    by_pts = int(segment[-1]) == 0 and _all_distinct(pkt_pts)
+    if not by_pts and not ((pkt_pos >= 0).all() and _all_distinct(pkt_pos)):
         logger.warning(
             "gpudecode: the stream's timestamps repeat or step back and its packets have no byte "
             "positions to tell them apart; frames with equal timestamps may be confused"
         )
     elif not by_pts:
-        step = max(1, int(np.median(dur)))
+        step = max(1, median_int(dur))
         plan = rank * step
         seg = segment[keep][order]
         timeline = {
@@ -190,8 +189,7 @@ def _from_packets(
         if timeline:
             timeline["plan_key_pts"] = plan[pkt_key]
     start = _start_keys(key_positions, plan[pkt_key], frame_pos, plan[frame_pos])
-    is_key = np.zeros(pts.shape[0], dtype=bool)
-    is_key[np.isin(frame_pos, key_positions)] = True
+    is_key = pkt_key[frame_pos]  # key_positions are the positions pkt_key marks
     return FrameIndex(
         time_base=time_base,
         pts=np.ascontiguousarray(pts, dtype=np.int64),
@@ -206,13 +204,33 @@ def _from_packets(
     )
 
 
+def median_int(a: np.ndarray) -> int:
+    """``int(np.median(a))`` of a non-empty integer array, without ``np.median``'s overhead.
+
+    Index building is on every decoder's creation path; this is the same float64 arithmetic on the one or two
+    middle values.
+    """
+    n = a.shape[0]
+    k = n // 2
+    if n % 2:
+        return int(float(np.partition(a, k)[k]))
+    part = np.partition(a, (k - 1, k))
+    return int((float(part[k - 1]) + float(part[k])) / 2)
+
+
+def _all_distinct(a: np.ndarray) -> bool:
+    """Whether no value of ``a`` repeats."""
+    s = np.sort(a)
+    return bool((s[1:] != s[:-1]).all())
+
+
 def _filled_durations(pts: np.ndarray, dur: np.ndarray) -> np.ndarray:
     """Frame durations, with missing (zero) ones taken from the gap to the next frame or the median gap."""
     dur = dur.copy()
     missing = dur <= 0
     if missing.any():
         gaps = np.diff(pts)
-        nominal = int(np.median(gaps[gaps > 0])) if (gaps > 0).any() else 1
+        nominal = median_int(gaps[gaps > 0]) if (gaps > 0).any() else 1
         fill = np.append(gaps, nominal)
         fill = np.where(fill > 0, fill, nominal)
         dur = np.where(missing, fill, dur)
@@ -302,7 +320,8 @@ def _from_mp4_tables(stream: Any, info: Mp4Info, size_bytes: int | None) -> tupl
     if info.fragmented:
         return None
     track = info.track(stream.id)
-    if track is None or track.stts is None or track.sample_count <= 0:
+    stts = None if track is None else track.stts  # the tables are parsed at each access
+    if track is None or stts is None or track.sample_count <= 0:
         return None
     entries = stream.index_entries
     n = len(entries)
@@ -311,16 +330,17 @@ def _from_mp4_tables(stream: Any, info: Mp4Info, size_bytes: int | None) -> tupl
     table = np.array([(e.timestamp, e.flags, e.pos, e.size) for e in entries], dtype=np.int64).reshape(n, 4)
     dts, flags, start = table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
     end = start + table[:, 3]
-    deltas = _expand(track.stts, n)
+    deltas = _expand(stts, n)
     if deltas is None or (n > 1 and not np.array_equal(np.diff(dts), deltas[:-1])):
         return None
-    if track.ctts is not None:
-        offsets = _expand(track.ctts, n)
+    ctts = track.ctts
+    if ctts is not None:
+        offsets = _expand(ctts, n)
         if offsets is None:
             return None
         # FFmpeg's mov demuxer shifts decode times by the most negative offset, ignoring the last two ctts entries
         # (mov_read_ctts: ``if (i+2<entries) mov_update_dts_shift(...)``).
-        neg = track.ctts[:-2, 1]
+        neg = ctts[:-2, 1]
         dts_shift = int(max(0, -int(neg.min()))) if neg.shape[0] else 0
         pts = dts + offsets + dts_shift
     else:

@@ -18,7 +18,7 @@ import numpy as np
 
 from gpudecode._container import PyAVDemuxer
 from gpudecode._errors import InvalidArgumentError, MediaError
-from gpudecode._index import FrameIndex
+from gpudecode._index import FrameIndex, median_int
 from gpudecode._targets import ExactTargets, Targets, TimeTargets
 from gpudecode._timeline import PacketTimeline
 
@@ -189,7 +189,7 @@ class ExactMode:
     def nominal_duration(self) -> int:
         """The median frame duration of the index."""
         d = self.index.duration
-        return int(np.median(d)) if d.shape[0] else 1
+        return median_int(d) if d.shape[0] else 1
 
     def planner_targets(self, demuxer: PyAVDemuxer, seek_margin: int) -> Targets:
         """Frames by exact pts; the keyframes' pts in decode order (the planner seeks to them exactly)."""

@@ -12,7 +12,7 @@ import torch
 from oracle import ALL, assert_frame_matches, oracle
 
 from gpudecode import MediaError, VideoDecoder
-from gpudecode._index import _from_packets, _scan_packets
+from gpudecode._index import _from_packets, _scan_packets, median_int
 
 MP4S = [
     n
@@ -763,3 +763,13 @@ def test_filled_durations_written_out():
     assert fill([0, 1, 3, 5], [0, 0, 0, 0]) == [1, 2, 2, 2]  # gaps of 1 are gaps too
     assert fill([0, 40, 120, 160], [0, 7, 0, 0]) == [40, 7, 40, 40]  # known durations stay; median of 40, 80, 40
     assert fill([0, 10], [3, 4]) == [3, 4]
+
+
+def test_median_int_is_numpys_median_truncated():
+    """The creation path's median (frame durations, the plan step) equals ``int(np.median(a))``, also where the
+    two middle values' mean is a half or their float64 sum rounds (values beyond 2**53)."""
+    rng = np.random.default_rng(7)
+    for i in range(3000):
+        high = int(rng.choice([3, 1001, 2**40, 2**62]))
+        a = rng.integers(-high if i % 2 else 0, high, int(rng.integers(1, 30)), dtype=np.int64)
+        assert median_int(a) == int(np.median(a)), a
