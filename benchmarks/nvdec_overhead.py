@@ -68,8 +68,10 @@ def worker(path: str, repeats: int) -> float:
     n = len(dec)
 
     def run() -> None:
-        backend = create_nvdec_backend(torch.device("cpu"), dec._pipe.demuxer.stream, 8, dec._state.color, modules=mods)
-        dec._pipe.use_backend(backend)
+        backend = create_nvdec_backend(
+            torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
+        )
+        dec._session.pipe.use_backend(backend)
         dec.get_frames_in_range(0, n)
         backend.close()
 

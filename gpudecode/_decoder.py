@@ -2,9 +2,9 @@
 
 Data flow (``docs/architecture.md``): the source is opened by PyAV (``_container``), its exact index comes from
 ``_index_store`` (or the header, in approximate mode); the seek mode (``_seek_mode``), chosen once when the decoder
-opens, turns each access call into planner targets; the planner (``_planner``) feeds the demuxer's packets to a backend
-(``_device`` picks CPU or NVDEC); ``_output`` writes the converted frames into the returned batch, and
-``_parallel`` spreads independent keyframe runs over worker threads on the CPU.
+opens, turns each access call into a decode request; the session (``_session``) runs it: the planner (``_planner``)
+feeds the demuxer's packets to a backend (``_device`` picks CPU or NVDEC), ``_output`` writes the converted frames
+into the returned batch, and ``_parallel`` spreads independent keyframe runs over worker threads on the CPU.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import contextlib
 import logging
 import math
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,12 @@ import torch
 from av.container import InputContainer
 
 from gpudecode._args import as_fps, as_int, as_seconds, decoder_arguments, float_array, int_array
-from gpudecode._backends._base import BackendUnsupported
 from gpudecode._container import open_container, pick_stream, stream_facts
 from gpudecode._device import (
     CpuFallbackStatus,
     parse_device,
 )
 from gpudecode._errors import (
-    DecodeError,
     FrameIndexError,
     InvalidArgumentError,
     MediaError,
@@ -41,11 +38,10 @@ from gpudecode._frame import Frame, FrameBatch
 from gpudecode._index import FrameIndex
 from gpudecode._index_store import IndexStore, cache_dir_default
 from gpudecode._metadata import VideoStreamMetadata
-from gpudecode._output import BatchWriter, empty_batch
-from gpudecode._parallel import ParallelDecode
-from gpudecode._pipeline import Pipeline
+from gpudecode._output import empty_batch
 from gpudecode._planner import PlanStats
 from gpudecode._seek_mode import DecodeRequest, SeekMode
+from gpudecode._session import DecodeSession, Emit
 from gpudecode._shaping import output_spec
 from gpudecode._source import Source, make_source
 from gpudecode._stream import stream_state
@@ -53,8 +49,6 @@ from gpudecode._stream import stream_state
 __all__ = ["VideoDecoder"]
 
 logger = logging.getLogger("gpudecode")
-
-Emit = Callable[..., None]
 
 
 class VideoDecoder:
@@ -127,10 +121,7 @@ class VideoDecoder:
         self._seek_mode = args.seek_mode
         self._dimension_order = args.dimension_order
         self._shaping_args = (transforms, output_dtype)  # resolved against the frame size in _setup
-        self._lock = threading.RLock()
         self._source: Source = make_source(source)
-        self._pid = os.getpid()
-        self._opened = False
         self._store = IndexStore(self._source, cache_dir_default(index_cache_dir))
         if self._init_from_cache(stream_index, num_threads, index):
             self._closed = False
@@ -160,7 +151,7 @@ class VideoDecoder:
             tb = Fraction(*facts["time_base"])
             index = self._store.index_for(container, stream, index_path, tb, facts, best=stream_index is None)
         self._setup(facts, index, num_threads)
-        self._open_with(container)
+        self._session.open_with(container)
 
     def _init_from_cache(
         self, stream_index: int | None, num_threads: int | None, index_path: str | os.PathLike[str] | None
@@ -192,42 +183,7 @@ class VideoDecoder:
         m = st.metadata
         self._spec = output_spec(*self._shaping_args, m.height, m.width, st.bit_depth, st.quarter_turns)
         self._stream_index = st.stream_index
-        self._num_threads_arg = num_threads
-        self._num_threads = num_threads if num_threads is not None else usable_cpus()
-        self._parallel = ParallelDecode(
-            self._source, st.stream_index, st.mode, st.timeline, st.seek_margin, self._num_threads
-        )
-
-    def _open_with(self, container: InputContainer) -> None:
-        """Create the demuxer, the backend and the planner over an open container."""
-        self._pipe = Pipeline(self._source, self._state, self._device, self._num_threads_arg, container)
-        self._opened = True
-
-    def _ensure_open(self) -> None:
-        """Open the file on first use (decoders served from the index cache start without it)."""
-        if self._opened:
-            return
-        container = open_container(self._source)
-        try:
-            stream = container.streams[self._stream_index]
-            if (
-                stream.codec_context is None
-                or stream.codec_context.width != self._state.facts["width"]
-                or stream.codec_context.height != self._state.facts["height"]
-            ):
-                raise MediaError(
-                    f"{self._source.description} no longer matches its cached index. Clear the index cache "
-                    f"({self._store.cache_dir}) or rebuild the index."
-                )
-            self._open_with(container)
-        except BaseException:
-            container.close()
-            raise
-
-    def _open_locked(self) -> None:
-        if not self._opened:
-            with self._lock:
-                self._ensure_open()
+        self._session = DecodeSession(self._source, st, self._device, num_threads, self._spec, self._store.cache_dir)
 
     # -- properties --------------------------------------------------------------------------------------
     @property
@@ -256,23 +212,17 @@ class VideoDecoder:
 
         Falsy when they are not (or the device is the CPU); ``str()`` reads like torchcodec's, with our reason.
         """
-        if not self._opened and self._device.type == "cpu":
-            return CpuFallbackStatus()  # known without opening a lazily opened (cached) CPU decoder
-        self._open_locked()
-        return self._pipe.fallback
+        return self._session.fallback()
 
     @property
     def decoding_device(self) -> str:
         """Which decoder produces the frames: ``"cpu"`` (FFmpeg) or ``"nvdec:N"``."""
-        if not self._opened and self._device.type == "cpu":
-            return "cpu"
-        self._open_locked()
-        return self._pipe.backend.name
+        return self._session.decoding_device()
 
     @property
     def stats(self) -> PlanStats:
         """Counters of the last decode call (seeks, packets fed, frames decoded and converted)."""
-        return self._pipe.planner.stats if self._opened else PlanStats()
+        return self._session.stats()
 
     def __len__(self) -> int:
         """Number of frames (``metadata.num_frames``)."""
@@ -291,16 +241,7 @@ class VideoDecoder:
         if self._closed:
             return
         self._closed = True
-        if not self._opened:
-            return
-        if self._pid != os.getpid():
-            _FORK_ORPHANS.extend([*self._pipe.inherited(), *self._parallel.orphan()])
-            return
-        with self._lock:
-            try:
-                self._parallel.close()
-            finally:
-                self._pipe.close()
+        self._session.close()
 
     def __enter__(self) -> VideoDecoder:
         return self
@@ -313,8 +254,7 @@ class VideoDecoder:
             self.close()
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise InvalidArgumentError("Invalid operation on a closed VideoDecoder. Create a new decoder.")
+        self._session.check_open()
 
     # -- arguments to frames -----------------------------------------------------------------------------
     def _normalize_indices(self, indices: np.ndarray) -> np.ndarray:
@@ -369,100 +309,17 @@ class VideoDecoder:
         )
 
         def run(emit: Emit) -> list[int]:
-            done = self._pipe.planner.run_sequence(target, count, step, emit, owner)
+            done = self._session.pipe.planner.run_sequence(target, count, step, emit, owner)
             return list(range(done, count))
 
-        return self._assemble(run, request)
+        return self._session.assemble(run, request, self._dimension_order)
 
     def _empty_batch(self) -> FrameBatch:
         sp = self._spec
         return empty_batch(sp.height, sp.width, self._dimension_order, self._device, sp.dtype)
 
-    # -- decoding ----------------------------------------------------------------------------------------
     def _decode(self, request: DecodeRequest) -> FrameBatch:
-        """Decode a request's targets, each once, into its output slots."""
-        return self._assemble(lambda emit: self._run_planned(request.targets, request.start_keys, emit), request)
-
-    def _assemble(self, run: Callable[[Emit], list[int]], request: DecodeRequest) -> FrameBatch:
-        """Let ``run(emit)`` decode into a new batch for ``request``; then rotate and order its dimensions.
-
-        ``run`` calls ``emit(j, frame, pts, duration)`` for target ``j`` and returns the targets it could not produce.
-
-        Raises:
-            DecodeError: Frames could not be decoded (damaged or missing data).
-        """
-        m = self._metadata
-        with self._lock:
-            self._check_open()
-            if self._pid != os.getpid():
-                self._after_fork()
-            self._ensure_open()
-            writer = BatchWriter(
-                request.count,
-                m.coded_height,
-                m.coded_width,
-                self._device,
-                request.positions,
-                self._pipe.backend,
-                self._spec,
-            )
-            missing = self._run_with_retries(run, writer)
-        if missing:
-            lost = [int(request.labels[j]) for j in missing[:10]]
-            raise DecodeError(
-                f"Could not decode frame(s) {lost}{' ...' if len(missing) > 10 else ''}: the data "
-                "is damaged or missing. Other frames remain available."
-            )
-        st = self._state
-        return writer.finish(st.time_base, st.quarter_turns, self._dimension_order, request.pts, request.durations)
-
-    def _run_with_retries(self, run: Callable[[Emit], list[int]], writer: BatchWriter) -> list[int]:
-        """Run; again on the CPU when NVDEC refuses the stream, again with one thread when frames were lost."""
-        pipe = self._pipe
-        pipe.planner.stats = PlanStats()
-        try:
-            missing = run(writer.emit)
-        except BackendUnsupported as exc:  # NVDEC refused the stream at its first Decode: the CPU takes over
-            pipe.switch_to_cpu(str(exc))
-            writer.backend = pipe.backend
-            writer.forget_last()
-            missing = run(writer.emit)
-        if missing and pipe.backend.set_threads(1):
-            # Frame threads lose the frames in flight when a damaged packet's error surfaces late: once more with
-            # one thread, which decodes everything decodable; then back to the configured threads.
-            pipe.planner.invalidate()
-            writer.forget_last()
-            try:
-                missing = run(writer.emit)
-            finally:
-                pipe.backend.set_threads(self._num_threads_arg)
-                pipe.planner.invalidate()
-        return missing
-
-    def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Emit) -> list[int]:
-        """Run the planner; independent keyframe runs are spread over worker threads on the CPU backend."""
-        if self._parallel_ok():
-            return self._parallel.run(self._pipe.planner, targets, start_keys, emit)
-        return self._pipe.planner.run(targets, start_keys, emit)
-
-    def _parallel_ok(self) -> bool:
-        return (
-            self.decoding_device == "cpu"
-            and self._num_threads > 1
-            and self._source.file is None
-            and not self._pipe.demuxer.raw
-        )
-
-    def _after_fork(self) -> None:
-        """In a forked child: re-open the file and rebuild the decoder; never reuse the parent's state.
-
-        The parent's container shares its file offset with the child, and its CUDA/NVDEC objects are invalid in
-        the child, so both are dropped (not closed: closing them could touch the parent's resources).
-        """
-        self._pid = os.getpid()
-        if self._opened:  # else nothing was inherited
-            _FORK_ORPHANS.extend([*self._pipe.inherited(), *self._parallel.orphan()])
-            self._opened = False  # the caller's _ensure_open() builds everything afresh in this process
+        return self._session.decode(request, self._dimension_order)
 
     # -- public access calls -----------------------------------------------------------------------------
     def __getitem__(self, key: int | slice) -> torch.Tensor:
@@ -639,18 +496,6 @@ class VideoDecoder:
     def index(self) -> FrameIndex | None:
         """The exact :class:`FrameIndex` (``None`` in approximate mode)."""
         return self._mode.index
-
-
-# Objects inherited across a fork: kept referenced so their finalizers never run in the child.
-_FORK_ORPHANS: list[Any] = []
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, as a pinned DataLoader worker has), not the machine's."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def _single(batch: FrameBatch) -> Frame:

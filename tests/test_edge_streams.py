@@ -353,4 +353,4 @@ def test_frames_in_flight_at_damage_are_not_lost_to_frame_threads(tmp_path, num_
         assert batch.pts_seconds.tolist() == pytest.approx([p * float(dec.index.time_base) for p in sorted(decoded)])
         again = dec.get_frames_at(list(range(len(dec))))  # the retry left the configured threads in place
         assert torch.equal(again.data, batch.data)
-        assert dec._pipe.backend._threads == (0 if num_threads is None else num_threads)
+        assert dec._session.pipe.backend._threads == (0 if num_threads is None else num_threads)

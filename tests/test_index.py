@@ -190,11 +190,11 @@ def test_cache_hit_opens_the_file_lazily(video, tmp_path, monkeypatch):
     ref = VideoDecoder(path)
     for kwargs in ({}, {"stream_index": 0}):
         dec = VideoDecoder(path, **kwargs)
-        assert dec.index.method == "file" and not dec._opened
+        assert dec.index.method == "file" and not dec._session.opened
         assert dec.metadata == ref.metadata and len(dec) == len(ref)
-        assert not dec.cpu_fallback and dec.decoding_device == "cpu" and not dec._opened
+        assert not dec.cpu_fallback and dec.decoding_device == "cpu" and not dec._session.opened
         np.testing.assert_array_equal(dec.get_frames_at([3, 0, 39]).data, ref.get_frames_at([3, 0, 39]).data)
-        assert dec._opened
+        assert dec._session.opened
         dec.close()
     unopened = VideoDecoder(path)
     unopened.close()  # closing a decoder that never opened its file is fine

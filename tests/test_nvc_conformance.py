@@ -66,7 +66,9 @@ def test_backend_calls_bind_to_a_real_overload(video):
     dec = VideoDecoder(video("h264_bframes"))
     mods = Modules(nvc=nvc, convert=_no_conversion, cuda_ok=False)
     _nvdec.decoder_cache.clear()
-    backend = create_nvdec_backend(torch.device("cpu"), dec._pipe.demuxer.stream, 8, dec._state.color, modules=mods)
+    backend = create_nvdec_backend(
+        torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
+    )
     backend.close()
     _nvdec.decoder_cache.clear()
     created = nvc.created[0].kwargs

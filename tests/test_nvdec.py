@@ -66,9 +66,9 @@ def nvdec_decoder(path, nvc=None, fused=True, **kwargs):
     nvc = nvc or make_module()
     mods = Modules(nvc=nvc, convert=host_convert, cuda_ok=False, resample=resample if fused else None)
     backend = create_nvdec_backend(
-        torch.device("cpu"), dec._pipe.demuxer.stream, dec.metadata.bit_depth, dec._state.color, modules=mods
+        torch.device("cpu"), dec._session.pipe.demuxer.stream, dec.metadata.bit_depth, dec._state.color, modules=mods
     )
-    dec._pipe.use_backend(backend)
+    dec._session.pipe.use_backend(backend)
     return dec, nvc
 
 
@@ -136,7 +136,7 @@ def test_parameter_sets_are_resent_after_every_seek(video):
     n = len(gpu)
     gpu.get_frames_at([n - 2, 1, n // 2])  # backwards and forwards: several seeks
     dec = nvc.created[0]
-    ps = annexb_parameter_sets("h264", bytes(gpu._pipe.demuxer.stream.codec_context.extradata))
+    ps = annexb_parameter_sets("h264", bytes(gpu._session.pipe.demuxer.stream.codec_context.extradata))
     assert ps and dec.drains >= 2
     starts = [i for i, data in enumerate(dec.received) if data.startswith(ps)]
     assert len(starts) >= gpu.stats.seeks
@@ -146,7 +146,7 @@ def test_without_parameter_sets_frames_are_lost(video, monkeypatch):
     """Shows the fake is strict: skipping the re-send after a seek really loses frames."""
     path = video("h264_open_gop")
     gpu, _ = nvdec_decoder(path)
-    gpu._pipe.backend._param_sets = b""
+    gpu._session.pipe.backend._param_sets = b""
     from gpudecode import DecodeError
 
     with pytest.raises(DecodeError, match="damaged or missing"):
@@ -160,13 +160,13 @@ def test_discarded_packets_are_fed_but_not_returned(video):
     path = video("editlist")
     gpu, nvc = nvdec_decoder(path, dimension_order="NHWC")
     outputs = []
-    real_wrap = gpu._pipe.backend._wrap
+    real_wrap = gpu._session.pipe.backend._wrap
 
     def counting_wrap(surfaces):
         outputs.extend(int(s.getPTS()) for s in surfaces)
         return real_wrap(surfaces)
 
-    gpu._pipe.backend._wrap = counting_wrap
+    gpu._session.pipe.backend._wrap = counting_wrap
     batch = gpu.get_frames_in_range(0, len(gpu))
     with av.open(str(path)) as c:
         s = c.streams.video[0]
@@ -504,8 +504,10 @@ def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(v
     nvc = make_module()
     mods = Modules(nvc=nvc, convert=convert, cuda_ok=False, streams=streams)
     dec = VideoDecoder(video("h264_bframes"))
-    backend = create_nvdec_backend(torch.device("cpu"), dec._pipe.demuxer.stream, 8, dec._state.color, modules=mods)
-    dec._pipe.use_backend(backend)
+    backend = create_nvdec_backend(
+        torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
+    )
+    dec._session.pipe.use_backend(backend)
     dec.get_frames_at([0, 7, 3])
     assert nvc.created[0].kwargs["cudastream"] == 0xD0
     per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode"), ("wait", "current", "decode")]

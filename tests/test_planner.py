@@ -60,9 +60,9 @@ class Wayward:
 def _decoder(path, mode: str, **wayward: Any) -> tuple[VideoDecoder, Wayward]:
     dec = VideoDecoder(path, seek_mode=mode, num_threads=1)
     len(dec)
-    dec._ensure_open()
-    w = Wayward(dec._pipe.planner.demuxer, **wayward)
-    dec._pipe.planner.demuxer = w
+    dec._session.ensure_open()
+    w = Wayward(dec._session.pipe.planner.demuxer, **wayward)
+    dec._session.pipe.planner.demuxer = w
     return dec, w
 
 
@@ -318,7 +318,7 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
     the stream's start), by index (run) and by range (a sequence); a sequence continued by its owner seeks no more."""
     path = video(name)
     dec, w = _decoder(path, "approximate", late=1)
-    pl = dec._pipe.planner
+    pl = dec._session.pipe.planner
     i = 35
     t = dec._mode.sequence_target(i)  # frame i's nominal time
     for call, want in (

@@ -209,7 +209,7 @@ def test_decoder_crossing_a_fork_reopens_its_file(video):
             torch.set_num_threads(1)
             got = dec.get_frames_at([30, 2, 17]).data.numpy()
             ok = np.array_equal(got, ref.numpy()[[30, 2, 17]])
-            os._exit(0 if ok and dec._pid == os.getpid() else 3)
+            os._exit(0 if ok and dec._session.pid == os.getpid() else 3)
         except BaseException:
             os._exit(4)
     # the parent keeps decoding at the same time
@@ -244,9 +244,9 @@ def test_default_threads_follow_the_affinity_mask(video):
 
     code = (
         "import os, sys; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
-        "from gpudecode import VideoDecoder; from gpudecode._decoder import usable_cpus; "
+        "from gpudecode import VideoDecoder; from gpudecode._session import usable_cpus; "
         f"d = VideoDecoder({str(video('h264_bframes'))!r}); "
-        "print(usable_cpus(), d._num_threads, len(d.get_frames_at([0, 39, 20])))"
+        "print(usable_cpus(), d._session.num_threads, len(d.get_frames_at([0, 39, 20])))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

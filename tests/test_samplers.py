@@ -325,7 +325,7 @@ def test_one_batched_decode(decoders, mode):
     # Runs decoded in parallel may each read a few packets past the next keyframe before the decoder releases
     # their last frame (B-frame reorder delay): bounded overlap, never a whole keyframe interval twice.
     reorder = 4
-    assert s.packets_fed <= len(dec) + 4 + reorder * (dec._num_threads - 1)
+    assert s.packets_fed <= len(dec) + 4 + reorder * (dec._session.num_threads - 1)
 
 
 def test_nhwc_decoder(decoders):

@@ -106,7 +106,7 @@ def test_approx_key_locator_names_and_seeks_to_the_keyframe_at_or_before_a_time(
     path = video("h264_bframes")
     key_dts, key_pts = _keyframes_by_dts(path)
     dec = VideoDecoder(path, seek_mode="approximate")
-    demuxer = dec._pipe.demuxer
+    demuxer = dec._session.pipe.demuxer
     key_of, key_ts = approx_key_locator(demuxer, dec._mode.header.begin_pts)
     with av.open(str(path)) as c:
         all_dts = [p.dts for p in c.demux(video=0) if p.size]
@@ -132,8 +132,8 @@ def test_approx_key_locator_without_a_usable_index_names_no_keyframe(video, tmp_
                 p.stream = out
                 dst.mux(p)
     dec = VideoDecoder(path, seek_mode="approximate")
-    assert len(dec._pipe.demuxer.stream.index_entries) == 0  # what this test is about
-    key_of, key_ts = approx_key_locator(dec._pipe.demuxer, 1234)
+    assert len(dec._session.pipe.demuxer.stream.index_entries) == 0  # what this test is about
+    key_of, key_ts = approx_key_locator(dec._session.pipe.demuxer, 1234)
     assert key_of(10_000) == 1 << 62 and key_ts(0) == 1234
 
 
@@ -144,7 +144,7 @@ def test_a_jump_to_a_later_gop_decodes_from_its_keyframe(video):
         dec = VideoDecoder(video(name), seek_mode="approximate")
         dec.get_frames_at([5])
         dec.get_frames_at([29])
-        stats = dec._pipe.planner.stats
+        stats = dec._session.pipe.planner.stats
         assert stats.seeks == 1 and stats.frames_decoded <= 12, (name, vars(stats))
 
 
@@ -159,7 +159,7 @@ def test_lost_frames_are_named_by_their_index_for_indices_and_times(video, mode,
     dec = VideoDecoder(video("h264_bframes"), seek_mode=mode, num_threads=1)  # one planner, one patched backend
     ref = VideoDecoder(video("h264_bframes"))
     lost_pts = round(float(ref.get_frame_at(first_lost).pts_seconds) / float(dec._state.time_base))
-    backend = dec._pipe.backend
+    backend = dec._session.pipe.backend
     decode, flush = backend.decode, backend.flush
     backend.decode = lambda packet, wanted=True: [f for f in decode(packet, wanted) if f.pts < lost_pts]
     backend.flush = lambda: [f for f in flush() if f.pts < lost_pts]
@@ -188,7 +188,7 @@ def test_exact_mode_reports_the_index_durations_whatever_the_decoder_says(video,
         tb = c.streams.video[0].time_base
         want = dict(sorted((p.pts, p.duration) for p in c.demux(video=0) if p.size))
     dec = VideoDecoder(path, num_threads=1)  # one planner: every frame comes through the patched backend
-    backend = dec._pipe.backend
+    backend = dec._session.pipe.backend
     decode, flush = backend.decode, backend.flush
 
     def without_durations(frames):
@@ -223,7 +223,7 @@ def test_exact_extent_and_nominal_duration_come_from_the_index():
 
 def test_approx_key_locator_before_the_first_keyframe_names_the_first(video):
     dec = VideoDecoder(video("h264_bframes"), seek_mode="approximate")
-    key_of, _ = approx_key_locator(dec._pipe.demuxer, dec._mode.header.begin_pts)
+    key_of, _ = approx_key_locator(dec._session.pipe.demuxer, dec._mode.header.begin_pts)
     with av.open(str(video("h264_bframes"))) as c:
         first_dts = next(p.dts for p in c.demux(video=0) if p.size)
     assert key_of(first_dts - 10_000) == 0
@@ -247,7 +247,7 @@ def test_exact_mode_reports_a_lost_last_frame_instead_of_repeating_the_one_befor
     dec = VideoDecoder(video("h264_bframes"), num_threads=1)
     n = len(dec)
     last_pts = round(float(dec.get_frame_at(n - 1).pts_seconds) / float(dec._state.time_base))
-    backend = dec._pipe.backend
+    backend = dec._session.pipe.backend
     decode, flush = backend.decode, backend.flush
     backend.decode = lambda packet, wanted=True: [f for f in decode(packet, wanted) if f.pts != last_pts]
     backend.flush = lambda: [f for f in flush() if f.pts != last_pts]

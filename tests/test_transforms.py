@@ -260,7 +260,7 @@ def test_nvdec_path_shapes_its_frames_in_the_fused_kernel(video, name, dtype, ho
     fused, _ = nvdec_decoder(path, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
     torch_path, _ = nvdec_decoder(path, fused=False, transforms=transforms, output_dtype=dtype, dimension_order="NHWC")
     got, slow = fused[:], torch_path[:]
-    assert [p is not None for p in fused._pipe.backend._plans._plans.values()] == [True]  # the fused kernel ran
+    assert [p is not None for p in fused._session.pipe.backend._plans._plans.values()] == [True]  # the fused kernel ran
     plain, _ = nvdec_decoder(path, dimension_order="NHWC")  # the kernel's whole frames, upright
     k, m = plain._state.quarter_turns, plain.metadata
     spec = output_spec(transforms, dtype, m.height, m.width, 8, k)
