@@ -270,9 +270,9 @@ class VideoDecoder:
     def _check_times(self, t: np.ndarray, name: str) -> None:
         m = self._metadata
         begin, end = m.begin_stream_seconds, m.end_stream_seconds
-        bad = (t < begin) | ((t >= end) if end is not None else False)
-        if np.any(bad):
-            x = float(t[np.asarray(bad)][0]) if t.ndim else float(t)
+        bad = (t < begin) if end is None else (t < begin) | (t >= end)
+        if bad.any():
+            x = float(t[bad][0])
             raise TimeOutOfRangeError(
                 f"Invalid {name} ({x}). Supported values are in [{begin}, {end}), the times the stream plays."
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import av
 import numpy as np
@@ -324,3 +325,23 @@ def test_an_allocation_that_cannot_succeed_is_a_clear_error():
     with pytest.raises(AllocationError, match=r"Cannot allocate 6220\.8 GB for 1000000 frames of 1920x1080") as info:
         new_frames((1_000_000, 1080, 1920, 3), torch.device("cpu"))
     assert isinstance(info.value, MemoryError) and isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_a_sequence_that_ends_early_names_the_frames_it_lost(video, step):
+    """Approximate mode decodes a range as one run of decoder outputs. Where that run ends early (nothing
+    decodable was left), the DecodeError names the lost frames by their indices in the video, not by output slot."""
+    dec = VideoDecoder(video("h264_mkv"), seek_mode="approximate")
+    dec.get_frame_at(0)  # opens the pipeline
+    planner = dec._session.pipe.planner
+    real = planner.run_sequence
+
+    def two_then_nothing(target, count, step_, emit, owner=None):
+        real(target, 2, step_, emit, owner)
+        return 2
+
+    planner.run_sequence = two_then_nothing
+    lost = list(range(5, 30, step))[2:]
+    want = f"Could not decode frame(s) {lost[:10]}{' ...' if len(lost) > 10 else ''}: the data is damaged or missing."
+    with pytest.raises(DecodeError, match=re.escape(want)):
+        dec.get_frames_in_range(5, 30, step)

@@ -69,10 +69,20 @@ def test_time_argument_errors_name_the_argument(video):
     assert _message(lambda: dec.get_frames_played_in_range(0.5, end + 1)) == (
         f"Invalid stop_seconds ({end + 1}). Supported values are in [{begin}, {end}]."
     )
-    assert "start_seconds" in _message(lambda: dec.get_frames_played_in_range(float("nan"), 1.0))
-    assert "stop_seconds" in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
-    assert "start_seconds" not in _message(lambda: dec.get_frames_played_in_range(0.0, float("inf")))
+    assert _message(lambda: dec.get_frames_played_in_range(float("nan"), 1.0)) == (
+        "Invalid start_seconds (nan). Supported values are: finite numbers of seconds."
+    )
+    assert _message(lambda: dec.get_frames_played_in_range(0.0, float("inf"))) == (
+        "Invalid stop_seconds (inf). Supported values are: finite numbers of seconds."
+    )
+    _frames, pts, _ = oracle(str(video("h264_bframes")))
     dec._metadata = dataclasses.replace(m, end_stream_seconds=None)
+    # An unknown end bounds nothing: a time past the last frame is played by it, one before the start still raises.
+    late = dec.get_frames_played_at([float(pts[2]), end + 5.0])
+    np.testing.assert_allclose(late.pts_seconds.numpy(), [pts[2], pts[-1]], atol=1e-9)
+    assert _message(lambda: dec.get_frame_played_at(begin - 1.0)) == (
+        f"Invalid seconds ({begin - 1.0}). Supported values are in [{begin}, None), the times the stream plays."
+    )
     assert _message(lambda: dec.get_all_frames(fps=5)) == (
         "Invalid get_all_frames(fps=...) on a stream whose end is unknown. Use get_frames_played_in_range() with "
         "explicit times."
