@@ -291,6 +291,22 @@ EQUIVALENT = {
             for k in (17, 20)
         },
     },
+    "_decoder": {
+        "xǁVideoDecoderǁ_frames_in_range__mutmut_6": "step >= 0: every caller passes a positive step here (slices "
+        "with negative steps take the index path before, step 0 is rejected first)",
+        **{
+            f"xǁVideoDecoderǁ_frames_in_range__mutmut_{k}": "np.arange/np.array of Python ints is int64 without a dtype"
+            for k in (14, 18, 31, 33)
+        },
+        "xǁVideoDecoderǁ_frames_in_range__mutmut_21": "the sequence path's request is run by its own closure: its "
+        "targets are never read (assemble reads the slots, labels, count and times)",
+        **{f"xǁVideoDecoderǁ_resampled__mutmut_{k}": "np.arange(count) is int64 without a dtype" for k in (14, 16)},
+        **{
+            f"xǁVideoDecoderǁ_resampled__mutmut_{k}": "the argument name of a message never shown: the resampled "
+            "times lie inside [start, stop), which was checked (the last is at most stop - 0.5/fps)"
+            for k in (19, 22, 23)
+        },
+    },
 }
 # How far each module's last measurement got, and against which tests (a run that stopped early, or code and tests
 # that changed after its snapshot): printed under the table.
@@ -316,6 +332,10 @@ NOTES = {
     "duration: needs a variable-rate stream whose header over-counts and whose last frame is longer than usual), "
     "_outputs 10, 11, 28 and 37 (the retry schedule after five overshoots), _decoded 15, _finish_stream 46 (an "
     "iterator left unclosed: a leak no test measures).",
+    "_decoder": "Full run at 03c6f2a (2026-12-04 02:14-02:35, 89.6%), then tests for its survivors and a "
+    "`--recheck` at 3c7a42d (02:37-02:50; the module had become the façade over `_session` by then, so 219 "
+    "mutants). A test added after the recheck kills _check_times 6 (a time exactly at the start of a stream whose "
+    "end is unknown), checked by hand.",
     "_backends/_cpu": "Full run at 7ed9165 (2026-12-04 00:52-01:38), one worker. Counted with the kills below, the "
     "score would be 94.9% (169 of 178). Tests added after its survivors (this commit and the three before) kill, "
     "checked by "

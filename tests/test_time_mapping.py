@@ -78,8 +78,8 @@ def test_time_argument_errors_name_the_argument(video):
     _frames, pts, _ = oracle(str(video("h264_bframes")))
     dec._metadata = dataclasses.replace(m, end_stream_seconds=None)
     # An unknown end bounds nothing: a time past the last frame is played by it, one before the start still raises.
-    late = dec.get_frames_played_at([float(pts[2]), end + 5.0])
-    np.testing.assert_allclose(late.pts_seconds.numpy(), [pts[2], pts[-1]], atol=1e-9)
+    late = dec.get_frames_played_at([begin, float(pts[2]), end + 5.0])
+    np.testing.assert_allclose(late.pts_seconds.numpy(), [pts[0], pts[2], pts[-1]], atol=1e-9)
     assert _message(lambda: dec.get_frame_played_at(begin - 1.0)) == (
         f"Invalid seconds ({begin - 1.0}). Supported values are in [{begin}, None), the times the stream plays."
     )
