@@ -39,9 +39,10 @@ from gpudecode._index import FrameIndex
 from gpudecode._index_store import IndexStore, cache_dir_default
 from gpudecode._metadata import VideoStreamMetadata
 from gpudecode._output import empty_batch
+from gpudecode._parallel import Emit
 from gpudecode._planner import PlanStats
 from gpudecode._seek_mode import DecodeRequest, SeekMode
-from gpudecode._session import DecodeSession, Emit
+from gpudecode._session import DecodeSession
 from gpudecode._shaping import output_spec
 from gpudecode._source import Source, make_source
 from gpudecode._stream import stream_state

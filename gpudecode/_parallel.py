@@ -20,9 +20,9 @@ from gpudecode._seek_mode import SeekMode
 from gpudecode._source import Source
 from gpudecode._timeline import PacketTimeline
 
-__all__ = ["ParallelDecode"]
+__all__ = ["Emit", "ParallelDecode"]
 
-Emit = Callable[..., None]
+Emit = Callable[..., None]  # BatchWriter.emit: (target, frame, pts, duration[, backend that decoded it])
 
 
 def _chunks(groups: list[tuple[int, int, int]], workers: int) -> list[list[tuple[int, int, int]]]:

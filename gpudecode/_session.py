@@ -24,7 +24,7 @@ from gpudecode._device import CpuFallbackStatus
 from gpudecode._errors import DecodeError, InvalidArgumentError, MediaError
 from gpudecode._frame import FrameBatch
 from gpudecode._output import BatchWriter
-from gpudecode._parallel import ParallelDecode
+from gpudecode._parallel import Emit, ParallelDecode
 from gpudecode._pipeline import Pipeline
 from gpudecode._planner import PlanStats
 from gpudecode._seek_mode import DecodeRequest
@@ -32,9 +32,8 @@ from gpudecode._shaping import OutputSpec
 from gpudecode._source import Source
 from gpudecode._stream import StreamState
 
-__all__ = ["DecodeSession", "Emit", "usable_cpus"]
+__all__ = ["DecodeSession", "usable_cpus"]
 
-Emit = Callable[..., None]
 
 # Objects inherited across a fork: kept referenced so their finalizers never run in the child.
 _FORK_ORPHANS: list[Any] = []
