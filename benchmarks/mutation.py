@@ -62,6 +62,8 @@ MODULES = {
         "tests/test_nvdec.py",
     ],
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
+    "_backends/_nvdec_cache": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
+    "_backends/_sequenced": ["tests/test_raw_streams.py", "tests/test_nvdec.py"],
     "_backends/_cpu": [
         "tests/test_cpu_backend.py",
         "tests/test_edge_streams.py",
