@@ -61,7 +61,8 @@ MODULES = {
         "tests/test_timeline.py",
         "tests/test_nvdec.py",
     ],
-    "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
+    # convert_shaped (the fused transforms kernel) is reached only by the transforms tests' NVDEC-fake cases
+    "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py", "tests/test_transforms.py"],
     "_backends/_nvdec_cache": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_sequenced": ["tests/test_raw_streams.py", "tests/test_nvdec.py"],
     "_backends/_cpu": [

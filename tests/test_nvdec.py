@@ -512,3 +512,30 @@ def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(v
     assert nvc.created[0].kwargs["cudastream"] == 0xD0
     per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode"), ("wait", "current", "decode")]
     assert streams.log == per_frame * 3
+
+
+def test_a_failing_nvdec_call_is_a_decode_error_with_pynvvideocodecs_reason(video):
+    """PyNvVideoCodec raises its own exception when NVDEC fails on a packet or while draining: the backend raises a
+    DecodeError that names what it was doing (the packet's pts) and keeps NVDEC's words, with the cause chained."""
+    from fake_nvc import PyNvVCException
+
+    path = video("h264_bframes")
+    dec, nvc = nvdec_decoder(path)
+    backend = dec._session.pipe.backend
+    with av.open(str(path)) as c:
+        packets = [p for p in c.demux(video=0) if p.size]
+        for p in packets[:3]:
+            backend.decode(p)
+        fake = nvc.created[-1]
+
+        def failing(pd):
+            raise PyNvVCException("cuvidDecodePicture failed: CUDA_ERROR_UNKNOWN")
+
+        fake.Decode = failing
+        with pytest.raises(
+            DecodeError, match=rf"^NVDEC rejected a packet \(pts {packets[3].pts}\): cuvidDecodePicture"
+        ) as e:
+            backend.decode(packets[3])
+        assert isinstance(e.value.__cause__, PyNvVCException)
+    with pytest.raises(DecodeError, match=r"^NVDEC failed while draining: cuvidDecodePicture failed: CUDA_ERROR_UNK"):
+        backend.flush()
