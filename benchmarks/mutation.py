@@ -330,11 +330,10 @@ NOTES = {
     "its survivors (aa5613e, 344969c) "
     "kill, checked by hand by applying each to a scratch copy: run_sequence 46, _outputs 16, _finish_stream 9, 11, "
     "21 and 22, _hold 3 (an NVDEC surface kept past the drain, on a stream without B-frames) and 4-6 (a CPU frame "
-    "kept as an 8-bit copy: tests/test_transforms.py, now in this module's list) (rows below may still say "
-    "survived). Not killed: _hold 8 and run_sequence 77 (a held frame's own "
-    "duration: needs a variable-rate stream whose header over-counts and whose last frame is longer than usual), "
-    "_outputs 10, 11, 28 and 37 (the retry schedule after five overshoots), _decoded 15, _finish_stream 46 (an "
-    "iterator left unclosed: a leak no test measures).",
+    "kept as an 8-bit copy: tests/test_transforms.py, now in this module's list), and (2026-12-04) _hold 8 and "
+    "run_sequence 77 (a held frame's own duration: an MKV whose last frame lasts 1 s and whose audio outlasts it) "
+    "(rows below may still say survived). Not killed: _outputs 10, 11, 28 and 37 (the retry schedule after five "
+    "overshoots), _decoded 15, _finish_stream 46 (an iterator left unclosed: a leak no test measures).",
     "_decoder": "Full run at 03c6f2a (2026-12-04 02:14-02:35, 89.6%), then tests for its survivors and a "
     "`--recheck` at 3c7a42d (02:37-02:50; the module had become the façade over `_session` by then, so 219 "
     "mutants). A test added after the recheck kills _check_times 6 (a time exactly at the start of a stream whose "

@@ -276,6 +276,56 @@ def test_approximate_mode_past_the_real_end_repeats_the_last_frame(tmp_path):
     )
 
 
+def _long_last_frame(tmp_path) -> Any:
+    """20 frames of H.264 in MKV, 40 ms apart, whose last frame lasts 1 s (its block carries the duration), and 3 s
+    of audio: the header's 3 s at 25 fps over-counts the frames (75), some targets lie past the last frame's end,
+    and its duration is not the usual one."""
+    from fractions import Fraction
+
+    path = tmp_path / "long_last.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25, options={"bf": "0", "g": "10"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        a = out.add_stream("pcm_s16le", rate=8000, layout="mono")  # 3 s of silence: the header outlasts the video
+        frames = []
+        for i in range(20):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 12, np.uint8), format="rgb24").reformat(
+                format="yuv420p"
+            )
+            f.pts, f.time_base = i * 40, Fraction(1, 1000)
+            frames.append(f)
+        for pkt in [p for f in [*frames, None] for p in s.encode(f)]:
+            if pkt.pts == 19 * 40:
+                pkt.duration = 1000
+            out.mux(pkt)
+        for k in range(3):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts = 8000, k * 8000
+            out.mux(a.encode(af))
+        out.mux(a.encode(None))
+    return path
+
+
+def test_frames_past_the_real_end_keep_the_last_frame_s_own_duration(tmp_path):
+    """Past the real end of a stream whose header over-counts, the repeated last frame keeps its own pts and
+    duration (1 s here, from its packet), not the stream's nominal 40 ms; by range (a run of decoder outputs) and
+    by index (the frame held past the drain). Oracle: a plain PyAV decode."""
+    path = _long_last_frame(tmp_path)
+    _frames, pts, dur = oracle(str(path))
+    assert len(pts) == 20 and dur[-1] == 1.0 and dur[0] == 0.04
+    dec = VideoDecoder(path, seek_mode="approximate", num_threads=1)
+    n = len(dec)
+    assert n > 30, "the header must over-count for this test"
+    want = [min(i, 19) for i in range(15, n)]
+    by_range = dec.get_frames_in_range(15, n)
+    np.testing.assert_allclose(by_range.pts_seconds.numpy(), pts[want], atol=1e-9)
+    np.testing.assert_allclose(by_range.duration_seconds.numpy(), dur[want], atol=1e-9)
+    by_index = dec.get_frames_at([n - 1, 19, 30, 50])  # 50 and n - 1 lie past the last frame's end (1.76 s)
+    np.testing.assert_allclose(by_index.duration_seconds.numpy(), [1.0] * 4, atol=1e-9)
+    _check("long_last", path, by_index, [19] * 4)
+
+
 @pytest.mark.parametrize("bframes", [2, 0])
 def test_past_the_real_end_on_the_nvdec_path(tmp_path, bframes):
     """The same on the NVDEC path (fake NVDEC, host-run kernel): its surfaces go stale at the next Decode, so a
