@@ -294,6 +294,9 @@ EQUIVALENT = {
             for k in (17, 20)
         },
     },
+    "_backends/_nvdec": {
+        "xǁNvdecBackendǁflush__mutmut_4": "None for False: the flag is only tested for truth",
+    },
     "_decoder": {
         "xǁVideoDecoderǁ_frames_in_range__mutmut_6": "step >= 0: every caller passes a positive step here (slices "
         "with negative steps take the index path before, step 0 is rejected first)",

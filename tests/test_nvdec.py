@@ -539,3 +539,17 @@ def test_a_failing_nvdec_call_is_a_decode_error_with_pynvvideocodecs_reason(vide
         assert isinstance(e.value.__cause__, PyNvVCException)
     with pytest.raises(DecodeError, match=r"^NVDEC failed while draining: cuvidDecodePicture failed: CUDA_ERROR_UNK"):
         backend.flush()
+
+
+def test_nvdec_is_drained_once_per_run_of_packets(video):
+    """A drain (Decode of an empty packet) waits for every picture in flight: the backend drains at the end of the
+    stream and at a seek that follows decoding, but a seek right after a drain does not drain again."""
+    dec, nvc = nvdec_decoder(video("h264_bframes"))
+    n = len(dec)
+    dec.get_frames_in_range(0, n)  # to the end: one drain
+    fake = nvc.created[-1]
+    assert fake.drains == 1
+    dec.get_frame_at(0)  # a seek back after the drain: nothing in flight, no second drain
+    assert fake.drains == 1
+    dec.get_frame_at(n - 1)  # a seek after decoding (drain), then the end of the stream (drain)
+    assert fake.drains == 3
