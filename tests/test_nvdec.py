@@ -531,7 +531,7 @@ def test_a_failing_nvdec_call_is_a_decode_error_with_pynvvideocodecs_reason(vide
         def failing(pd):
             raise PyNvVCException("cuvidDecodePicture failed: CUDA_ERROR_UNKNOWN")
 
-        fake.Decode = failing
+        fake.Decode = failing  # undone below: the decoder goes back to the NVDEC cache when the backend closes
         with pytest.raises(
             DecodeError, match=rf"^NVDEC rejected a packet \(pts {packets[3].pts}\): cuvidDecodePicture"
         ) as e:
@@ -539,6 +539,8 @@ def test_a_failing_nvdec_call_is_a_decode_error_with_pynvvideocodecs_reason(vide
         assert isinstance(e.value.__cause__, PyNvVCException)
     with pytest.raises(DecodeError, match=r"^NVDEC failed while draining: cuvidDecodePicture failed: CUDA_ERROR_UNK"):
         backend.flush()
+    del fake.Decode
+    dec.close()  # now, while this test's cache fixture can still drop the decoder
 
 
 def test_nvdec_is_drained_once_per_run_of_packets(video):
