@@ -555,3 +555,32 @@ def test_nvdec_is_drained_once_per_run_of_packets(video):
     assert fake.drains == 1
     dec.get_frame_at(n - 1)  # a seek after decoding (drain), then the end of the stream (drain)
     assert fake.drains == 3
+
+
+def test_the_fused_kernel_runs_on_the_decode_stream_and_records_its_output_there(video):
+    """With transforms, the shaping kernel takes the conversion kernel's place on the decode stream: per frame the
+    decode stream waits for the caller's, the kernel is launched on it, the shaped output tensor is recorded on it,
+    and the caller's stream waits for it."""
+    from kernel_host import resample
+
+    from gpudecode.transforms import Resize
+
+    class TensorStreams(RecordingStreams):
+        def record(self, tensor, stream):
+            self.log.append(("record", stream, tuple(tensor.shape)))
+
+    streams = TensorStreams()
+
+    def recording_resample(**kw):
+        streams.log.append(("kernel", kw["stream_ptr"]))
+        resample(**kw)
+
+    mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False, streams=streams, resample=recording_resample)
+    dec = VideoDecoder(video("h264_bframes"), transforms=[Resize((32, 48))], dimension_order="NHWC")
+    backend = create_nvdec_backend(
+        torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
+    )
+    dec._session.pipe.use_backend(backend)
+    assert dec.get_frames_at([0, 7, 3]).data.shape == (3, 32, 48, 3)
+    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode", (32, 48, 3))]
+    assert streams.log == [*per_frame, ("wait", "current", "decode")] * 3
