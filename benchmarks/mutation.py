@@ -341,11 +341,16 @@ NOTES = {
     "`--recheck` at 3c7a42d (02:37-02:50; the module had become the façade over `_session` by then, so 219 "
     "mutants). A test added after the recheck kills _check_times 6 (a time exactly at the start of a stream whose "
     "end is unknown), checked by hand.",
-    "_backends/_nvdec": "Full run at 82fe612 (2026-12-04 03:18-04:01, two workers, paused three times for "
-    "benchmarks; mutmut's limit is on CPU time, so a pause cannot turn a verdict into a timeout). Tests added after "
-    "it kill flush 3 (a failing drain's words) and flush 5 (drained once per run of packets), checked by hand. "
-    "convert_shaped (the fused transforms kernel) had no test in that run's list; tests/test_transforms.py reaches "
-    "it and joined the list for a `--recheck`.",
+    "_backends/_nvdec": "Full run at 82fe612 (2026-12-04 03:18-04:01, two workers, paused several times for "
+    "benchmarks; mutmut's limit is on CPU time, so a pause cannot turn a verdict into a "
+    "timeout). Tests added after it kill flush 3 (a failing drain's words) and flush 5 (drained"
+    " once per run of packets), checked by hand. convert_shaped (the fused transforms kernel) "
+    "had no test in that run's list; tests/test_transforms.py reaches it and joined the list "
+    "for a `--recheck` at bc2d23a (04:17-04:55), which mutmut turned into a full rerun (the "
+    "tests had changed). Its survivors convert_shaped 29, 44 and 59 (the kernel's CUDA stream) "
+    "are killed by a test added after it (c10a273), checked by hand. Not killed: set_threads 1 "
+    "(NVDEC claiming a thread change: the session retries a run that lost frames once more, "
+    "with the same result).",
     "_backends/_cpu": "Full run at 7ed9165 (2026-12-04 00:52-01:38), one worker. Counted with the kills below, the "
     "score would be 94.9% (169 of 178). Tests added after its survivors (this commit and the three before) kill, "
     "checked by "
