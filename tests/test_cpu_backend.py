@@ -21,6 +21,13 @@ def _packets(path):
     return c, s, [p for p in c.demux(s) if p.size]
 
 
+def _first_frame(path):
+    """(container, one-thread backend, the backend's first decoded frame) of ``path``."""
+    c, s, packets = _packets(path)
+    b = CpuBackend(s, 1)
+    return c, b, next(f for p in packets for f in b.decode(p))
+
+
 def _plain_pts(path) -> list[int]:
     with av.open(str(path)) as c:
         return [f.pts for f in c.decode(video=0)]
@@ -95,9 +102,7 @@ def test_thread_settings(video, threads):
 
 def test_convert_into_strided_destinations_and_the_fallback(video, monkeypatch):
     path = video("odd_size")
-    c, s, packets = _packets(path)
-    b = CpuBackend(s, 1)
-    frame = next(f for p in packets for f in b.decode(p))
+    c, b, frame = _first_frame(path)
     want = b.convert(frame).numpy()
     assert_frame_matches("odd_size", str(path), want, 0)
     canvas = np.full((frame.height + 2, frame.width + 2, 3), 9, np.uint8)
@@ -147,9 +152,7 @@ def test_without_direct_swscale_every_output_equals_the_cli(video, monkeypatch, 
 
 def test_a_frame_the_reformatter_refuses_is_a_decode_error(video, monkeypatch):
     path = video("h264_bframes")
-    c, s, packets = _packets(path)
-    b = CpuBackend(s, 1)
-    frame = next(f for p in packets for f in b.decode(p))
+    c, b, frame = _first_frame(path)
     monkeypatch.setattr(b, "_direct", None)
 
     class Refusing:
@@ -164,9 +167,7 @@ def test_a_frame_the_reformatter_refuses_is_a_decode_error(video, monkeypatch):
 
 def test_rgb48_through_the_fallback_equals_the_direct_path(video, monkeypatch):
     path = video("hevc8")
-    c, s, packets = _packets(path)
-    b = CpuBackend(s, 1)
-    frame = next(f for p in packets for f in b.decode(p))
+    c, b, frame = _first_frame(path)
     direct = np.empty((frame.height, frame.width, 3), np.uint16)
     b.convert_into(frame, direct)
     monkeypatch.setattr(b, "_direct", None)

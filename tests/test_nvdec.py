@@ -57,14 +57,15 @@ def _empty_cache(monkeypatch):
     _nvdec.decoder_cache.clear()
 
 
-def nvdec_decoder(path, nvc=None, fused=True, **kwargs):
+def nvdec_decoder(path, nvc=None, fused=True, modules=None, **kwargs):
     """A VideoDecoder whose backend is the NVDEC backend over the fake module, with CPU output (host-run kernels;
-    ``fused=False``: without the fused shaping kernel, so transforms are applied with torch after conversion)."""
+    ``fused=False``: without the fused shaping kernel, so transforms are applied with torch after conversion;
+    ``modules``: these instead, over their own fake module)."""
     from kernel_host import resample
 
     dec = VideoDecoder(path, **kwargs)
     nvc = nvc or make_module()
-    mods = Modules(nvc=nvc, convert=host_convert, cuda_ok=False, resample=resample if fused else None)
+    mods = modules or Modules(nvc=nvc, convert=host_convert, cuda_ok=False, resample=resample if fused else None)
     backend = create_nvdec_backend(
         torch.device("cpu"), dec._session.pipe.demuxer.stream, dec.metadata.bit_depth, dec._state.color, modules=mods
     )
@@ -502,12 +503,9 @@ def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(v
         host_convert(**kw)
 
     nvc = make_module()
-    mods = Modules(nvc=nvc, convert=convert, cuda_ok=False, streams=streams)
-    dec = VideoDecoder(video("h264_bframes"))
-    backend = create_nvdec_backend(
-        torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
+    dec, _ = nvdec_decoder(
+        video("h264_bframes"), modules=Modules(nvc=nvc, convert=convert, cuda_ok=False, streams=streams)
     )
-    dec._session.pipe.use_backend(backend)
     dec.get_frames_at([0, 7, 3])
     assert nvc.created[0].kwargs["cudastream"] == 0xD0
     per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode"), ("wait", "current", "decode")]
@@ -576,11 +574,7 @@ def test_the_fused_kernel_runs_on_the_decode_stream_and_records_its_output_there
         resample(**kw)
 
     mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False, streams=streams, resample=recording_resample)
-    dec = VideoDecoder(video("h264_bframes"), transforms=[Resize((32, 48))], dimension_order="NHWC")
-    backend = create_nvdec_backend(
-        torch.device("cpu"), dec._session.pipe.demuxer.stream, 8, dec._state.color, modules=mods
-    )
-    dec._session.pipe.use_backend(backend)
+    dec, _ = nvdec_decoder(video("h264_bframes"), modules=mods, transforms=[Resize((32, 48))], dimension_order="NHWC")
     assert dec.get_frames_at([0, 7, 3]).data.shape == (3, 32, 48, 3)
     per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode", (32, 48, 3))]
     assert streams.log == [*per_frame, ("wait", "current", "decode")] * 3
