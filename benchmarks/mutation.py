@@ -482,7 +482,7 @@ def run_module(module: str, jobs: int, recheck: bool = False, collect: bool = Fa
         "total": len(verdicts),
         "survivors": survivors,
         "returncode": run.returncode,
-        "stderr_tail": run.stderr[-500:] if run.returncode else "",
+        "stderr_tail": (run.stdout + run.stderr)[-300:] if run.returncode else "",
     }
 
 
@@ -520,7 +520,12 @@ def main() -> None:
     for module in a.modules:
         print(f"mutating {module} ...", flush=True)
         seconds_before = results.get(module, {}).get("seconds", 0) if a.collect else 0
-        results[module] = run_module(module, a.jobs, a.recheck, a.collect)
+        result = run_module(module, a.jobs, a.recheck, a.collect)
+        if not a.collect and result["counts"]["not checked"] == result["total"]:
+            # mutmut checked nothing: its baseline test run failed (a test that fails on the unmutated code)
+            print(f"  mutmut checked no mutant; kept the earlier result. mutmut said: {result['stderr_tail']}")
+            continue
+        results[module] = result
         results[module]["seconds"] = results[module]["seconds"] + seconds_before
         print(f"  {results[module]['counts']} in {results[module]['seconds']} s", flush=True)
     m = machine()
