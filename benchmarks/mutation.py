@@ -65,6 +65,14 @@ MODULES = {
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py", "tests/test_transforms.py"],
     "_backends/_nvdec_cache": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_sequenced": ["tests/test_raw_streams.py", "tests/test_nvdec.py"],
+    # the kernels' launcher: its arguments, grid, device and stream over a host-run fake CuPy
+    "_backends/_kernels": [
+        "tests/test_kernel_launcher.py",
+        "tests/test_kernels.py",
+        "tests/test_resample_kernel.py",
+        "tests/test_nvdec.py",
+    ],
+    "_backends/_nvc": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
     "_backends/_cpu": [
         "tests/test_cpu_backend.py",
         "tests/test_edge_streams.py",

@@ -47,7 +47,8 @@ def reference(rgb: np.ndarray, ops, k: int) -> np.ndarray:
     return img.numpy()
 
 
-def run_fused(buf, pitch, spec, coded_w, coded_h, ops, k, out_float, planar, norm=None):
+def run_fused(buf, pitch, spec, coded_w, coded_h, ops, k, out_float, planar, norm=None, launch=resample):
+    """Frame 0 of ``buf`` through ``launch`` (the host runner, or ``Yuv420ToRgb.resample`` over a fake CuPy)."""
     out_h, out_w = (ops[-1].height, ops[-1].width) if ops else ((coded_w, coded_h) if k % 2 else (coded_h, coded_w))
     plan = resample_plan(OutputSpec(tuple(ops), out_h, out_w, out_float, k), coded_h, coded_w)
     assert plan is not None
@@ -67,7 +68,7 @@ def run_fused(buf, pitch, spec, coded_w, coded_h, ops, k, out_float, planar, nor
         so = (1 / 255,) * 3 + (0.0,) * 3 if out_float else (1.0,) * 3 + (0.0,) * 3
     out = np.full((3 * out_h * out_w,), 7, np.float32 if out_float else np.uint8)
     luma = buf[0]
-    resample(
+    launch(
         luma_ptr=luma.ctypes.data,
         chroma_ptr=luma.ctypes.data + pitch * coded_h,
         pitch=pitch,
@@ -82,6 +83,7 @@ def run_fused(buf, pitch, spec, coded_w, coded_h, ops, k, out_float, planar, nor
         tables=tables,
         scale_offset=so,
         spec=spec,
+        stream_ptr=0,
     )
     return out.reshape(3, out_h, out_w).transpose(1, 2, 0) if planar else out.reshape(out_h, out_w, 3)
 

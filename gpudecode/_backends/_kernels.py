@@ -45,6 +45,16 @@ def matrix_arg(spec: ColorSpec) -> np.ndarray:
     return np.ascontiguousarray(yuv_to_rgb_matrix(spec).astype(np.float32).reshape(12))
 
 
+class _StreamHandle:
+    """A CUDA stream handle behind the CUDA stream protocol (``__cuda_stream__``: version 0, the handle)."""
+
+    def __init__(self, ptr: int) -> None:
+        self.ptr = ptr
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return (0, self.ptr)
+
+
 class Yuv420ToRgb:
     """Launches the YUV 4:2:0 → RGB kernels through CuPy on one device."""
 
@@ -114,9 +124,21 @@ class Yuv420ToRgb:
         return mat
 
     def _stream(self, stream_ptr: int) -> Any:
+        """CuPy's view of the CUDA stream ``stream_ptr`` (made once per handle).
+
+        CuPy 14 deprecates ``ExternalStream`` (a ``DeprecationWarning`` at each one made) for ``Stream.from_external``
+        over the CUDA stream protocol; CuPy 13 has only the former.
+        """
         stream = self._streams.get(stream_ptr)
         if stream is None:
-            stream = self._streams[stream_ptr] = self._cp.cuda.ExternalStream(stream_ptr, self._device_index)
+            cuda = self._cp.cuda
+            from_external = getattr(cuda.Stream, "from_external", None)
+            with cuda.Device(self._device_index):
+                if from_external is not None:
+                    stream = from_external(_StreamHandle(stream_ptr))
+                else:
+                    stream = cuda.ExternalStream(stream_ptr, self._device_index)
+            self._streams[stream_ptr] = stream
         return stream
 
     def resample(
