@@ -119,6 +119,7 @@ class Planner:
         self.backend.reset()
         pos.last_pts = pos.last_end = None
         pos.skipped = set()
+        pos.sequence_key = pos.sequence_end = None
         return pos
 
     def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
@@ -270,15 +271,26 @@ class Planner:
         the order the decoder outputs them, so a stream whose timestamps step back (segments joined without
         re-encoding) still gives each frame once. ``emit`` is called as in :meth:`run`.
 
+        Another caller's sequence (say the next chunk of ``get_frames_in_range``) goes on from the suspended one
+        without a seek where a seek would reopen the same keyframe and every output since it ended at or before
+        ``target``: the seek would decode those outputs again and skip them, so both give the same frames.
+
         Outputs past the end of the stream (a header that over-counts) repeat its last frame.
 
         Returns:
             How many were emitted: ``count``, or 0 when the decoder output nothing at all.
         """
         pos = self._pos
+        skip_to = None  # going on from another caller's sequence: outputs that end by the target are skipped
         if owner is None or pos.outputs is None or pos.sequence_owner is not owner:
-            self._seek(self.targets.need_key(target, None), target)
-            pos.outputs = self._outputs(target)
+            need = self.targets.need_key(target, None)
+            ended = pos.sequence_end
+            if pos.outputs is not None and pos.sequence_key == need and ended is not None and ended <= target:
+                skip_to = target
+            else:
+                self._seek(need, target)
+                pos.sequence_key = need if self.targets.lands_on(need, 1) else None
+                pos.outputs = self._outputs(target)
         pos.sequence_owner = owner
         outputs = pos.outputs
         assert outputs is not None
@@ -288,6 +300,10 @@ class Planner:
             f = next(outputs, None)
             if f is None:
                 break
+            if skip_to is not None:
+                if f.pts + (f.duration or self.nominal_duration) <= skip_to:
+                    continue
+                skip_to = None
             last = f
             if k % step == 0:
                 self.stats.frames_converted += 1
@@ -328,10 +344,12 @@ class Planner:
         for attempt in range(5):
             first = not pos.at_start
             for f in self._decoded(pos):
+                end = f.pts + (f.duration or self.nominal_duration)
+                pos.sequence_end = end if pos.sequence_end is None else max(pos.sequence_end, end)
                 if first and f.pts > target and attempt < 4:
                     break  # the seek landed after the target: seek again from further back
                 first = False
-                if f.pts + (f.duration or self.nominal_duration) > target:
+                if end > target:
                     yield f
                     target = -(1 << 62)  # found: take every later output
             else:

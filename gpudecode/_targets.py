@@ -54,6 +54,9 @@ class Position:
         skipped: Pts of packets left undecoded since the last seek.
         outputs: A sequence's decoder outputs still to be taken (see ``Planner.run_sequence``).
         sequence_owner: Who may continue that sequence.
+        sequence_key: The keyframe the sequence's packets were opened exactly at (``None``: opened elsewhere, by
+            time); another seek for that keyframe would decode the same outputs again.
+        sequence_end: The latest end (``pts + duration``) among the outputs decoded since that opening.
     """
 
     packets: Iterator[av.Packet] | None = None
@@ -64,6 +67,8 @@ class Position:
     skipped: set[int] = field(default_factory=set)
     outputs: Iterator[DecodedFrame] | None = None
     sequence_owner: object | None = None
+    sequence_key: int | None = None
+    sequence_end: int | None = None
 
 
 def close_iterator(packets: Iterator[object] | None) -> None:
@@ -120,6 +125,9 @@ class Targets(Protocol):
         Returns:
             The packets, whether they start at the stream's first packet, and the keyframe ordinal they start at.
         """
+
+    def lands_on(self, key: int, margin_factor: int) -> bool:
+        """Whether :meth:`open_at` for keyframe ``key`` opens exactly there, whatever the target time."""
 
     def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
         """Whether reaching ``target`` (needing keyframe ``need``) takes a seek from ``pos``."""
@@ -199,6 +207,10 @@ class ExactTargets:
         assert packets is not None
         return chain(first, packets), key == 0, key
 
+    def lands_on(self, key: int, margin_factor: int) -> bool:
+        """Always: seeks go to the index's keyframes (stepping back where a demuxer lands late)."""
+        return True
+
     def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
         """Whenever the start keyframe lies beyond the last one fed."""
         return need > pos.cur_key
@@ -277,10 +289,14 @@ class TimeTargets:
     ) -> tuple[Iterator[av.Packet], bool, int]:
         """Seek to the container's keyframe ``key``; after an overshoot, ``margin_factor`` margins before ``target``."""
         seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
-        if margin_factor == 1 and self.key_ts is not None and 0 <= key < NO_INDEX_KEY:
+        if self.lands_on(key, margin_factor):
             # Seek exactly to the keyframe the container's index names, so no GOP is decoded twice.
-            seek_to = max(self.key_ts(key), self.begin_pts)
+            seek_to = max(self.key_ts(key), self.begin_pts)  # type: ignore[misc]
         return demuxer.seek(seek_to), seek_to <= self.begin_pts, key
+
+    def lands_on(self, key: int, margin_factor: int) -> bool:
+        """Where the container's index names keyframe ``key``'s time: a first try (not a retry further back)."""
+        return margin_factor == 1 and self.key_ts is not None and 0 <= key < NO_INDEX_KEY
 
     def must_seek(self, pos: Position, need: int, target: int, nominal: int) -> bool:
         """Where the keyframe lies beyond the last fed; without an index, over gaps of more than two frames."""
