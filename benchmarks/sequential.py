@@ -12,6 +12,7 @@ use, each library's default threading).
 
     python benchmarks/sequential.py --rounds 3            # writes benchmarks/results/sequential.{json,md}
     python benchmarks/sequential.py --frames 120 --clips h264_1280x720 av1_1920x1080
+    python benchmarks/sequential.py --seek-mode approximate --name sequential_approximate   # both libraries' mode
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ CLIPS = {
     "av1_1920x1080": ("libsvtav1", "mkv", 1920, 1080, {"preset": "10"}),
 }
 CHUNK = 32
+SEEK_MODE_ENV = "GPUDECODE_BENCH_SEEK_MODE"
+SEEK_MODE = os.environ.get(SEEK_MODE_ENV, "exact")  # gpudecode's and torchcodec's (the loop has none)
 VARIANTS = ("pyav", "gpudecode", "gd_nopool", "torchcodec")  # gd_nopool: GPUDECODE_FRAME_POOL_MB=0
 
 
@@ -119,13 +122,15 @@ def worker(variant: str, threads: int, paths: dict[str, str]) -> dict[str, list[
         elif variant == "torchcodec":
             from torchcodec.decoders import VideoDecoder as TC
 
-            dec = TC(path, num_ffmpeg_threads=threads)
+            dec = TC(path, num_ffmpeg_threads=threads, seek_mode=SEEK_MODE)
             n = dec.metadata.num_frames
             dt = _decode_chunks(dec, n)
         else:
             from gpudecode import VideoDecoder
 
-            dec = VideoDecoder(path, device="cpu", num_ffmpeg_threads=None if threads == 0 else threads)
+            dec = VideoDecoder(
+                path, device="cpu", num_ffmpeg_threads=None if threads == 0 else threads, seek_mode=SEEK_MODE
+            )
             n = len(dec)
             dt = _decode_chunks(dec, n)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -174,13 +179,14 @@ def measure(paths: dict[str, Path], rounds: int, thread_modes: list[int]) -> dic
     return {"samples": samples, "failures": failures}
 
 
-def table(paths: dict[str, Path], data: dict[str, object], rounds: int) -> str:
+def table(paths: dict[str, Path], data: dict[str, object], rounds: int, seek_mode: str) -> str:
     """The markdown summary: median time per clip and variant, ratios, peak memory."""
     m = machine()
     lines = [
         f"# Sequential CPU decode vs a bare PyAV loop — {m['cpu']} ({m['cores']} cores), {m['date'][:10]}",
         "",
-        f"`python benchmarks/sequential.py --rounds {rounds}`. In-process decode time (open excluded), median of "
+        f"`python benchmarks/sequential.py --rounds {rounds} --seek-mode {seek_mode}`. In-process decode time (open "
+        "excluded), median of "
         f"{rounds} interleaved rounds, one process per variant per round; `gd` = gpudecode (chunks of {CHUNK}), "
         "`gd no pool` = the same with `GPUDECODE_FRAME_POOL_MB=0` (fresh memory for every chunk, as before the "
         "pool), `pyav` = `to_ndarray('rgb24')` per frame, `tc` = torchcodec (chunks of 32). Peak = VmHWM during "
@@ -217,15 +223,18 @@ def main() -> None:
     ap.add_argument("--clips", nargs="*", default=list(CLIPS))
     ap.add_argument("--threads", nargs="*", type=int, default=[1, 0], help="1: one core; 0: all")
     ap.add_argument("--name", default="sequential", help="results file name")
+    ap.add_argument("--seek-mode", default="exact", choices=["exact", "approximate"])
     ap.add_argument("--worker")
     ap.add_argument("--paths")
     a = ap.parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker, a.threads[0], json.loads(a.paths))))
         return
+    os.environ[SEEK_MODE_ENV] = a.seek_mode  # read by the worker processes
     paths = make_clips(a.clips, a.frames)
     data = measure(paths, a.rounds, a.threads)
-    save(a.name, {"machine": machine(), "frames": a.frames, "chunk": CHUNK, **data}, table(paths, data, a.rounds))
+    payload = {"machine": machine(), "frames": a.frames, "chunk": CHUNK, "seek_mode": a.seek_mode, **data}
+    save(a.name, payload, table(paths, data, a.rounds, a.seek_mode))
 
 
 if __name__ == "__main__":
