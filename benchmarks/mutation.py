@@ -53,9 +53,11 @@ MODULES = {
         "tests/test_timeline.py",
         "tests/test_nvdec.py",
         "tests/test_transforms.py",
+        "tests/test_approximate_chunks.py",
     ],
     "_targets": [
         "tests/test_time_targets.py",
+        "tests/test_exact_targets.py",
         "tests/test_planner.py",
         "tests/test_access.py",
         "tests/test_timeline.py",
@@ -160,6 +162,16 @@ EQUIVALENT = {
     },
     "_targets": {
         "xǁTimeTargetsǁwanted__mutmut_24": "np.searchsorted's side defaults to 'left': the same call",
+        "xǁExactTargetsǁopen_at__mutmut_7": "the initial value of first: the loop, which runs at least once, sets it",
+        "xǁExactTargetsǁopen_at__mutmut_8": "the initial value of packets: the same",
+        "xǁExactTargetsǁopen_at__mutmut_49": "after a restart, leaving the first packet in the iterator instead of "
+        "taking it out: chain(None, packets) yields the same packets",
+        "xǁExactTargetsǁwanted__mutmut_3": "differs only for no targets, and the planner never runs an empty request "
+        "(empty requests return before planning)",
+        "xǁExactTargetsǁwanted__mutmut_8": "the same (no targets)",
+        "xǁExactTargetsǁwanted__mutmut_15": "pts == last: the last target is requested anyway (and no targets: never)",
+        "x__runs__mutmut_10": "/ instead of // on a span that is never negative (the keyframe is at or before the "
+        "target): the same cost estimate, up to float rounding above 2**53",
     },
     "_timeline": {
         "x_presentation_ranks__mutmut_5": "segment ids as float64 zeros: only compared, summed and sorted",
@@ -329,12 +341,14 @@ NOTES = {
     "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
     "still carry the first run's verdict. Since then `_without_undecodable_lead` changed (open-GOP cuts) and the "
     "equivalence notes for it and for `build_exact_index` (whose call lost an argument) were dropped until a rerun.",
-    "_targets": "Run from 6c582d9 (2026-12-03 20:00-20:27), stopped for time with 66 of its 354 mutants not "
-    "checked. Its 47 survivors were all in approximate mode's TimeTargets; `tests/test_time_targets.py` (2026-12-04) "
-    "holds each of its rules to a brute-force oracle of the rule its docstring states and kills 46 of them, checked "
-    "by hand by applying each mutant to a scratch copy and running that file (their rows below still say "
-    "survived; counted, the checked mutants score 100%); the 47th is equivalent. The 66 unchecked mutants wait "
-    "for a rerun.",
+    "_targets": "Full run at 89a0c3d (2026-12-04 05:15-05:48, two workers): 91.0% counted. Its survivors were in "
+    "exact mode's ExactTargets (the approximate mode's, found by the run before, are killed by "
+    "tests/test_time_targets.py): the fixtures' demuxers always land on the keyframe asked for, so open_at's "
+    "step-back schedule and restart had no test. tests/test_exact_targets.py (added after the run) drives open_at "
+    "with a fake demuxer that lands late, on a non-keyframe or nowhere, against a replay of the schedule its "
+    "docstring states, and unit-tests key_of_packet, wanted, match and close_iterator; checked by hand by applying "
+    "each survivor to a scratch copy, it kills all 31 non-equivalent ones (open_at 58 and 59 mutated its at_start "
+    "result, which now also says True after a restart, as the Targets protocol defines it, and is asserted).",
     "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
     "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit (00:55-01:58; "
     "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after "

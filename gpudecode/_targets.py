@@ -184,9 +184,12 @@ class ExactTargets:
         """Seek to keyframe ``key``, stepping back where the demuxer lands late; restart where nothing works.
 
         Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one keyframe
-        late; the first packet must be a keyframe at or before the wanted one.
+        late; the first packet must be a keyframe at or before the wanted one. The seeks go to keyframes ``key``,
+        ``key - 1``, ``key - 2``, ``key - 4``, ``key - 8`` and ``key - 16`` (never before the first), and stop at the
+        first that lands right; after the first keyframe fails, or all of them, the packets restart from the first.
+        They start at the stream's first packet after a restart or when the seek to the first keyframe lands right.
         """
-        key = max(key, 0)
+        key = k = max(key, 0)
         first = None
         packets: Iterator[av.Packet] | None = None
         for back in (0, 1, 2, 4, 8, 16):
@@ -200,12 +203,13 @@ class ExactTargets:
                 break
         else:
             first = None
-        if first is None:
+        restarted = first is None
+        if restarted:
             logger.debug("gpudecode: seeks toward keyframe %d overshot; restarting from the first packet", key)
             packets = demuxer.restart()
             first = next(packets, None)
         assert packets is not None
-        return chain(first, packets), key == 0, key
+        return chain(first, packets), restarted or k == 0, key
 
     def lands_on(self, key: int, margin_factor: int) -> bool:
         """Always: seeks go to the index's keyframes (stepping back where a demuxer lands late)."""
