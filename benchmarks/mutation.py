@@ -65,8 +65,8 @@ MODULES = {
     ],
     # convert_shaped (the fused transforms kernel) is reached only by the transforms tests' NVDEC-fake cases
     "_backends/_nvdec": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py", "tests/test_transforms.py"],
-    "_backends/_nvdec_cache": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
-    "_backends/_sequenced": ["tests/test_raw_streams.py", "tests/test_nvdec.py"],
+    "_backends/_nvdec_cache": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py", "tests/test_backend_parts.py"],
+    "_backends/_sequenced": ["tests/test_raw_streams.py", "tests/test_nvdec.py", "tests/test_backend_parts.py"],
     # the kernels' launcher: its arguments, grid, device and stream over a host-run fake CuPy
     "_backends/_kernels": [
         "tests/test_kernel_launcher.py",
@@ -172,6 +172,25 @@ EQUIVALENT = {
         "xǁExactTargetsǁwanted__mutmut_15": "pts == last: the last target is requested anyway (and no targets: never)",
         "x__runs__mutmut_10": "/ instead of // on a span that is never negative (the keyframe is at or before the "
         "target): the same cost estimate, up to float rounding above 2**53",
+    },
+    "_backends/_kernels": {
+        "xǁYuv420ToRgbǁ_compile__mutmut_2": "the label in the compiled-module cache's key: any constant does",
+        "xǁYuv420ToRgbǁ_compile__mutmut_3": "the same",
+        "xǁYuv420ToRgbǁ__call____mutmut_2": "the default frame strides: with one frame (the default) only frame 0 is "
+        "read and written, at offset 0 whatever the stride; callers of several frames pass both strides",
+        "xǁYuv420ToRgbǁ__call____mutmut_3": "the same",
+        "xǁYuv420ToRgbǁresample__mutmut_2": "the same",
+        "xǁYuv420ToRgbǁresample__mutmut_3": "the same",
+        "xǁYuv420ToRgbǁ__call____mutmut_34": "planar as 2 instead of 1: the kernel tests it for truth",
+        "xǁYuv420ToRgbǁresample__mutmut_32": "the same",
+        "xǁYuv420ToRgbǁresample__mutmut_37": "out_float as 2 instead of 1: the same",
+    },
+    "_backends/_nvdec_cache": {
+        "x_default_cache_size__mutmut_8": "-2 instead of -1 for a value that is not a number: both below 0, the same "
+        "warning and default",
+    },
+    "_backends/_sequenced": {
+        "xǁSequencedFramesǁdecode__mutmut_1": "the default of wanted: the wrapper decodes every picture whatever it is",
     },
     "_timeline": {
         "x_presentation_ranks__mutmut_5": "segment ids as float64 zeros: only compared, summed and sorted",
@@ -349,6 +368,19 @@ NOTES = {
     "docstring states, and unit-tests key_of_packet, wanted, match and close_iterator; checked by hand by applying "
     "each survivor to a scratch copy, it kills all 31 non-equivalent ones (open_at 58 and 59 mutated its at_start "
     "result, which now also says True after a restart, as the Targets protocol defines it, and is asserted).",
+    "_backends/_kernels": "Full run at 157226f (2026-12-04 06:43-06:44, the first measurement): 84.3% counted. Tests "
+    "added after it (tests/test_kernel_launcher.py: grids at sizes on and just past a block boundary, 9-bit "
+    "surfaces, the device each module, kernel and stream is made on, one CuPy stream per handle, the colour matrix "
+    "computed once per spec, where a kernel source is found) kill its other 25 survivors, checked by hand by "
+    "applying each to a scratch copy; kernel_path 15 (the checkout's folder one level up) survived only because "
+    "mutmut's scratch copy holds kernels/ at that level too.",
+    "_backends/_nvdec_cache": "Full run at 157226f (2026-12-04 06:44-06:45, the first measurement): 80.2% counted. "
+    "tests/test_backend_parts.py (added after it: the cache's bounds and counters, the size from the environment, the "
+    "size buckets against brute force, CreateDecoder's arguments and reconfiguration) kills its other 18 survivors, "
+    "checked by hand. `no tests`: the fork handler, which runs only in a forked child.",
+    "_backends/_sequenced": "Full run at 157226f (2026-12-04 06:45, the first measurement): 80.0% counted. "
+    "tests/test_backend_parts.py kills its other 6 survivors (numbering from 0, the wrapped backend's name, never "
+    "skipping a picture), checked by hand.",
     "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
     "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit (00:55-01:58; "
     "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after "

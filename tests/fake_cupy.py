@@ -108,6 +108,8 @@ class FakeCupy:
     from_external: bool = True
     compiled: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (code, options) per RawModule
     launches: list[Launch] = field(default_factory=list)
+    # (what, the device current then) for each module, kernel and stream made
+    made_on: list[tuple[str, int | None]] = field(default_factory=list)
     devices: list[int] = field(default_factory=list)  # the stack of current devices
     streams: list[int] = field(default_factory=list)  # the stack of current streams
 
@@ -117,6 +119,7 @@ class FakeCupy:
     def RawModule(self, *, code: str, options: tuple[str, ...] = ()) -> _Module:
         """Compile ``code`` (on the host)."""
         self.compiled.append((code, tuple(options)))
+        self.made_on.append(("module", self.devices[-1] if self.devices else None))
         return _Module(self, *_build(code))
 
 
@@ -136,6 +139,7 @@ class _Cuda:
             self._cp.devices.pop()
 
     def _external(self, ptr: int, device_id: int = -1) -> _Stream:
+        self._cp.made_on.append(("stream", device_id))
         return _Stream(self._cp, ptr)
 
 
@@ -149,6 +153,7 @@ class _StreamClass:
         version, ptr = obj.__cuda_stream__()  # type: ignore[attr-defined]
         if version != 0 or not isinstance(ptr, int):
             raise TypeError("__cuda_stream__ must return (0, handle)")
+        self._cp.made_on.append(("stream", self._cp.devices[-1] if self._cp.devices else None))
         return _Stream(self._cp, ptr)
 
 
@@ -171,6 +176,7 @@ class _Module:
     def get_function(self, name: str) -> _Kernel:
         if name not in self._names:
             raise KeyError(f"no kernel {name!r} in the module")
+        self._cp.made_on.append(("kernel", self._cp.devices[-1] if self._cp.devices else None))
         return _Kernel(self._cp, self._lib, name)
 
 

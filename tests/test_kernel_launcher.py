@@ -10,6 +10,7 @@ NumPy reference of tests/test_kernels.py and, for the fused kernel, to the hand-
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from gpudecode._backends._kernels import BLOCK, Yuv420ToRgb, kernel_source
 from gpudecode._color import ColorSpec
 
 MATRICES = ("bt601", "bt709", "bt2020")
-SPECS = [ColorSpec(m, full, bits) for m in MATRICES for full in (False, True) for bits in (8, 10, 12)]
+# 9-bit: H.264's High 10 profile allows it, and NVDEC returns it as P016 like 10 and 12 bits
+SPECS = [ColorSpec(m, full, bits) for m in MATRICES for full in (False, True) for bits in (8, 9, 10, 12)]
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +45,9 @@ def test_the_fake_imitates_the_real_cupy_api():
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.matrix}-{'full' if s.full_range else 'tv'}-{s.bit_depth}")
 @pytest.mark.parametrize("planar", [False, True])
-def test_the_launcher_converts_like_the_numpy_reference(spec, planar):
-    width, height, frames = 70, 17, 2
+@pytest.mark.parametrize(("width", "height"), [(70, 17), (64, 8), (65, 9)])
+def test_the_launcher_converts_like_the_numpy_reference(spec, planar, width, height):
+    frames = 2
     rng = np.random.default_rng(spec.bit_depth * 10 + planar)
     buf, pitch, frame_bytes, yuv = make_surface(rng, width, height, spec.bit_depth, pitch_pad=10, frames=frames)
     out = np.full((frames, 3 * width * height), 7, np.uint8)  # poisoned: every byte must be written
@@ -71,7 +74,7 @@ def test_the_launcher_converts_like_the_numpy_reference(spec, planar):
     (launch,) = cp.launches
     assert launch.kernel == ("yuv420_8_to_rgb" if spec.bit_depth == 8 else "yuv420_16_to_rgb")
     assert (launch.device, launch.stream, launch.block) == (1, 0x5000, BLOCK)
-    assert launch.grid == (3, 3, frames)  # just covers 70x17 with 32x8 blocks
+    assert launch.grid == (-(-width // 32), -(-height // 8), frames)  # just covers the frame with 32x8 blocks
 
 
 @pytest.mark.parametrize(
@@ -82,30 +85,55 @@ def test_the_launcher_converts_like_the_numpy_reference(spec, planar):
         (ColorSpec("bt2020", False, 10), "resize_crop", 3, False, True),
         (ColorSpec("bt2020", True, 10), "none", 2, True, False),
         (ColorSpec("bt709", False, 12), "crop_resize_crop", 1, True, False),
+        (ColorSpec("bt601", False, 9), "shrink", 0, False, False),
     ],
 )
 def test_the_fused_launcher_equals_the_host_runner(spec, chain, k, out_float, planar):
-    coded_w, coded_h = 33, 17
+    coded_w, coded_h = 32, 17
     rng = np.random.default_rng(k + 4 * spec.bit_depth)
     buf, pitch, _, _ = make_surface(rng, coded_w, coded_h, spec.bit_depth, pitch_pad=6)
     args = (buf, pitch, spec, coded_w, coded_h, CHAINS[chain], k, out_float, planar)
     cp = FakeCupy()
-    got = run_fused(*args, launch=Yuv420ToRgb(cp, 0).resample)
+    got = run_fused(*args, launch=Yuv420ToRgb(cp, 1).resample)
     want = run_fused(*args)
     assert got.dtype == want.dtype and np.array_equal(got, want)
     (launch,) = cp.launches
     assert launch.kernel == ("yuv420_8_resample" if spec.bit_depth == 8 else "yuv420_16_resample")
+    assert (launch.device, launch.stream) == (1, 0)
     bx, by, _ = launch.block
     assert launch.grid == (-(-got.shape[1] // bx), -(-got.shape[0] // by), 1)  # just covers the output
 
 
-def test_the_source_is_compiled_once_per_device():
+def test_the_source_is_compiled_once_per_device_and_loaded_there():
     cp = FakeCupy()
-    Yuv420ToRgb(cp, 0)
-    Yuv420ToRgb(cp, 0)
+    Yuv420ToRgb(cp, 2)
+    Yuv420ToRgb(cp, 2)
     assert cp.compiled == [(kernel_source("yuv420_to_rgb.cu"), ("--std=c++14",))]
+    assert cp.made_on == [("module", 2)] + [("kernel", 2)] * 8  # four kernels per launcher
     Yuv420ToRgb(cp, 1)
-    assert len(cp.compiled) == 2
+    assert len(cp.compiled) == 2 and cp.made_on[-5:] == [("module", 1)] + [("kernel", 1)] * 4
+
+
+def test_the_colour_matrix_is_computed_once_per_spec(monkeypatch):
+    calls = []
+    real = _kernels.matrix_arg
+    monkeypatch.setattr(_kernels, "matrix_arg", lambda spec: calls.append(spec) or real(spec))
+    launcher = Yuv420ToRgb(FakeCupy(), 0)
+    a, b = ColorSpec("bt709", False, 8), ColorSpec("bt601", True, 8)
+    got = [launcher._matrix(s) for s in (a, a, b, a)]
+    assert got[0] == got[3] == tuple(real(a)) and got[2] == tuple(real(b))
+    assert calls == [a, b]
+
+
+def test_a_kernel_source_is_found_in_the_wheel_first_then_in_the_checkout(tmp_path, monkeypatch):
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "k.cu").write_text("// packaged")
+    monkeypatch.setattr(_kernels.resources, "files", lambda package: tmp_path)
+    assert _kernels.kernel_path("k.cu") == tmp_path / "kernels" / "k.cu"
+    checkout = _kernels.kernel_path("yuv420_to_rgb.cu")  # not in the fake wheel: the checkout's
+    assert checkout == Path(__file__).resolve().parent.parent / "kernels" / "yuv420_to_rgb.cu"
+    with pytest.raises(FileNotFoundError, match=r"gpudecode kernel source 'nope\.cu' is missing from the installation"):
+        _kernels.kernel_path("nope.cu")
 
 
 @pytest.mark.parametrize("from_external", [True, False], ids=["cupy14", "cupy13"])
@@ -128,6 +156,9 @@ def test_every_launch_runs_on_the_launchers_device_and_the_given_stream(from_ext
             stream_ptr=stream,
         )
     assert [(x.device, x.stream) for x in cp.launches] == [(3, 0xA0), (3, 0xB0), (3, 0xA0)]
+    assert [x.grid[2] for x in cp.launches] == [1, 1, 1]  # one frame unless told
+    # one CuPy stream per handle, made on the launcher's device
+    assert [x for x in cp.made_on if x[0] == "stream"] == [("stream", 3), ("stream", 3)]
     assert cp.devices == [] and cp.streams == []  # every context left
 
 
