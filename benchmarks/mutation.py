@@ -74,7 +74,7 @@ MODULES = {
         "tests/test_resample_kernel.py",
         "tests/test_nvdec.py",
     ],
-    "_backends/_nvc": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py"],
+    "_backends/_nvc": ["tests/test_nvdec.py", "tests/test_nvc_conformance.py", "tests/test_nvc_loading.py"],
     "_backends/_cpu": [
         "tests/test_cpu_backend.py",
         "tests/test_edge_streams.py",
