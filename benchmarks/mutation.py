@@ -356,10 +356,9 @@ EQUIVALENT = {
 # How far each module's last measurement got, and against which tests (a run that stopped early, or code and tests
 # that changed after its snapshot): printed under the table.
 NOTES = {
-    "_index": "Full run at 9c6e736 (2026-12-03 15:47, 527 killed), then a `--recheck` at a438ff9 (17:22) stopped "
-    "part-way through retesting the 128 survivors: 40 more killed so far; the survivors it had not reached "
-    "still carry the first run's verdict. Since then `_without_undecodable_lead` changed (open-GOP cuts) and the "
-    "equivalence notes for it and for `build_exact_index` (whose call lost an argument) were dropped until a rerun.",
+    "_index": "Full rerun at d8d00f0 (2026-12-04 05:49-06:43, two workers, paused a few times for benchmarks): "
+    "95.5% counted. Its 31 survivors that are not listed as equivalent were not examined this time (the run before "
+    "had 43 equivalents; their notes were dropped when _without_undecodable_lead and build_exact_index changed).",
     "_targets": "Full run at 89a0c3d (2026-12-04 05:15-05:48, two workers): 91.0% counted. Its survivors were in "
     "exact mode's ExactTargets (the approximate mode's, found by the run before, are killed by "
     "tests/test_time_targets.py): the fixtures' demuxers always land on the keyframe asked for, so open_at's "
@@ -368,19 +367,23 @@ NOTES = {
     "docstring states, and unit-tests key_of_packet, wanted, match and close_iterator; checked by hand by applying "
     "each survivor to a scratch copy, it kills all 31 non-equivalent ones (open_at 58 and 59 mutated its at_start "
     "result, which now also says True after a restart, as the Targets protocol defines it, and is asserted).",
-    "_backends/_kernels": "Full run at 157226f (2026-12-04 06:43-06:44, the first measurement): 84.3% counted. Tests "
-    "added after it (tests/test_kernel_launcher.py: grids at sizes on and just past a block boundary, 9-bit "
-    "surfaces, the device each module, kernel and stream is made on, one CuPy stream per handle, the colour matrix "
-    "computed once per spec, where a kernel source is found) kill its other 25 survivors, checked by hand by "
-    "applying each to a scratch copy; kernel_path 15 (the checkout's folder one level up) survived only because "
-    "mutmut's scratch copy holds kernels/ at that level too.",
-    "_backends/_nvdec_cache": "Full run at 157226f (2026-12-04 06:44-06:45, the first measurement): 80.2% counted. "
-    "tests/test_backend_parts.py (added after it: the cache's bounds and counters, the size from the environment, the "
-    "size buckets against brute force, CreateDecoder's arguments and reconfiguration) kills its other 18 survivors, "
-    "checked by hand. `no tests`: the fork handler, which runs only in a forked child.",
-    "_backends/_sequenced": "Full run at 157226f (2026-12-04 06:45, the first measurement): 80.0% counted. "
-    "tests/test_backend_parts.py kills its other 6 survivors (numbering from 0, the wrapped backend's name, never "
-    "skipping a picture), checked by hand.",
+    "_backends/_kernels": "First run at 2959446 (2026-12-04 06:43, 84.3%); tests/test_kernel_launcher.py then got "
+    "grids at sizes on and just past a block boundary, 9-bit surfaces, the device each module, kernel and stream is "
+    "made on, one CuPy stream per handle, the colour matrix once per spec and where a kernel source is found; full "
+    "rerun at 2d54c23 (06:58-07:05): besides the 9 equivalents only resample 12 survives (a grid one block short "
+    "for outputs one column past a block), killed by a 17-wide case added after it, checked by hand.",
+    "_backends/_nvdec_cache": "First run at 2959446 (2026-12-04 06:44, 80.2%); tests/test_backend_parts.py then "
+    "tested the cache's bounds and counters, the size from the environment, the size buckets against brute force, "
+    "CreateDecoder's arguments and reconfiguration; full rerun at 2d54c23 (07:05-07:07). Its survivor acquire_decoder "
+    "36 (the size forgotten after a reconfiguration: the next reuse at that size reconfigures again) is killed by a "
+    "test added after it, checked by hand. `no tests`: the fork handler, which runs only in a forked child.",
+    "_backends/_sequenced": "First run at 2959446 (2026-12-04 06:45, 80.0%); tests/test_backend_parts.py then "
+    "tested its numbering from 0, the wrapped backend's name and that it never lets the decoder skip a picture; full "
+    "rerun at 2d54c23 (07:07): only the equivalent survives. `no tests`: close and set_threads' pass-throughs.",
+    "_backends/_nvc": "First run at 2959446 (2026-12-04 06:45, 41.7%: without CUDA the loader stopped at its first "
+    "line); tests/test_nvc_loading.py then drove it with CUDA reported, a fake CuPy and a stand-in PyNvVideoCodec; "
+    "full rerun at 36e9415 (07:07-07:09): every mutant with a test is killed. `no tests`: TorchStreams and the decode "
+    "stream (they need CUDA) and the fork handler.",
     "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
     "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit (00:55-01:58; "
     "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after "

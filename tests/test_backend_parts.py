@@ -80,6 +80,9 @@ def test_decoders_are_created_with_the_keys_arguments_and_reconfigured_for_a_new
     assert _nvdec_cache.acquire_decoder(nvc, key, "H264", 1280, 720) is dec and nvc.reconfigured == []
     _nvdec_cache.decoder_cache.release(key, dec)
     assert _nvdec_cache.acquire_decoder(nvc, key, "H264", 1920, 1080) is dec and nvc.reconfigured == [(1920, 1080)]
+    _nvdec_cache.decoder_cache.release(key, dec)
+    _nvdec_cache.acquire_decoder(nvc, key, "H264", 1920, 1080)
+    assert nvc.reconfigured == [(1920, 1080)]  # it remembers the size it was set up for
     assert len(nvc.created) == 1
 
 

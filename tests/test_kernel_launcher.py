@@ -86,6 +86,7 @@ def test_the_launcher_converts_like_the_numpy_reference(spec, planar, width, hei
         (ColorSpec("bt2020", True, 10), "none", 2, True, False),
         (ColorSpec("bt709", False, 12), "crop_resize_crop", 1, True, False),
         (ColorSpec("bt601", False, 9), "shrink", 0, False, False),
+        (ColorSpec("bt709", True, 8), "none", 1, False, True),  # 17 wide: one column past a 16-wide block
     ],
 )
 def test_the_fused_launcher_equals_the_host_runner(spec, chain, k, out_float, planar):
