@@ -125,6 +125,7 @@ class Planner:
     def _seek(self, key: int, target: int, margin_factor: int = 1) -> None:
         pos = self._reposition()
         pos.packets, pos.at_start, pos.cur_key = self.targets.open_at(self.demuxer, key, target, margin_factor)
+        pos.sequence_key = key if self.targets.lands_on(key, margin_factor) else None
 
     def _restart(self) -> None:
         pos = self._reposition()
@@ -289,7 +290,6 @@ class Planner:
                 skip_to = target
             else:
                 self._seek(need, target)
-                pos.sequence_key = need if self.targets.lands_on(need, 1) else None
                 pos.outputs = self._outputs(target)
         pos.sequence_owner = owner
         outputs = pos.outputs

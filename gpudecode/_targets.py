@@ -54,9 +54,9 @@ class Position:
         skipped: Pts of packets left undecoded since the last seek.
         outputs: A sequence's decoder outputs still to be taken (see ``Planner.run_sequence``).
         sequence_owner: Who may continue that sequence.
-        sequence_key: The keyframe the sequence's packets were opened exactly at (``None``: opened elsewhere, by
-            time); another seek for that keyframe would decode the same outputs again.
-        sequence_end: The latest end (``pts + duration``) among the outputs decoded since that opening.
+        sequence_key: The keyframe the last seek opened exactly at (``None``: it opened elsewhere, by time, or the
+            packets restarted); another seek for that keyframe would decode the same outputs again.
+        sequence_end: The latest end (``pts + duration``) among a sequence's outputs decoded since that seek.
     """
 
     packets: Iterator[av.Packet] | None = None
