@@ -251,7 +251,11 @@ class Planner:
         wants; a device surface is converted now (the hardware decoder reuses it).
         """
         kept = f if self.backend.output_device_type == "cpu" else self.backend.convert(f)
-        return kept, f.pts, f.duration or self.nominal_duration
+        return kept, f.pts, self._duration(f)
+
+    def _duration(self, f: DecodedFrame) -> int:
+        """A decoder output's duration; one without any lasts the nominal frame duration."""
+        return int(f.duration or self.nominal_duration)
 
     def _match(self, f: DecodedFrame, call: _Call, j: int) -> int:
         """Count a decoder output; emit the targets it answers."""
@@ -301,19 +305,19 @@ class Planner:
             if f is None:
                 break
             if skip_to is not None:
-                if f.pts + (f.duration or self.nominal_duration) <= skip_to:
+                if f.pts + self._duration(f) <= skip_to:
                     continue
                 skip_to = None
             last = f
             if k % step == 0:
                 self.stats.frames_converted += 1
-                emit(j, f, int(f.pts), int(f.duration or self.nominal_duration))
+                emit(j, f, int(f.pts), self._duration(f))
                 j += 1
             k += 1
         if last is None and j < count:
             return self._repeat_shown_at(target, j, count, emit)
         while last is not None and j < count:
-            emit(j, last, int(last.pts), int(last.duration or self.nominal_duration))
+            emit(j, last, int(last.pts), self._duration(last))
             j += 1
         return j
 
@@ -344,7 +348,7 @@ class Planner:
         for attempt in range(5):
             first = not pos.at_start
             for f in self._decoded(pos):
-                end = f.pts + (f.duration or self.nominal_duration)
+                end = f.pts + self._duration(f)
                 pos.sequence_end = end if pos.sequence_end is None else max(pos.sequence_end, end)
                 if first and f.pts > target and attempt < 4:
                     break  # the seek landed after the target: seek again from further back
