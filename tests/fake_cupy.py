@@ -13,16 +13,14 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
-import shutil
-import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from kernel_host import build_host_library
 
-TESTS = Path(__file__).resolve().parent
 _KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(')
 _BUILT: dict[str, tuple[ctypes.CDLL, tuple[str, ...]]] = {}  # code digest -> library, kernel names
 
@@ -76,17 +74,9 @@ def _build(code: str) -> tuple[ctypes.CDLL, tuple[str, ...]]:
     if digest not in _BUILT:
         names = tuple(_KERNEL.findall(code))
         work = Path(tempfile.mkdtemp(prefix="fake-cupy-"))
-        (work / "kernel.cu").write_text(code)
+        (work / "kernel.cu").write_text(code)  # the code given, not kernels/'s file: launch.cpp's folder comes first
         (work / "launch.cpp").write_text(_PRELUDE + "".join(_EXPORT.format(n) for n in names))
-        cxx = shutil.which("g++") or shutil.which("c++")
-        if cxx is None:
-            raise RuntimeError("no C++ compiler")
-        lib = work / "kernels.so"
-        subprocess.run(
-            [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", f"-I{TESTS}", str(work / "launch.cpp"), "-o", str(lib)],
-            check=True,
-        )
-        _BUILT[digest] = (ctypes.CDLL(str(lib)), names)
+        _BUILT[digest] = (build_host_library(work / "launch.cpp"), names)
     return _BUILT[digest]
 
 

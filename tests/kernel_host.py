@@ -14,28 +14,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@lru_cache(maxsize=1)
-def host_kernel() -> ctypes.CDLL:
+def build_host_library(source: Path) -> ctypes.CDLL:
+    """Compile a C++ file that includes CUDA kernel source through tests/cuda_host_shim.h into a loaded library.
+
+    Its includes are looked up in ``kernels/``, in ``tests/`` and beside ``source``.
+    """
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         raise RuntimeError("no C++ compiler")
-    out = Path(tempfile.mkdtemp()) / "yuv420_host.so"
-    subprocess.run(
-        [
-            cxx,
-            "-O2",
-            "-std=c++17",
-            "-shared",
-            "-fPIC",
-            f"-I{ROOT / 'kernels'}",
-            f"-I{ROOT / 'tests'}",
-            str(ROOT / "tests" / "kernel_host_runner.cpp"),
-            "-o",
-            str(out),
-        ],
-        check=True,
-    )
-    lib = ctypes.CDLL(str(out))
+    out = Path(tempfile.mkdtemp(prefix="gpudecode-host-")) / f"{source.stem}.so"
+    includes = [f"-I{d}" for d in (ROOT / "kernels", ROOT / "tests", source.parent)]
+    subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *includes, str(source), "-o", str(out)], check=True)
+    return ctypes.CDLL(str(out))
+
+
+@lru_cache(maxsize=1)
+def host_kernel() -> ctypes.CDLL:
+    lib = build_host_library(ROOT / "tests" / "kernel_host_runner.cpp")
     i, p, ll = ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong
     lib.run_yuv420_resample.argtypes = [i, p, p, ll, i, i, i, p, ll, i, i, i, i, i, p, p, i, p, p, i, p, p, i, i]
     lib.run_yuv420_to_rgb.argtypes = [
