@@ -761,6 +761,7 @@ def test_filled_durations_written_out():
     assert fill([0, 0, 10], [0, 0, 0]) == [10, 10, 10]  # a repeated timestamp: the median positive gap (not 5)
     assert fill([5, 5, 5], [0, 0, 0]) == [1, 1, 1]  # no positive gap at all
     assert fill([0, 1, 3, 5], [0, 0, 0, 0]) == [1, 2, 2, 2]  # gaps of 1 are gaps too
+    assert fill([0, 1, 2, 2], [0, 0, 0, 0]) == [1, 1, 1, 1]  # every positive gap is 1 (a time base of one frame)
     assert fill([0, 40, 120, 160], [0, 7, 0, 0]) == [40, 7, 40, 40]  # known durations stay; median of 40, 80, 40
     assert fill([0, 10], [3, 4]) == [3, 4]
 
