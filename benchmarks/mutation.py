@@ -41,6 +41,7 @@ MODULES = {
         "tests/test_timeline.py",
         "tests/test_edge_streams.py",
         "tests/test_raw_streams.py",
+        "tests/test_stream_leads.py",
     ],
     # color_spec decides the GPU kernel's matrix: the NVDEC tests (fake + host-run kernel) exercise it
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],

@@ -179,6 +179,15 @@ def measure(paths: dict[str, Path], rounds: int, thread_modes: list[int]) -> dic
     return {"samples": samples, "failures": failures}
 
 
+def _paired(by_variant: dict, clip: str) -> str:
+    """gpudecode's time over the loop's round by round (the two ran back to back): median (min-max)."""
+    gd, py = by_variant.get("gpudecode", {}).get(clip) or [], by_variant.get("pyav", {}).get(clip) or []
+    if not gd or len(gd) != len(py):  # a failed process: the rounds no longer pair up
+        return "—"
+    r = [g[0] / p[0] for g, p in zip(gd, py, strict=True)]
+    return f"{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
+
+
 def table(paths: dict[str, Path], data: dict[str, object], rounds: int, seek_mode: str) -> str:
     """The markdown summary: median time per clip and variant, ratios, peak memory."""
     m = machine()
@@ -190,11 +199,12 @@ def table(paths: dict[str, Path], data: dict[str, object], rounds: int, seek_mod
         f"{rounds} interleaved rounds, one process per variant per round; `gd` = gpudecode (chunks of {CHUNK}), "
         "`gd no pool` = the same with `GPUDECODE_FRAME_POOL_MB=0` (fresh memory for every chunk, as before the "
         "pool), `pyav` = `to_ndarray('rgb24')` per frame, `tc` = torchcodec (chunks of 32). Peak = VmHWM during "
-        "the clip minus VmRSS before it (MiB).",
+        "the clip minus VmRSS before it (MiB). `gd/pyav` is the ratio of the medians; `per round` pairs the two "
+        "processes of each round (they ran back to back, so drift in the machine's speed cancels).",
         "",
-        "| threads | clip | frames | pyav ms | gd ms | gd no pool ms | tc ms | gd/pyav | no pool/pyav | gd/tc | "
-        "peak MiB pyav / gd / no pool / tc |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| threads | clip | frames | pyav ms | gd ms | gd no pool ms | tc ms | gd/pyav | gd/pyav per round | "
+        "no pool/pyav | gd/tc | peak MiB pyav / gd / no pool / tc |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for t, by_variant in data["samples"].items():
         for c in paths:
@@ -209,7 +219,7 @@ def table(paths: dict[str, Path], data: dict[str, object], rounds: int, seek_mod
             ratio = lambda a, b: f"{a / b:.2f}" if a and b else "—"  # noqa: E731
             peaks = " / ".join(f"{p:.0f}" if p else "—" for p in (med(v, 1) for v in VARIANTS))
             row = f"| {t or 'all'} | {c} | {n} | {ms(py)} | {ms(gd)} | {ms(nopool)} | {ms(tc)} | {ratio(gd, py)} |"
-            row += f" {ratio(nopool, py)} | {ratio(gd, tc)} |"
+            row += f" {_paired(by_variant, c)} | {ratio(nopool, py)} | {ratio(gd, tc)} |"
             lines.append(f"{row} {peaks} |")
     for k, f in data["failures"].items():
         lines.append(f"\n`{k}` failed in {len(f)} processes: {f[0]}")
