@@ -5,9 +5,9 @@ page by page as the conversion first touches it: hundreds of thousands of 4 KiB 
 offers transparent huge pages on request (``/sys/kernel/mm/transparent_hugepage/enabled`` = ``madvise``, a common
 default), asking for them on the batch's memory before it is written backs it with 2 MiB pages instead. Only where
 they are free, though: under the usual defrag settings a page fault in such memory makes the kernel compact memory
-until it finds a free huge page, and on a machine whose memory is fragmented (a page cache filled by earlier reads)
-that stalls the first batch far longer than the faults it saves (measured: 255-490 ms of system time for 200 MB,
-against 90-140 ms for the 4 KiB faults). So the batch asks for huge pages only when ``/proc/buddyinfo`` shows enough
+until it finds a free huge page, and on a machine whose memory is fragmented (a page cache filled by earlier file I/O)
+that stalls the first batch far longer than the faults it saves (measured: 196-488 ms of system time for 200 MB,
+against 92-136 ms for the 4 KiB faults). So the batch asks for huge pages only when ``/proc/buddyinfo`` shows enough
 free ones, or when the kernel would not stall for them (defrag ``defer`` or ``never``); the pool's buffers are mapped
 directly, so that NumPy does not ask for huge pages on them regardless.
 
