@@ -7,6 +7,7 @@ allocator's rule (a block of order ``k`` is ``2**k`` pages).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,7 @@ out.fill_(7)  # first touch
 flags, huge_kb = _mapping((out.data_ptr() + (2 << 20) - 1) & ~((2 << 20) - 1))
 print(",".join(flags), huge_kb)
 """
-    env = {"GPUDECODE_FRAME_POOL_MB": str(pool_mb), "PATH": "/usr/bin:/bin"}
+    env = dict(os.environ, GPUDECODE_FRAME_POOL_MB=str(pool_mb))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     flags, huge_kb = r.stdout.split()
