@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
+from pathlib import Path
 
 import av
 import numpy as np
@@ -345,3 +347,31 @@ def test_a_sequence_that_ends_early_names_the_frames_it_lost(video, step):
     want = f"Could not decode frame(s) {lost[:10]}{' ...' if len(lost) > 10 else ''}: the data is damaged or missing."
     with pytest.raises(DecodeError, match=re.escape(want)):
         dec.get_frames_in_range(5, 30, step)
+
+
+class _FailingReader(io.BytesIO):
+    """A file object whose reads past ``fail_after`` bytes raise OSError once armed (a disk or network that goes)."""
+
+    armed = False
+    fail_after = 8000
+
+    def read(self, n: int = -1) -> bytes:
+        if self.armed and self.tell() > self.fail_after:
+            raise OSError("the disk went away")
+        return super().read(n)
+
+
+def test_a_read_error_while_demuxing_ends_the_stream_with_a_warning(video, caplog):
+    """Demuxing that stops at an I/O error ends the packets there with the reason logged, instead of raising out of
+    the decode; the frames already read come back (here all of them: FFmpeg had buffered the rest)."""
+    data = Path(video("h264_mkv")).read_bytes()
+    want = VideoDecoder(data)[:]
+    reader = _FailingReader(data)
+    dec = VideoDecoder(reader)
+    reader.armed = True
+    with caplog.at_level("WARNING", logger="gpudecode"):
+        got = dec.get_frames_in_range(0, len(dec)).data
+    assert [r.getMessage() for r in caplog.records] == [
+        "gpudecode: demuxing stopped at damaged data: the disk went away"
+    ]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

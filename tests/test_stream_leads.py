@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from oracle import cli_rgb_frames, run_ffmpeg
 
-from gpudecode import VideoDecoder
+from gpudecode import DecodeError, VideoDecoder
 from gpudecode._index import _scan_packets, _without_undecodable_lead
 
 W, H = 160, 120
@@ -62,6 +63,8 @@ def lead(tmp_path_factory):
         if name == "garbled_lead.mkv":  # H.264 cut mid-GOP whose first packet is noise: decoding it raises
             base = _encode(folder / "h264.mkv", "libx264", "2", "-bf", "2", "-g", "12")
             return _cut(base, out, 3, garble=3)
+        if name == "garbled_middle.mkv":  # the same H.264, whole, but packet 20 (mid-GOP) is noise
+            return _cut(build("garbled_lead.mkv").parent / "h264.mkv", out, 0, garble=20)
         if name == "mpeg4_long_lead.mkv":  # 57 packets before the first keyframe, all output (concealed) by FFmpeg
             base = _encode(folder / "mpeg4.mkv", "mpeg4", "4", "-g", "60", "-bf", "0")
             return _cut(base, out, 3)
@@ -149,3 +152,23 @@ def test_the_lead_probe_stops_soon_after_the_lead(lead):
             c.close()
     assert not discard.any()  # MPEG-4 part 2 shows every lead picture
     assert len(opened) == 1 and last_lead < opened[0].demuxed <= last_lead + 17
+
+
+def test_a_packet_the_decoder_rejects_is_skipped_with_its_reason(lead, caplog):
+    """A mid-GOP packet of noise is fed and rejected: the decode goes on past it, its frame is reported missing,
+    and the debug log says which packet and why, in FFmpeg's words as a plain PyAV decode of that packet gives."""
+    path = lead("garbled_middle.mkv")
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        packets = [p for p in c.demux(s) if p.size]
+        for p in packets[:20]:
+            s.codec_context.decode(p)
+        with pytest.raises(av.error.InvalidDataError) as plain:
+            s.codec_context.decode(packets[20])
+    dec = VideoDecoder(str(path))
+    with caplog.at_level("DEBUG", logger="gpudecode"), pytest.raises(DecodeError, match=r"Could not decode frame"):
+        dec.get_frames_in_range(0, len(dec))
+    said = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    prefix = "gpudecode: skipping a packet the decoder rejected: FFmpeg could not decode a packet "
+    assert f"{prefix}(pts {packets[20].pts}): {plain.value.strerror}" in said
+    assert all(re.fullmatch(re.escape(prefix) + r"\(pts \d+\): .+", m) for m in said)
