@@ -148,18 +148,30 @@ EQUIVALENT = {
         "written twice with the same frame",
         "xǁPlannerǁ_repeat_shown_at__mutmut_27": "j == 0 there: emit(-1) writes the last slot, which k == count - 1 "
         "writes again with the same frame",
-        "xǁPlannerǁrun_sequence__mutmut_51": "k -= 1: -k % step == 0 exactly when k % step == 0, the same frames",
-        "xǁPlannerǁrun_sequence__mutmut_55": "j <= count with j == 0 differs only for count == 0, and empty requests "
+        "xǁPlannerǁrun_sequence__mutmut_67": "k -= 1: -k % step == 0 exactly when k % step == 0, the same frames",
+        "xǁPlannerǁrun_sequence__mutmut_71": "j <= count with j == 0 differs only for count == 0, and empty requests "
         "return before planning",
         "xǁPlannerǁ_outputs__mutmut_3": "range(6): attempt 4 always returns (it never breaks, since attempt < 4 is "
         "false), so a sixth attempt never starts",
-        "xǁPlannerǁ_outputs__mutmut_9": "a seek landing exactly at the target counted as an overshoot: seeks again "
+        "xǁPlannerǁ_outputs__mutmut_20": "a seek landing exactly at the target counted as an overshoot: seeks again "
         "from further back, the same frames (efficiency only)",
-        "xǁPlannerǁ_outputs__mutmut_13": "None for False: only tested for truth",
-        "xǁPlannerǁ_outputs__mutmut_21": "-(2 << 62): Python ints, still below every pts",
-        "xǁPlannerǁ_outputs__mutmut_22": "-(1 << 63): the same",
-        "xǁPlannerǁ_outputs__mutmut_26": "attempt == 5 never holds: at attempt 4 the loop seeks once more and ends, "
+        "xǁPlannerǁ_outputs__mutmut_24": "None for False: only tested for truth",
+        "xǁPlannerǁ_outputs__mutmut_30": "-(2 << 62): Python ints, still below every pts",
+        "xǁPlannerǁ_outputs__mutmut_31": "-(1 << 63): the same",
+        "xǁPlannerǁ_outputs__mutmut_35": "attempt == 5 never holds: at attempt 4 the loop seeks once more and ends, "
         "yielding the same (no) frames",
+        **{
+            f"xǁPlannerǁ_feed_toward__mutmut_{k}": "another word for a 'done' outcome: run tells only 'eof' and "
+            "'overshoot' apart, every other outcome reads the same"
+            for k in (54, 59, 60, 73, 78, 79)
+        },
+        **{
+            f"xǁPlannerǁ_feed_toward__mutmut_{k}": "no last frame in a 'done' or 'overshoot' result: run reads it "
+            "only after 'eof'"
+            for k in (36, 55, 74)
+        },
+        "xǁPlannerǁ_feed_toward__mutmut_42": "None for False: first_after_seek is only tested for truth (also as "
+        "nothing_after_seek)",
     },
     "_targets": {
         "xǁTimeTargetsǁwanted__mutmut_24": "np.searchsorted's side defaults to 'left': the same call",
@@ -406,20 +418,28 @@ NOTES = {
     "line); tests/test_nvc_loading.py then drove it with CUDA reported, a fake CuPy and a stand-in PyNvVideoCodec; "
     "full rerun at 36e9415 (07:07-07:09): every mutant with a test is killed. `no tests`: TorchStreams and the decode "
     "stream (they need CUDA) and the fork handler.",
-    "_planner": "Run from be66fa6 (2026-12-03 23:36-2026-12-04 00:52, one worker beside other work, slowed by "
-    "mutants that loop until mutmut's CPU limit), then a `--recheck` at 66c42e4 with a shorter limit (00:55-01:58; "
-    "its tests were the first four listed, tests/test_transforms.py joined the list after it). Tests added after "
-    "its survivors (aa5613e, 344969c) "
-    "kill, checked by hand by applying each to a scratch copy: run_sequence 46, _outputs 16, _finish_stream 9, 11, "
-    "21 and 22, _hold 3 (an NVDEC surface kept past the drain, on a stream without B-frames) and 4-6 (a CPU frame "
-    "kept as an 8-bit copy: tests/test_transforms.py, now in this module's list), and (2026-12-04) _hold 8 and "
-    "run_sequence 77 (a held frame's own duration: an MKV whose last frame lasts 1 s and whose audio outlasts it) "
-    "(rows below may still say survived). Not killed: _outputs 10, 11, 28 and 37 (the retry schedule after five "
-    "overshoots), _decoded 15, _finish_stream 46 (an iterator left unclosed: a leak no test measures).",
+    "_planner": "Full rerun at cb7b26b (2026-12-04 08:00-09:06, two workers, after the approximate-mode chunk "
+    "changes): 565 mutants. Its survivors were matched to the verdicts of the run before by their diffs (mutmut "
+    "renumbered them; two old numbers, _outputs 21 and 22, now name other mutants and lost their verdicts). Tests "
+    "added after the run kill, checked by hand by applying each to a scratch copy: _feed 5-10 (the rejected "
+    "packet's debug message) and _safe 4-9 (the demuxing-stopped warning) (rows below may still say not killed). "
+    "Counted with those kills: 94.0% (504 of 536 non-equivalent). Not killed (32): close_iterator(None) in "
+    "invalidate 1-2, _reposition 5-6, run 50 and _finish_stream 46 (an iterator left unclosed: a leak no test "
+    "measures); the overshoot path of a forward feed (_feed_toward 32, 35, 40, 41, run 39-40, _position_for 31, 32 "
+    "and 39, and _outputs 21, 22, 37 and 46, the retry schedule): no fixture in this module's test list makes a "
+    "seek land after its target (tests/test_exact_targets.py does so for _targets with a fake demuxer, not through "
+    "the planner); _outputs 29 (after the first taken output, a target of 0 instead of below every pts: only an "
+    "output ending at or before 0 after it would be dropped); _seek 14 (the lands_on guard: on every fixture a "
+    "continued sequence equals a seek); _feed 4 (every packet decoded as wanted: the same frames, more work); and "
+    "_must_seek 3-4, _position_for 17 and 28, _feed_toward 21 and 64, _note_keyframe 3, _match 11 and 13, _decoded "
+    "15, which also survive test_errors, test_seek_mode, test_time_mapping, test_edge_streams and "
+    "test_metadata_sources (checked by hand): the branches they change (a target in exact mode that no output "
+    "matched, approximate targets without a keyframe locator or a frame without a duration, a skipped packet "
+    "without pts) have no fixture yet.",
     "_decoder": "Full run at 03c6f2a (2026-12-04 02:14-02:35, 89.6%), then tests for its survivors and a "
     "`--recheck` at 3c7a42d (02:37-02:50; the module had become the façade over `_session` by then, so 219 "
     "mutants). A test added after the recheck kills _check_times 6 (a time exactly at the start of a stream whose "
-    "end is unknown), checked by hand.",
+    "end is unknown), checked by hand. Changed after the recheck only in an import (Emit from _parallel).",
     "_backends/_nvdec": "Full run at 82fe612 (2026-12-04 03:18-04:01, two workers, paused several times for "
     "benchmarks; mutmut's limit is on CPU time, so a pause cannot turn a verdict into a "
     "timeout). Tests added after it kill flush 3 (a failing drain's words) and flush 5 (drained"
@@ -440,14 +460,17 @@ NOTES = {
     "exist (its unused default was removed). Not killed: __init__ 16 and 17 (HEVC's in-band parameter sets not "
     "watched: ffmpeg's concat of HEVC segments in MKV keeps only the first segment's, measured, so no fixture here "
     "changes format mid-stream in HEVC), and __init__ 18 and 22, _check_tags 1 and 3, reset 14 (a fresh decoder at "
-    "every seek: slower, the same frames).",
+    "every seek: slower, the same frames)."
+    " Changed after the run only in _reformat's signature (its unused default removed) and docstring.",
     "samplers": "Full run from 29576b1 (2026-12-03 19:11-19:47), then a `--recheck` with the word-for-word error "
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
     "collected after the run was stopped between modules).",
     "_backends/_swscale": "Run at eaccfea (2026-12-03 22:44-), stopped for time; mutants it did not reach count as "
     "not checked. Tests added after it (4df204f and the next commit) kill _load 3, 32 and 67 (checked by hand). "
-    "Not killed: close 1 (the context is not freed: a leak no test measures).",
+    "Not killed: close 1 (the context is not freed: a leak no test measures). The module changed after this run "
+    "(7d9c6e5, 5cd20af, c863a70: decode-time resize and crop, RGB48; +171/-47 lines), so the score describes the "
+    "older code: a full rerun, with tests/test_transforms.py in its list, is due.",
     "_seek_mode": "Full run at cd02e04 (2026-12-03 20:40, 79.3%), new tests (`test_seek_mode.py`), then a full rerun "
     "at 65c9b29 (21:33-22:09): 96.3% as listed. Tests added after that run (7cf9980 and the next commit) kill, "
     "checked by hand by applying each mutant and running `tests/test_seek_mode.py`: ExactMode.__post_init__ 21 "
@@ -455,7 +478,8 @@ NOTES = {
     "Header.from_facts 32, approx_key_locator 31 and 54, "
     "ApproximateMode._frame_at 5, 6, 9, 10, 15 and 16 (their rows below still say survived). Not killed: "
     "ApproximateMode.planner_targets 7 and 13 (seeking by the margin instead of the index's keyframe time, and "
-    "clamping seeks at 0 instead of the header's start, cost work but give the same frames).",
+    "clamping seeks at 0 instead of the header's start, cost work but give the same frames)."
+    " Changed after the rerun in one line: nominal_duration calls median_int instead of np.median.",
 }
 VERDICTS = ("killed", "survived", "timeout", "suspicious", "no tests", "skipped", "segfault", "not checked")
 
