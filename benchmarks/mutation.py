@@ -47,7 +47,12 @@ MODULES = {
     "_color": ["tests/test_kernels.py", "tests/test_metadata_sources.py", "tests/test_nvdec.py"],
     "samplers": ["tests/test_samplers_vs_torchcodec.py", "tests/test_samplers.py"],
     "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
-    "_backends/_swscale": ["tests/test_swscale.py", "tests/test_frame_sizes.py", "tests/test_edge_streams.py"],
+    "_backends/_swscale": [
+        "tests/test_swscale.py",
+        "tests/test_frame_sizes.py",
+        "tests/test_edge_streams.py",
+        "tests/test_transforms.py",
+    ],
     "_planner": [
         "tests/test_planner.py",
         "tests/test_access.py",
