@@ -127,11 +127,16 @@ class Planner:
         pos.packets, pos.at_start, pos.cur_key = self.targets.open_at(self.demuxer, key, target, margin_factor)
         pos.sequence_key = key if self.targets.lands_on(key, margin_factor) else None
 
-    def _restart(self) -> None:
+    def _restart(self, need: int) -> None:
+        """Read from the stream's first packet, where seeks keep landing wrong.
+
+        ``need``: the keyframe the target wants, counted as reached: the decode goes forward from the start, and
+        must not stop to seek for it (a seek is what failed).
+        """
         pos = self._reposition()
         pos.packets = self.demuxer.restart()
         pos.at_start = True
-        pos.cur_key = self.targets.restart_key
+        pos.cur_key = need
 
     def _must_seek(self, need: int, target: int) -> bool:
         return self.targets.must_seek(self._pos, need, target, self.nominal_duration)
@@ -181,7 +186,7 @@ class Planner:
         )
         if pos.packets is None or behind or self._must_seek(need, tgt):
             if overshoots > 3:
-                self._restart()
+                self._restart(need)
             else:
                 self._seek(need, tgt, 4**overshoots)
 
@@ -343,25 +348,34 @@ class Planner:
         return count
 
     def _outputs(self, target: int) -> Iterator[DecodedFrame]:
-        """Decoder outputs from the frame shown at ``target`` on, to the end of the stream (seeking as needed)."""
+        """Decoder outputs from the frame shown at ``target`` on, to the end of the stream.
+
+        A seek that lands after the target (its first output starts later) or past the last keyframe (nothing comes
+        out) is retried as :meth:`run` retries it: 4, 16 and 64 margins before the target, then from the start.
+        """
         pos = self._pos
-        for attempt in range(5):
+        retries = 0
+        while True:  # ends: after the restart the packets start at the first, so no output counts as late
             first = not pos.at_start
             for f in self._decoded(pos):
                 end = f.pts + self._duration(f)
                 pos.sequence_end = end if pos.sequence_end is None else max(pos.sequence_end, end)
-                if first and f.pts > target and attempt < 4:
+                if first and f.pts > target:
                     break  # the seek landed after the target: seek again from further back
                 first = False
                 if end > target:
                     yield f
                     target = -(1 << 62)  # found: take every later output
             else:
-                if not first or attempt == 4:
+                if not first:
                     return
                 # nothing at all after the seek: it landed past the last keyframe; seek from further back
+            retries += 1
             running, pos.outputs = pos.outputs, None  # a seek closes pos.outputs: not this running generator
-            self._seek(self.targets.need_key(target, None), target, 4 ** (attempt + 1))
+            if retries < 4:
+                self._seek(self.targets.need_key(target, None), target, 4**retries)
+            else:
+                self._restart(self.targets.need_key(target, None))
             pos.outputs = running
 
     def _decoded(self, pos: Position) -> Iterator[DecodedFrame]:

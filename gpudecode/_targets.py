@@ -108,7 +108,6 @@ class DecodedFrame(Protocol):
 class Targets(Protocol):
     """What the planner asks of its seek mode."""
 
-    restart_key: int
     may_overshoot: bool
 
     def key_of_packet(self, pkt: av.Packet) -> int:
@@ -163,7 +162,6 @@ class ExactTargets:
     """
 
     key_pts: np.ndarray
-    restart_key: int = 0
     may_overshoot: bool = False  # the demuxer is checked to land at or before the keyframe
 
     def key_of_packet(self, pkt: av.Packet) -> int:
@@ -272,7 +270,6 @@ class TimeTargets:
     key_ts: Callable[[int], int] | None = None
     seek_margin: int = 0
     begin_pts: int = 0
-    restart_key: int = -1
     may_overshoot: bool = True
 
     def key_of_packet(self, pkt: av.Packet) -> int:

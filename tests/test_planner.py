@@ -1,77 +1,27 @@
 """The planner's decisions, with faults injected into the real demuxer.
 
 Demuxers do not always land where asked: FFmpeg's mov demuxer compares a seek time with decode timestamps and can
-land one keyframe late; some land early. ``Wayward`` wraps the decoder's own PyAVDemuxer and, after each seek,
-lands ``late`` keyframes after where FFmpeg put it (or restarts from the first packet, ``early``). Whatever the
-demuxer does, the frames must be the oracle's (the ffmpeg CLI's pixels, a plain PyAV decode's pts), and the seek
-and packet counters must say the planner did only the work needed.
+land one keyframe late; some land early. ``Wayward`` (tests/wayward.py) wraps the decoder's own PyAVDemuxer and,
+after each seek, lands ``late`` keyframes after where FFmpeg put it (or restarts from the first packet, ``early``).
+Whatever the demuxer does, the frames must be the oracle's (the ffmpeg CLI's pixels, a plain PyAV decode's pts), and
+the seek and packet counters must say the planner did only the work needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
 from typing import Any
 
 import av
 import numpy as np
 import pytest
 import torch
-from oracle import assert_frame_matches, oracle, to_hwc
+from oracle import oracle
+from wayward import check_batch, open_wayward
 
 from gpudecode import VideoDecoder
 
 FIXTURES = ["h264_bframes", "h264_mkv", "hevc8", "vp9", "h264_open_gop"]
-
-
-class Wayward:
-    """The real demuxer, landing ``late`` keyframes after FFmpeg's landing place (``early``: at the first packet)."""
-
-    def __init__(self, inner: Any, late: int = 0, early: bool = False) -> None:
-        self.inner = inner
-        self.late = late
-        self.early = early
-        self.seeks: list[int] = []
-        self.first_key_pts = next(p.pts for p in inner.restart() if p.is_keyframe)
-
-    def seek(self, pts: int) -> Iterator[Any]:
-        self.seeks.append(pts)
-        if self.early or pts <= self.first_key_pts:  # at or before the first keyframe: every demuxer starts there
-            return self.inner.restart()
-        return self._skip_keys(self.inner.seek(pts), self.late)
-
-    @staticmethod
-    def _skip_keys(packets: Iterator[Any], late: int) -> Iterator[Any]:
-        keys = 0
-        for p in packets:
-            if p.is_keyframe:
-                keys += 1
-                if keys > late:
-                    yield p
-                    break
-        yield from packets
-
-    def restart(self) -> Iterator[Any]:
-        return self.inner.restart()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def _decoder(path, mode: str, **wayward: Any) -> tuple[VideoDecoder, Wayward]:
-    dec = VideoDecoder(path, seek_mode=mode, num_threads=1)
-    len(dec)
-    dec._session.ensure_open()
-    w = Wayward(dec._session.pipe.planner.demuxer, **wayward)
-    dec._session.pipe.planner.demuxer = w
-    return dec, w
-
-
-def _check(name: str, path, batch, indices) -> None:
-    _frames, pts, _dur = oracle(str(path))
-    data = to_hwc(batch.data, "NCHW")
-    for k, i in enumerate(indices):
-        assert_frame_matches(name, str(path), data[k], int(i))
-    np.testing.assert_allclose(batch.pts_seconds.numpy(), pts[list(indices)], atol=1e-9)
 
 
 def _key_frames(path) -> list[int]:
@@ -88,20 +38,20 @@ ORDER = [39, 2, 30, 11, 25, 0, 17, 33, 5, 39, 22]
 @pytest.mark.parametrize("name", FIXTURES)
 def test_exact_mode_steps_back_when_the_demuxer_lands_late(video, name, late):
     path = video(name)
-    dec, w = _decoder(path, "exact", late=late)
+    dec, w = open_wayward(path, "exact", late=late)
     for i in ORDER:
-        _check(name, path, dec.get_frames_at([i]), [i])
+        check_batch(name, path, dec.get_frames_at([i]), [i])
     assert len(w.seeks) > len(ORDER)  # it did land late, and the planner seeked again from further back
-    _check(name, path, dec.get_frames_at(ORDER), ORDER)
+    check_batch(name, path, dec.get_frames_at(ORDER), ORDER)
 
 
 @pytest.mark.parametrize("name", ["h264_bframes", "hevc8", "vp9", "h264_open_gop"])
 def test_exact_mode_with_a_demuxer_landing_early(video, name):
     path = video(name)
-    dec, _ = _decoder(path, "exact", early=True)
-    _check(name, path, dec.get_frames_at(ORDER), ORDER)
+    dec, _ = open_wayward(path, "exact", early=True)
+    check_batch(name, path, dec.get_frames_at(ORDER), ORDER)
     for i in ORDER[:4]:
-        _check(name, path, dec.get_frames_at([i]), [i])
+        check_batch(name, path, dec.get_frames_at([i]), [i])
 
 
 @pytest.mark.parametrize(
@@ -118,16 +68,16 @@ def test_exact_mode_with_a_demuxer_landing_early(video, name):
 )
 def test_approximate_mode_detects_overshoot_after_a_seek(video, name, late):
     path = video(name)
-    dec, w = _decoder(path, "approximate", late=late)
-    plain, honest = _decoder(path, "approximate")
+    dec, w = open_wayward(path, "approximate", late=late)
+    plain, honest = open_wayward(path, "approximate")
     for i in ORDER:
-        _check(name, path, dec.get_frames_at([i]), [i])
+        check_batch(name, path, dec.get_frames_at([i]), [i])
         plain.get_frames_at([i])
     assert len(w.seeks) > len(honest.seeks)  # it did overshoot, and the planner seeked again from further back
     times = [float(x) for x in oracle(str(path))[1][ORDER]]
     batch = dec.get_frames_played_at(times)
-    _check(name, path, batch, ORDER)
-    _check(name, path, dec.get_frames_in_range(13, 29), list(range(13, 29)))
+    check_batch(name, path, batch, ORDER)
+    check_batch(name, path, dec.get_frames_in_range(13, 29), list(range(13, 29)))
 
 
 @pytest.mark.parametrize("name", ["h264_bframes", "hevc8", "vp9", "h264_mkv"])
@@ -139,11 +89,11 @@ def test_exact_mode_seeks_only_where_a_keyframe_is_needed(video, name):
     path = video(name)
     keys = _key_frames(path)
     assert len(keys) >= 4
-    dec, _ = _decoder(path, "exact")
+    dec, _ = open_wayward(path, "exact")
     k1, k2, k3 = keys[1:4]
 
     def seeks(indices: list[int]) -> int:
-        _check(name, path, dec.get_frames_at(indices), indices)
+        check_batch(name, path, dec.get_frames_at(indices), indices)
         return dec.stats.seeks
 
     assert seeks([k1]) == 1
@@ -162,11 +112,34 @@ def test_exact_mode_seeks_only_where_a_keyframe_is_needed(video, name):
 def test_approximate_mode_continues_forward_and_seeks_back(video, name):
     """Approximate mode seeks a margin before each target (so how far ahead it continues depends on the margin)."""
     path = video(name)
-    dec, _ = _decoder(path, "approximate")
+    dec, _ = open_wayward(path, "approximate")
     k1 = _key_frames(path)[1]
     for indices, want in (([k1], 1), ([k1 + 1], 0), ([k1 + 2, k1 + 3], 0), ([k1], 1), ([0], 1), ([1, 2], 0)):
-        _check(name, path, dec.get_frames_at(indices), indices)
+        check_batch(name, path, dec.get_frames_at(indices), indices)
         assert dec.stats.seeks == want, indices
+
+
+def test_a_seek_landing_late_exactly_on_the_target_frame_is_not_an_overshoot(video):
+    """A demuxer one keyframe late, asked for the time a keyframe starts: the first output is that frame (it starts
+    at the target, not after it), so it is taken without another seek, by time (``run``) and by range (a sequence).
+
+    (An H.264 MP4, whose sync-sample table names exactly the decoder's keyframes; x265's MP4 lists more sync samples
+    and the MKV's cues fewer, so there the seek lands elsewhere.)
+    """
+    name = "h264_bframes"
+    path = video(name)
+    dec, w = open_wayward(path, "approximate", late=1)
+    k = _key_frames(path)[2]
+    t = float(oracle(str(path))[1][k])
+    check_batch(name, path, dec.get_frames_played_at([t]), [k])
+    assert dec.stats.seeks == 1 and len(w.seeks) == 1
+    pl = dec._session.pipe.planner
+    pl.invalidate()
+    with av.open(str(path)) as c:  # a sequence from the keyframe's own pts (ranges start mid-interval)
+        pts = [f.pts for f in c.decode(video=0)]
+    got: list[int] = []
+    assert pl.run_sequence(pts[k], 2, 1, lambda _j, _f, p, _d: got.append(p)) == 2
+    assert got == pts[k : k + 2] and len(w.seeks) == 2
 
 
 def test_groups_split_targets_where_a_seek_is_needed():
@@ -205,10 +178,10 @@ def test_a_demuxer_that_never_delivers_after_a_seek_ends_in_a_restart(video, nam
     from the first packet, so the frames still come, by index, time, range and iteration."""
     path = video(name)
     for mode in ("approximate", "exact"):
-        dec, w = _decoder(path, mode, late=99)
+        dec, w = open_wayward(path, mode, late=99)
         for i in (30, 5, 22):
-            _check(name, path, dec.get_frames_at([i]), [i])
-        _check(name, path, dec.get_frames_in_range(17, 25), list(range(17, 25)))
+            check_batch(name, path, dec.get_frames_at([i]), [i])
+        check_batch(name, path, dec.get_frames_in_range(17, 25), list(range(17, 25)))
         assert len(w.seeks) >= 4
 
 
@@ -216,12 +189,12 @@ def test_a_demuxer_that_never_delivers_after_a_seek_ends_in_a_restart(video, nam
 def test_approximate_ranges_take_consecutive_outputs_with_one_seek(video, name):
     """A range in approximate mode: one seek, each frame converted once, pts and durations those of the frames."""
     path = video(name)
-    dec, _ = _decoder(path, "approximate")
+    dec, _ = open_wayward(path, "approximate")
     _frames, _, dur = oracle(str(path))
     for lo, hi, step in ((13, 29, 1), (0, 40, 3), (31, 40, 2)):
         batch = dec.get_frames_in_range(lo, hi, step)
         want = list(range(lo, hi, step))
-        _check(name, path, batch, want)
+        check_batch(name, path, batch, want)
         np.testing.assert_allclose(batch.duration_seconds.numpy(), dur[want], atol=1e-9)
         assert dec.stats.seeks == 1 and dec.stats.frames_converted == len(want)
 
@@ -264,13 +237,13 @@ def test_approximate_mode_past_the_real_end_repeats_the_last_frame(tmp_path):
     n = len(dec)
     assert n > 30, "the header must over-count for this test"
     want = [min(i, 24) for i in range(n)]
-    _check("long_audio", path, dec.get_frames_in_range(0, n), want)
+    check_batch("long_audio", path, dec.get_frames_in_range(0, n), want)
     assert torch.equal(dec[20:n], dec.get_frames_at(list(range(20, n))).data)
     tail = dec.get_frames_at([n - 1, 24, 3])
-    _check("long_audio", path, tail, [24, 24, 3])
+    check_batch("long_audio", path, tail, [24, 24, 3])
     assert torch.equal(torch.stack(list(dec)), dec[:])  # iteration: a later chunk continues past the end
-    _check("long_audio", path, dec.get_frames_in_range(30, n), [24] * (n - 30))  # a range wholly past the end
-    _check("long_audio", path, dec.get_frames_in_range(n - 1, n), [24])
+    check_batch("long_audio", path, dec.get_frames_in_range(30, n), [24] * (n - 30))  # a range wholly past the end
+    check_batch("long_audio", path, dec.get_frames_in_range(n - 1, n), [24])
     np.testing.assert_allclose(
         dec.get_frames_in_range(22, n).duration_seconds.numpy(), dur[[min(i, 24) for i in range(22, n)]]
     )
@@ -323,7 +296,7 @@ def test_frames_past_the_real_end_keep_the_last_frame_s_own_duration(tmp_path):
     np.testing.assert_allclose(by_range.duration_seconds.numpy(), dur[want], atol=1e-9)
     by_index = dec.get_frames_at([n - 1, 19, 30, 50])  # 50 and n - 1 lie past the last frame's end (1.76 s)
     np.testing.assert_allclose(by_index.duration_seconds.numpy(), [1.0] * 4, atol=1e-9)
-    _check("long_last", path, by_index, [19] * 4)
+    check_batch("long_last", path, by_index, [19] * 4)
 
 
 @pytest.mark.parametrize("bframes", [2, 0])
@@ -356,10 +329,38 @@ def test_one_pass_over_the_stream_feeds_each_packet_once(video, name, mode):
     path = video(name)
     with av.open(str(path)) as c:
         n_packets = sum(1 for p in c.demux(video=0) if p.size)
-    dec, _ = _decoder(path, mode)
-    _check(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
+    dec, _ = open_wayward(path, mode)
+    check_batch(name, path, dec.get_frames_in_range(0, len(dec)), range(len(dec)))
     assert dec.stats.packets_fed == n_packets
     assert dec.stats.frames_decoded == dec.stats.frames_converted == len(dec) == 40
+
+
+@pytest.mark.parametrize("late", [1, 99])  # one keyframe late; past the last keyframe (nothing comes out)
+@pytest.mark.parametrize("name", ["h264_bframes", "hevc8"])
+def test_approximate_retries_end_in_a_restart(video, name, late):
+    """With a margin of one tick every retry lands late as well, so the whole schedule the planner states is played
+    out: the keyframe the index names, then 4, 16 and 64 margins before the target, then the first packet; by index
+    (``run``) and by range (a sequence) alike. An overshooting seek costs only the packets up to its first output."""
+    path = video(name)
+    dec, w = open_wayward(path, "approximate", late=late)
+    pl = dec._session.pipe.planner
+    pl.targets = dataclasses.replace(pl.targets, seek_margin=1)
+    keys = _key_frames(path)
+    i = keys[1] + 2  # a frame 2 after a keyframe with another after it: 64 ticks before it is still after the first
+    t = dec._mode.sequence_target(i)
+    for call, want in (
+        (lambda: dec.get_frames_at([i]), [i]),
+        (lambda: dec.get_frames_in_range(i, i + 3), [i, i + 1, i + 2]),
+    ):
+        pl.invalidate()
+        w.seeks.clear()
+        w.drawn.clear()
+        w.restarts = 0
+        check_batch(name, path, call(), want)
+        assert w.seeks[1:] == [t - 4, t - 16, t - 64] and w.restarts == 1
+        assert dec.stats.seeks == 5
+        # each seek landed at keyframe keys[2] (or nowhere) and was given up at its first output, inside that GOP
+        assert len(w.drawn) == 4 and all(d < keys[3] - keys[2] for d in w.drawn), w.drawn
 
 
 @pytest.mark.parametrize("name", ["h264_bframes", "hevc8"])  # MP4: the keyframe index is known up front
@@ -367,7 +368,7 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
     """After an overshoot the planner seeks again a margin before the target that grows 4x per retry (never before
     the stream's start), by index (run) and by range (a sequence); a sequence continued by its owner seeks no more."""
     path = video(name)
-    dec, w = _decoder(path, "approximate", late=1)
+    dec, w = open_wayward(path, "approximate", late=1)
     pl = dec._session.pipe.planner
     i = 35
     t = dec._mode.sequence_target(i)  # frame i's nominal time
@@ -377,7 +378,7 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
     ):
         pl.invalidate()
         w.seeks.clear()
-        _check(name, path, call(), want)
+        check_batch(name, path, call(), want)
         retries = w.seeks[1:]
         assert retries, "the late demuxer must have caused a retry"
         margin, begin = pl.targets.seek_margin, pl.targets.begin_pts
@@ -385,9 +386,9 @@ def test_approximate_retries_seek_further_back_four_times_as_far_each_time(video
     owner = object()
     pl.invalidate()
     w.seeks.clear()
-    _check(name, path, dec._frames_in_range(i - 5, i - 2, 1, owner), [i - 5, i - 4, i - 3])
+    check_batch(name, path, dec._frames_in_range(i - 5, i - 2, 1, owner), [i - 5, i - 4, i - 3])
     before = len(w.seeks)
-    _check(name, path, dec._frames_in_range(i - 2, i + 1, 1, owner), [i - 2, i - 1, i])
+    check_batch(name, path, dec._frames_in_range(i - 2, i + 1, 1, owner), [i - 2, i - 1, i])
     assert len(w.seeks) == before, "the owner's next chunk continues its sequence"
 
 
@@ -397,7 +398,7 @@ def test_approximate_ranges_on_a_variable_rate_stream(video):
     frame), then takes the frames that follow, the last one repeated past the end. Oracle: a plain PyAV decode."""
     path = video("vfr")
     _frames, pts, dur = oracle(str(path))
-    dec, _ = _decoder(path, "approximate")
+    dec, _ = open_wayward(path, "approximate")
     begin, fps = dec.metadata.begin_stream_seconds, dec.metadata.average_fps
     in_gaps = 0
     for lo in range(len(dec) - 3):
@@ -405,7 +406,7 @@ def test_approximate_ranges_on_a_variable_rate_stream(video):
         later = np.flatnonzero(pts + dur > t + 1e-9)
         c = int(later[0]) if later.shape[0] else len(pts) - 1
         in_gaps += int(pts[c] > t)
-        _check("vfr", path, dec.get_frames_in_range(lo, lo + 3), [min(c + k, len(pts) - 1) for k in range(3)])
+        check_batch("vfr", path, dec.get_frames_in_range(lo, lo + 3), [min(c + k, len(pts) - 1) for k in range(3)])
     assert in_gaps > 0
 
 
@@ -430,8 +431,8 @@ def test_past_the_real_end_without_reordering_delay(tmp_path):
     dec = VideoDecoder(path, seek_mode="approximate", num_threads=1)
     n = len(dec)
     assert n > 30, "the header must over-count for this test"
-    _check("long_audio_bf0", path, dec.get_frames_at([3, n - 1, 26]), [3, 24, 24])
-    _check("long_audio_bf0", path, dec.get_frames_played_at([1.3]), [24])
+    check_batch("long_audio_bf0", path, dec.get_frames_at([3, n - 1, 26]), [3, 24, 24])
+    check_batch("long_audio_bf0", path, dec.get_frames_played_at([1.3]), [24])
 
 
 def test_approximate_mode_reports_each_frames_own_duration(tmp_path):
