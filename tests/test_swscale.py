@@ -173,14 +173,14 @@ def test_scratch_layout_and_direct_path(conv):
     out = raw[skip : skip + 128 * 10 * 3].reshape(10, 128, 3)
     assert c.convert_into(f, out) and c._scratch is None  # direct
     np.testing.assert_array_equal(out, _oracle(f))
-    rows = c._scratch_rows(100, 10)
+    rows = c._frame.rows(100, 10)
     assert rows.shape == (10, ffmpeg_linesize(100)) and rows.ctypes.data % 64 == 0
     assert c._scratch is not None and c._scratch.shape[0] >= ffmpeg_linesize(100) * 32 + 64  # 32-row padding
     assert c._scratch.ctypes.data % 64 == 0
-    again = c._scratch_rows(100, 10)
+    again = c._frame.rows(100, 10)
     assert again.ctypes.data == rows.ctypes.data  # reused for the same size
     assert (
-        c._scratch_rows(100, 40).shape == (40, ffmpeg_linesize(100))
+        c._frame.rows(100, 40).shape == (40, ffmpeg_linesize(100))
         and c._scratch.shape[0] >= ffmpeg_linesize(100) * 64 + 64
     )
     # a strided destination inside a canvas of sentinels

@@ -189,10 +189,6 @@ class DirectConverter:
             self._key = key
         return self._ctx
 
-    def _scratch_rows(self, width: int, height: int, itemsize: int = 1) -> np.ndarray:
-        """An ``(H, linesize)`` view of the scratch frame, laid out as ``av_frame_get_buffer`` lays out RGB."""
-        return self._frame.rows(width, height, itemsize)
-
     def _scale(self, frame: Any, dst_ptr: int, dst_stride: int, itemsize: int) -> bool:
         fmt = self._pix_fmt(frame.format.name)
         if fmt < 0:
