@@ -73,10 +73,11 @@ def _build(code: str) -> tuple[ctypes.CDLL, tuple[str, ...]]:
     digest = hashlib.sha256(code.encode()).hexdigest()
     if digest not in _BUILT:
         names = tuple(_KERNEL.findall(code))
-        work = Path(tempfile.mkdtemp(prefix="fake-cupy-"))
-        (work / "kernel.cu").write_text(code)  # the code given, not kernels/'s file: launch.cpp's folder comes first
-        (work / "launch.cpp").write_text(_PRELUDE + "".join(_EXPORT.format(n) for n in names))
-        _BUILT[digest] = (build_host_library(work / "launch.cpp"), names)
+        with tempfile.TemporaryDirectory(prefix="fake-cupy-") as tmp:
+            work = Path(tmp)
+            (work / "kernel.cu").write_text(code)  # the code given, not kernels/'s: launch.cpp's folder comes first
+            (work / "launch.cpp").write_text(_PRELUDE + "".join(_EXPORT.format(n) for n in names))
+            _BUILT[digest] = (build_host_library(work / "launch.cpp"), names)
     return _BUILT[digest]
 
 

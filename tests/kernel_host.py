@@ -22,10 +22,12 @@ def build_host_library(source: Path) -> ctypes.CDLL:
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         raise RuntimeError("no C++ compiler")
-    out = Path(tempfile.mkdtemp(prefix="gpudecode-host-")) / f"{source.stem}.so"
     includes = [f"-I{d}" for d in (ROOT / "kernels", ROOT / "tests", source.parent)]
-    subprocess.run([cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *includes, str(source), "-o", str(out)], check=True)
-    return ctypes.CDLL(str(out))
+    with tempfile.TemporaryDirectory(prefix="gpudecode-host-") as tmp:  # a loaded library outlives its file
+        out = Path(tmp) / f"{source.stem}.so"
+        cmd = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", *includes, str(source), "-o", str(out)]
+        subprocess.run(cmd, check=True)
+        return ctypes.CDLL(str(out))
 
 
 @lru_cache(maxsize=1)
