@@ -49,6 +49,7 @@ MODULES = {
     "_source": ["tests/test_source.py", "tests/test_metadata_sources.py"],
     "_backends/_swscale": [
         "tests/test_swscale.py",
+        "tests/test_rgb_scaler.py",
         "tests/test_frame_sizes.py",
         "tests/test_edge_streams.py",
         "tests/test_transforms.py",
@@ -154,6 +155,16 @@ EQUIVALENT = {
         "xǁPlannerǁ_repeat_shown_at__mutmut_27": "j == 0 there: emit(-1) writes the last slot, which k == count - 1 "
         "writes again with the same frame",
         "xǁPlannerǁrun_sequence__mutmut_67": "k -= 1: -k % step == 0 exactly when k % step == 0, the same frames",
+        "xǁPlannerǁrun__mutmut_40": "after the restart the packets start at the first packet, so nothing_after_seek "
+        "never holds again: a fifth conversion of 'eof' into an overshoot cannot happen",
+        "xǁPlannerǁ_outputs__mutmut_37": "the keyframe a sequence's retry records is read only by run(), which starts "
+        "afresh (invalidate) after any sequence",
+        **{
+            f"xǁPlannerǁ{f}__mutmut_{k}": "TimeTargets.must_seek reads the target and the nominal duration only where "
+            "key_of is None, and production never builds TimeTargets without it (approx_key_locator always gives a "
+            "function; ExactTargets ignores both)"
+            for f, k in (("_must_seek", 3), ("_must_seek", 4), ("_position_for", 28), ("_feed_toward", 64))
+        },
         "xǁPlannerǁrun_sequence__mutmut_71": "j <= count with j == 0 differs only for count == 0, and empty requests "
         "return before planning",
         "xǁPlannerǁ_outputs__mutmut_3": "range(6): attempt 4 always returns (it never breaks, since attempt < 4 is "
@@ -320,6 +331,39 @@ EQUIVALENT = {
             for k in (8, 9)
         },
         "xǁDirectConverterǁclose__mutmut_3": "'' and None both differ from every context key",
+        **{
+            f"xǁScratchFrameǁ__init____mutmut_{k}": "the key is compared only once a buffer exists, and the first "
+            "call allocates one whatever the key says"
+            for k in (2, 3, 4, 5)
+        },
+        "xǁScratchFrameǁrows__mutmut_19": "aligned_empty's default alignment is 64, _ALIGN",
+        **{
+            f"x__ptrs__mutmut_{k}": "a ctypes array's items not given are zero (NULL), the values written out"
+            for k in (3, 4, 5, 13, 14, 15)
+        },
+        **{f"x__ptrs__mutmut_{k}": "a fifth item after the four that swscale reads" for k in (7, 17)},
+        **{
+            f"x__ptrs__mutmut_{k}": "packed RGB has one plane: the strides of planes 1-3 are never read"
+            for k in (18, 19, 20)
+        },
+        **{
+            f"xǁDirectConverterǁ_pix_fmt__mutmut_{k}": "the cache is bypassed: av_get_pix_fmt answers again, "
+            "the same value"
+            for k in (1, 2, 7)
+        },
+        "xǁDirectConverterǁ_context__mutmut_60": "for an RGB destination sws_setColorspaceDetails sets dstRange to 0 "
+        "whatever it is given (libswscale: if (!isYUV(dstFormat) && !isGray(dstFormat)) dstRange = 0)",
+        "xǁDirectConverterǁ_context__mutmut_68": "the context is set up again at every frame: the same tables, "
+        "more work",
+        "xǁDirectConverterǁ_scratch_rows__mutmut_7": "only the tests called it, at the default sample size; the "
+        "method is gone since (the tests read the scratch frame's rows directly)",
+        **{
+            f"xǁDirectConverterǁ_scale__mutmut_{k}": "planes past the frame's own are never read: a missing item is "
+            "zero anyway, a fifth is past the four read, a stride for a plane that does not exist is not used"
+            for k in (20, 22, 29, 31, 34)
+        },
+        "xǁRgbScalerǁscale__mutmut_15": "a row stride of 1 with pixels 3 bytes apart (overlapping rows) exists only "
+        "in a hand-built as_strided view",
     },
     "_seek_mode": {
         **{
@@ -434,19 +478,26 @@ NOTES = {
     "renumbered them; two old numbers, _outputs 21 and 22, now name other mutants and lost their verdicts). Tests "
     "added after the run kill, checked by hand by applying each to a scratch copy: _feed 5-10 (the rejected "
     "packet's debug message) and _safe 4-9 (the demuxing-stopped warning) (rows below may still say not killed). "
-    "Counted with those kills: 94.0% (504 of 536 non-equivalent). Not killed (32): close_iterator(None) in "
-    "invalidate 1-2, _reposition 5-6, run 50 and _finish_stream 46 (an iterator left unclosed: a leak no test "
-    "measures); the overshoot path of a forward feed (_feed_toward 32, 35, 40, 41, run 39-40, _position_for 31, 32 "
-    "and 39, and _outputs 21, 22, 37 and 46, the retry schedule): no fixture in this module's test list makes a "
-    "seek land after its target (tests/test_exact_targets.py does so for _targets with a fake demuxer, not through "
-    "the planner); _outputs 29 (after the first taken output, a target of 0 instead of below every pts: only an "
-    "output ending at or before 0 after it would be dropped); _seek 14 (the lands_on guard: on every fixture a "
-    "continued sequence equals a seek); _feed 4 (every packet decoded as wanted: the same frames, more work); and "
-    "_must_seek 3-4, _position_for 17 and 28, _feed_toward 21 and 64, _note_keyframe 3, _match 11 and 13, _decoded "
-    "15, which also survive test_errors, test_seek_mode, test_time_mapping, test_edge_streams and "
-    "test_metadata_sources (checked by hand): the branches they change (a target in exact mode that no output "
-    "matched, approximate targets without a keyframe locator or a frame without a duration, a skipped packet "
-    "without pts) have no fixture yet.",
+    "Then db88782: a test playing out the whole overshoot schedule (a one-tick margin, so every retry lands late) "
+    "found a livelock (after four overshoots run() restarted, counted the position as keyframe -1, and so restarted "
+    "again at the first packet, forever), fixed there; _outputs now restarts on its last try too. Its tests kill, "
+    "checked by hand (diffs applied to a scratch copy, tests/test_planner.py): _feed_toward 32, 35, 40 and 41, "
+    "run 39, _position_for 31, 32 and 39, and the rewritten retry loop's counterparts of _outputs 21, 22 and 46 "
+    "(4 * retries, retries <= 4 and < 3, f.pts >= target, the restart's keyframe). Equivalent on reflection: run 40 "
+    "(after the restart the packets start at the first, so nothing_after_seek never holds again); _outputs 37 (the "
+    "keyframe a sequence's retry records is read only by run(), which starts afresh after a sequence); _must_seek "
+    "3-4, _position_for 28 and _feed_toward 64 (must_seek reads the target and the nominal duration only where "
+    "TimeTargets.key_of is None, and production never builds one without it: approx_key_locator always gives a "
+    "function, which answers NO_INDEX_KEY where there is no index). Counted with all this: 97.2% (515 of 530 "
+    "non-equivalent). Not killed (15): close_iterator(None) in invalidate 1-2, _reposition 5-6, run 50 and "
+    "_finish_stream 46 (an iterator left unclosed: a leak no test measures); _outputs 29 (after the first taken "
+    "output, a target of 0 instead of below every pts: only an output ending at or before 0 after it would be "
+    "dropped); _seek 14 (the lands_on guard: on every fixture a continued sequence equals a seek); _feed 4 (every "
+    "packet decoded as wanted: the same frames, more work); and _position_for 17, _feed_toward 21, _note_keyframe "
+    "3, _match 11 and 13, _decoded 15, which also survive test_errors, test_seek_mode, test_time_mapping, "
+    "test_edge_streams, test_metadata_sources and test_raw_streams (checked by hand): the branches they change (a "
+    "target in exact mode that no output matched, a frame without a duration, a skipped packet without pts) have "
+    "no fixture yet.",
     "_decoder": "Full run at 03c6f2a (2026-12-04 02:14-02:35, 89.6%), then tests for its survivors and a "
     "`--recheck` at 3c7a42d (02:37-02:50; the module had become the façade over `_session` by then, so 219 "
     "mutants). A test added after the recheck kills _check_times 6 (a time exactly at the start of a stream whose "
@@ -477,15 +528,18 @@ NOTES = {
     "tests.",
     "_source": "Full run at 31cf38f (2026-12-03, 1,860 s; the time column shows 0 s because the verdicts were "
     "collected after the run was stopped between modules).",
-    "_backends/_swscale": "Run at eaccfea (2026-12-03 22:44-), stopped for time; mutants it did not reach count as "
-    "not checked. Tests added after it (4df204f and the next commit) kill _load 3, 32 and 67 (checked by hand). "
-    "Not killed: close 1 (the context is not freed: a leak no test measures). The module changed after this run "
-    "(7d9c6e5, 5cd20af, c863a70: decode-time resize and crop, RGB48; +171/-47 lines), so the score describes the "
-    "older code. A full rerun with tests/test_transforms.py in its list started at 0d5d11d (2026-12-04 09:35, two "
-    "workers) and was stopped for time at 10:07 with 342 of 477 mutants checked (135 not checked): the table row is "
-    "that partial run (its time column still shows the older run's). Its survivors were not examined, and the "
-    "equivalent verdicts above are keyed by the old run's numbers, which the changed code may have shifted: they "
-    "are unverified for this run.",
+    "_backends/_swscale": "Full rerun at 02056e8 (2026-12-04 10:15-11:00, two workers, tests/test_transforms.py in "
+    "the list; the earlier runs, at eaccfea and a partial one at 0d5d11d, described older code). Its 59 survivors "
+    "were examined one by one: 39 equivalent (listed below with reasons; the _load ones keep their numbers from the "
+    "earlier run, checked against this run's diffs). tests/test_rgb_scaler.py, added after the run (the scaler "
+    "against the ffmpeg CLI's scale filter bit for bit, RGB24 and RGB48, bilinear and bicubic, down and up; what it "
+    "refuses; frames swscale cannot convert), and a test reading the scratch frame's rows at the default sample "
+    "size kill, checked by hand (each diff applied to a scratch copy, tests/test_rgb_scaler.py and "
+    "tests/test_swscale.py): _scale 5 and 15, convert_into 41, ScratchFrame.rows 1, RgbScaler.scale 3, 4, 5, 13, "
+    "14, 16, 48, 54 and 73, RgbScaler.close 2 and 3, rgb_scaler 1 and 2 (17). Counted with them: 99.3% (435 of "
+    "438 non-equivalent). Not killed: _context 20 (a new context at each change, the old one never freed), "
+    "DirectConverter.close 1 and RgbScaler.close 1 (the context not freed): leaks no test measures. "
+    "DirectConverter._scratch_rows, which only the tests called, was removed after the run.",
     "_seek_mode": "Full run at cd02e04 (2026-12-03 20:40, 79.3%), new tests (`test_seek_mode.py`), then a full rerun "
     "at 65c9b29 (21:33-22:09): 96.3% as listed. Tests added after that run (7cf9980 and the next commit) kill, "
     "checked by hand by applying each mutant and running `tests/test_seek_mode.py`: ExactMode.__post_init__ 21 "
