@@ -41,8 +41,8 @@ def open_container(source: Source) -> InputContainer:
     try:
         return av.open(target, mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as exc:
-        if hasattr(target, "close") and source.path is None and source.file is None:
-            target.close()
+        if not isinstance(target, str):
+            target.close()  # a view of the buffer or file, not the user's object
         raise MediaError(
             f"Could not open {source.description} as media: {ffmpeg_reason(exc)}. Pass a video file FFmpeg can read "
             "(MP4, MOV, MKV, WebM, AVI, MPEG-TS, ...)."

@@ -65,6 +65,54 @@ class BufferReader(io.RawIOBase):
         return self._pos
 
 
+class FileView(io.RawIOBase):
+    """A read-only view of the user's seekable file object with a position of its own.
+
+    Every reader of a file-object source (each PyAV container, gpudecode's own MP4 parsing) reads through its own
+    view: a reader moving the file's position cannot move another's, which FFmpeg's buffered reader would not notice
+    (its next read would come from wherever the other left the file). Closing a view leaves the file open.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        super().__init__()
+        self._file = file
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._file.seek(self._pos, io.SEEK_SET)
+        data = self._file.read(-1 if size is None else size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._file.seek(0, io.SEEK_END) + offset
+        else:
+            raise ValueError(f"invalid whence ({whence})")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
 @dataclass
 class Source:
     """A video source the decoder can open (and re-open) on demand.
@@ -90,27 +138,25 @@ class Source:
         return self.open_reader()
 
     def open_reader(self) -> BinaryIO:
-        """Return a binary file object over the source for gpudecode's own parsing, positioned at 0.
+        """Return a binary file object over the source, positioned at 0, with a position of its own.
 
-        For path sources the caller must close it; for file-object sources it is the user's object.
+        For path sources the caller must close it; closing the others leaves the user's buffer or file open.
         """
         if self.path is not None:
             return open(self.path, "rb")
         if self.buffer is not None:
             return BufferReader(self.buffer)  # type: ignore[return-value]
         assert self.file is not None
-        self.file.seek(0, io.SEEK_SET)
-        return self.file
+        return FileView(self.file)  # type: ignore[return-value]
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[BinaryIO]:
-        """:meth:`open_reader` as a context manager that closes only what it opened (never the user's file)."""
+        """:meth:`open_reader` as a context manager that closes it when done (never the user's file)."""
         f = self.open_reader()
         try:
             yield f
         finally:
-            if self.path is not None:
-                f.close()
+            f.close()
 
 
 def _tensor_buffer(source: Any) -> memoryview:

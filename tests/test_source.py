@@ -121,10 +121,19 @@ def test_make_source_kinds(tmp_path):
     assert s.file is user and s.size_bytes == len(DATA) and s.path is None and s.buffer is None
     assert user.tell() == 0  # left at the start, as torchcodec does
     user.seek(100)
-    with s.reader() as f:
-        assert f is user and f.read(4) == DATA[:4]
-    assert not user.closed  # never closes the user's file
-    assert s.open_for_av() is user and user.tell() == 0
+    with s.reader() as f:  # a view of the user's file with a position of its own, starting at 0
+        assert f is not user and f.read(4) == DATA[:4]
+        g = s.open_for_av()
+        assert g.read(2) == DATA[:2]
+        user.seek(50)
+        assert f.read(3) == DATA[4:7] and g.read(2) == DATA[2:4] and f.tell() == 7 and g.tell() == 4
+        assert g.seek(-5, io.SEEK_END) == len(DATA) - 5 and g.read() == DATA[-5:] and g.read(9) == b""
+        assert g.seek(-2, io.SEEK_CUR) == len(DATA) - 2 and g.read(1) == DATA[-2:-1]
+    assert f.closed and not user.closed  # closing the view never closes the user's file
+    with pytest.raises(ValueError, match="negative seek position"):
+        g.seek(-1)
+    with pytest.raises(ValueError, match="invalid whence"):
+        g.seek(0, 7)
     assert "BytesIO" in s.description
     with open(p, "rb") as fh:
         assert make_source(fh).description == f"<file object {p}>"
