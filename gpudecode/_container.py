@@ -132,6 +132,9 @@ class PyAVDemuxer:
 
     With a ``timeline`` (streams whose timestamps repeat or step back, see ``_timeline``), packets come stamped
     with their decode-timeline value as pts, and :meth:`seek` takes a keyframe's timeline value.
+
+    Its packet iterators never raise: they end, with a warning, where FFmpeg cannot read on (damaged data, an I/O
+    error), and ``error`` says why the latest one ended there (``None`` while it runs or where it ran to the end).
     """
 
     def __init__(
@@ -148,12 +151,32 @@ class PyAVDemuxer:
         self.stream = self.container.streams[stream_index]
         discard_other_streams(self.container, stream_index)
         self.raw = is_raw_stream(self.container)  # no timestamps to seek by: every seek restarts
+        self.error: str | None = None
 
     def _packets(self) -> Iterator[av.Packet]:
+        self.error = None
         packets = (
-            pkt for pkt in self.container.demux(self.stream) if pkt.size != 0 and pkt.stream_index == self._stream_index
+            pkt
+            for pkt in self._until_error(self.container.demux(self.stream))
+            if pkt.size != 0 and pkt.stream_index == self._stream_index
         )
         return packets if self._timeline is None else self._timeline.stamp(packets)
+
+    def _until_error(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+        """Iterate ``packets``, ending (not raising) at data FFmpeg cannot read past; the reason goes to ``error``."""
+        while True:
+            try:
+                pkt = next(packets)
+            except StopIteration:
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                self._stopped(f"demuxing stopped at damaged data: {ffmpeg_reason(exc)}")
+                return
+            yield pkt
+
+    def _stopped(self, reason: str) -> None:
+        self.error = reason
+        logger.warning("gpudecode: %s", reason)
 
     def seek(self, pts: int) -> Iterator[av.Packet]:
         """Seek to the keyframe at or before ``pts`` (stream time base); return the packets from there.
@@ -172,9 +195,19 @@ class PyAVDemuxer:
         return self._packets()
 
     def restart(self) -> Iterator[av.Packet]:
-        """Return packets from the start of the stream (re-opens the container)."""
+        """Return packets from the start of the stream (re-opens the container).
+
+        Where the source cannot be opened again (a file deleted or a disk gone since), no packets come, the
+        reason goes to ``error``, and the old container stays for a later try.
+        """
+        try:
+            container = open_container(self._source)
+        except MediaError as exc:
+            cause = exc.__cause__
+            self._stopped(f"could not open the source again: {ffmpeg_reason(cause) if cause else exc}")
+            return iter(())
         self.container.close()
-        self.container = open_container(self._source)
+        self.container = container
         self.stream = self.container.streams[self._stream_index]
         discard_other_streams(self.container, self._stream_index)
         return self._packets()

@@ -7,6 +7,7 @@ frame-threaded decoder is faster and the main planner decodes everything.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,12 +16,15 @@ import numpy as np
 
 from gpudecode._container import PyAVDemuxer
 from gpudecode._device import cpu_backend
+from gpudecode._errors import MediaError
 from gpudecode._planner import Planner, PlanStats
 from gpudecode._seek_mode import SeekMode
 from gpudecode._source import Source
 from gpudecode._timeline import PacketTimeline
 
 __all__ = ["Emit", "ParallelDecode"]
+
+logger = logging.getLogger("gpudecode")
 
 Emit = Callable[..., None]  # BatchWriter.emit: (target, frame, pts, duration[, backend that decoded it])
 
@@ -94,7 +98,11 @@ class ParallelDecode:
         total = sum(c for _, _, c in groups)
         if max(sum(c for _, _, c in ch) for ch in chunks) > 0.7 * total:
             return planner.run(targets, start_keys, emit)
-        workers = self._planners(len(chunks), planner)
+        try:
+            workers = self._planners(len(chunks), planner)
+        except MediaError as exc:  # the source cannot be opened again (deleted, or its disk gone): go on alone
+            logger.warning("gpudecode: decoding on one thread: %s", exc)
+            return planner.run(targets, start_keys, emit)
 
         def work(worker: Planner, chunk: list[tuple[int, int, int]]) -> list[int]:
             a, b = chunk[0][0], chunk[-1][1]

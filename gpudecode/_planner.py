@@ -198,7 +198,7 @@ class Planner:
         first_after_seek = pos.last_pts is None and not pos.at_start
         last_frame: DecodedFrame | None = None
         assert pos.packets is not None
-        for pkt in _safe(pos.packets):
+        for pkt in pos.packets:
             self._note_keyframe(pkt)
             self.stats.packets_fed += 1
             want = call.wanted(pkt)
@@ -224,11 +224,16 @@ class Planner:
                 self._pos.cur_key = k
 
     def _finish_stream(self, call: _Call, j: int, last_frame: DecodedFrame | None) -> int:
-        """At the end of the packets: drain; targets past the last frame get it (time targets) or are missing."""
+        """At the end of the packets: drain; targets past the last frame get it (time targets) or are missing.
+
+        Only a real end gives its last frame to later times: where the packets stopped at data that could not be
+        read (the demuxer's ``error``), the frames after it are missing, not the last one again.
+        """
         pos = self._pos
         n = call.targets.shape[0]
         held = None
-        if self.targets.may_overshoot and j < n and last_frame is not None:
+        repeat = self.targets.may_overshoot and self.demuxer.error is None
+        if repeat and j < n and last_frame is not None:
             # Convert before draining: a hardware decoder may reuse the surface.
             held = self._hold(last_frame)
         last_flushed = None
@@ -236,7 +241,7 @@ class Planner:
             j = self._match(f, call, j)
             if f.pts is not None:
                 last_flushed = f
-        if self.targets.may_overshoot and j < n and last_flushed is not None:  # the drained tail is the newest frame
+        if repeat and j < n and last_flushed is not None:  # the drained tail is the newest frame
             held = self._hold(last_flushed)
         while j < n:
             if held is not None:
@@ -285,7 +290,8 @@ class Planner:
         without a seek where a seek would reopen the same keyframe and every output since it ended at or before
         ``target``: the seek would decode those outputs again and skip them, so both give the same frames.
 
-        Outputs past the end of the stream (a header that over-counts) repeat its last frame.
+        Outputs past the end of the stream (a header that over-counts) repeat its last frame; where the packets
+        stopped at data that could not be read, they are missing instead.
 
         Returns:
             How many were emitted: ``count``, or 0 when the decoder output nothing at all.
@@ -319,6 +325,8 @@ class Planner:
                 emit(j, f, int(f.pts), self._duration(f))
                 j += 1
             k += 1
+        if self.demuxer.error is not None:
+            return j  # the packets stopped at unreadable data: what was not decoded is missing, not repeated
         if last is None and j < count:
             return self._repeat_shown_at(target, j, count, emit)
         while last is not None and j < count:
@@ -381,7 +389,7 @@ class Planner:
     def _decoded(self, pos: Position) -> Iterator[DecodedFrame]:
         """Every frame the backend returns for the packets from ``pos`` on, then the drained ones."""
         assert pos.packets is not None
-        for pkt in _safe(pos.packets):
+        for pkt in pos.packets:
             self.stats.packets_fed += 1
             for f in self._feed(pkt, True):
                 self.stats.frames_decoded += 1
@@ -418,16 +426,3 @@ class Planner:
         if targets.shape[0] == 0:
             return []
         return self.targets.groups(targets, start_keys, self.nominal_duration)
-
-
-def _safe(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
-    """Iterate packets, ending (not raising) at damaged data the demuxer cannot get past."""
-    while True:
-        try:
-            pkt = next(packets)
-        except StopIteration:
-            return
-        except (av.error.FFmpegError, OSError) as exc:
-            logger.warning("gpudecode: demuxing stopped at damaged data: %s", exc)
-            return
-        yield pkt

@@ -200,10 +200,13 @@ class DecodeSession:
             pipe.planner.invalidate()
             writer.forget_last()
             try:
-                missing = run(writer.emit)
+                again = run(writer.emit)
             finally:
                 pipe.backend.set_threads(self._threads_arg)
                 pipe.planner.invalidate()
+            # What either run decoded is in the batch: a rerun that reads less (its source failing meanwhile) keeps
+            # the first run's frames.
+            missing = sorted(set(missing) & set(again))
         return missing
 
     def _run_planned(self, targets: np.ndarray, start_keys: np.ndarray | None, emit: Emit) -> list[int]:

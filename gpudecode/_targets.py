@@ -86,7 +86,13 @@ def chain(first: av.Packet | None, rest: Iterator[av.Packet]) -> Iterator[av.Pac
 
 
 class Demuxer(Protocol):
-    """Packet source with seeking."""
+    """Packet source with seeking.
+
+    Its packet iterators never raise: they end where the data cannot be read on, and ``error`` says why the latest
+    one ended there (``None`` while it runs, or where it ran to the end of the stream).
+    """
+
+    error: str | None
 
     def seek(self, pts: int) -> Iterator[av.Packet]:
         """Seek to the keyframe at or before ``pts``; return an iterator over packets from there."""
