@@ -188,7 +188,9 @@ class ExactTargets:
         """Seek to keyframe ``key``, stepping back where the demuxer lands late; restart where nothing works.
 
         Demuxers may compare the seek time with decode timestamps (FFmpeg's mov demuxer does), landing one keyframe
-        late; the first packet must be a keyframe at or before the wanted one. The seeks go to keyframes ``key``,
+        late; the first packet must be a keyframe at or before the wanted one. Others land inside a GOP (MPEG-TS
+        seeks land on the packet whose decode timestamp is the keyframe's pts: the one after it); there the packets
+        up to the next keyframe are passed over unread by the decoder. The seeks go to keyframes ``key``,
         ``key - 1``, ``key - 2``, ``key - 4``, ``key - 8`` and ``key - 16`` (never before the first), and stop at the
         first that lands right; after the first keyframe fails, or all of them, the packets restart from the first.
         They start at the stream's first packet after a restart or when the seek to the first keyframe lands right.
@@ -200,6 +202,8 @@ class ExactTargets:
             k = max(key - back, 0)
             packets = demuxer.seek(int(self.key_pts[k]))
             first = next(packets, None)
+            while first is not None and not first.is_keyframe:  # inside a GOP: on to its next keyframe
+                first = next(packets, None)
             if first is not None and first.is_keyframe and (first.pts is None or first.pts <= self.key_pts[key]):
                 break
             if k == 0:

@@ -2,7 +2,9 @@
 
 ``open_at`` is driven by a fake demuxer that lands late, lands on a non-keyframe or finds nothing, as chosen per
 seek; the oracle replays the stated schedule (keyframes ``key``, ``key - 1``, ``- 2``, ``- 4``, ``- 8``, ``- 16``;
-the first that lands right; else a restart) over the same fake, by brute force. Found by mutation testing (issue
+the first that lands right, where a landing inside a GOP goes on to the next keyframe; else a restart) over the same
+fake, by brute force. The landings are checked against FFmpeg's demuxers in ``test_mpegts.py`` (MPEG-TS lands
+inside the GOP). Found by mutation testing (issue
 11): the fixtures' demuxers always land right, so the step-back schedule and the restart had no test.
 """
 
@@ -66,7 +68,8 @@ def _oracle(key: int, landing: dict[int, str]) -> tuple[list[int], int | None, b
         k = max(key - back, 0)
         tried.append(k)
         how = landing.get(k, "right")
-        if how == "right" or (how == "late" and k + 1 <= key):
+        # late: on keyframe k + 1; mid: inside GOP k, so the packets go on to keyframe k + 1 (past the last: none)
+        if how == "right" or (how in ("late", "mid") and k + 1 <= key):
             return tried, (k if how == "right" else k + 1), k == 0
         if k == 0:
             break
@@ -78,8 +81,9 @@ LANDINGS = {
     "one late": {k: "late" for k in range(20)},
     "mid then late": {**{k: "late" for k in range(20)}, 9: "mid", 8: "mid"},
     "nothing near the end": {k: "none" for k in range(12, 20)},
-    "deep holes": {k: "mid" for k in range(2, 20)},
-    "every seek fails": {k: "mid" for k in range(20)},
+    "deep holes": {k: "none" for k in range(2, 20)},
+    "inside the GOP (MPEG-TS)": {k: "mid" for k in range(20)},
+    "every seek fails": {k: "none" for k in range(20)},
     "the first keyframe fails": {0: "none", 1: "late", 2: "mid", 3: "mid", 4: "mid"},
 }
 

@@ -1,0 +1,80 @@
+"""MPEG-TS sources (broadcast recordings, HLS segments): frames against a plain PyAV decode, and seeks that land.
+
+MPEG-TS has no container index; FFmpeg seeks in it by decode timestamp, so a seek to a keyframe's pts lands on the
+packet after it (the one whose dts equals that pts, with B-frames), inside the GOP. Exact mode used to take that
+as a failed seek, step back to earlier keyframes (landing the same way), and restart from the first packet: every
+random access decoded the stream from its start (measured: 1.6 s for two frames of a 4-minute 360p clip, against
+0.05 s for torchcodec). The packets now go on to the next keyframe (see ``ExactTargets.open_at``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from oracle import oracle, to_hwc
+
+from gpudecode import VideoDecoder
+
+GOP = {"h264_bframes": 12, "hevc8": 10, "mpeg4_avi": 10}  # the fixtures' keyframe intervals (tests/media.py)
+
+
+def _remux_ts(src: Path, dst: Path) -> Path:
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mpegts") as out:
+        outs = out.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(video=0):
+            if pkt.size:
+                pkt.stream = outs
+                out.mux(pkt)
+    return dst
+
+
+@pytest.fixture(params=list(GOP))
+def ts(request, video, tmp_path) -> tuple[str, Path]:
+    return request.param, _remux_ts(video(request.param), tmp_path / f"{request.param}.ts")
+
+
+def test_the_fake_demuxers_mid_gop_landing_is_what_ffmpeg_does_in_mpegts(ts):
+    """What ``test_exact_targets.FakeDemuxer``'s "mid" landing imitates: after a seek to a keyframe's pts (not the
+    first), FFmpeg's first packet is that keyframe or, where frames are reordered, one after it in decode order;
+    the fixtures have both."""
+    _, path = ts
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        assert len(s.index_entries) == 0  # no container index
+        keys = [p.pts for p in c.demux(s) if p.is_keyframe and p.pts is not None]
+        landed = []
+        for k in keys[1:]:
+            c.seek(k, stream=s, backward=True, any_frame=False)
+            first = next(p for p in c.demux(s) if p.size)
+            landed.append("right" if first.is_keyframe and first.pts == k else "mid" if first.dts >= k else "early")
+    assert set(landed) <= {"right", "mid"} and "mid" in landed, landed
+
+
+def test_exact_mode_gives_every_frame_in_any_order(ts):
+    name, path = ts
+    frames, pts, _ = oracle(str(path))
+    dec = VideoDecoder(str(path), seek_mode="exact")
+    assert len(dec) == len(frames)
+    order = np.random.default_rng(0).permutation(len(frames))
+    for i in order:
+        f = dec.get_frame_at(int(i))
+        assert np.array_equal(to_hwc(f.data, "NCHW"), frames[i].rgb), (name, i)
+        assert f.pts_seconds == pytest.approx(pts[i], abs=1e-9)
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+def test_a_jump_to_a_later_gop_reads_from_its_keyframe_not_the_start(ts, num_threads):
+    """Frame 1, then the next-to-last frame: the jump seeks once and feeds one GOP and the reorder delay's packets
+    (at most 3 B-frames), not the whole stream."""
+    name, path = ts
+    frames, _, _ = oracle(str(path))
+    n = len(frames)
+    dec = VideoDecoder(str(path), seek_mode="exact", num_threads=num_threads)
+    dec.get_frame_at(1)
+    last = dec.get_frame_at(n - 2)
+    stats = dec._session.pipe.planner.stats
+    assert np.array_equal(to_hwc(last.data, "NCHW"), frames[n - 2].rgb)
+    assert stats.seeks == 1 and stats.packets_fed <= GOP[name] + 3, (name, vars(stats))
