@@ -204,7 +204,7 @@ class ExactTargets:
             first = next(packets, None)
             while first is not None and not first.is_keyframe:  # inside a GOP: on to its next keyframe
                 first = next(packets, None)
-            if first is not None and first.is_keyframe and (first.pts is None or first.pts <= self.key_pts[key]):
+            if first is not None and first.is_keyframe and (first.pts is None or self._lands_on_key(first.pts, key)):
                 break
             if k == 0:
                 first = None
@@ -218,6 +218,16 @@ class ExactTargets:
             first = next(packets, None)
         assert packets is not None
         return chain(first, packets), restarted or k == 0, key
+
+    def _lands_on_key(self, pts: int, key: int) -> bool:
+        """A landing keyframe is one of the index's, at or before keyframe ``key``.
+
+        Other timestamps mean the demuxer's packets after the seek are stamped wrong (FFmpeg's MPEG-PS demuxer
+        re-frames the stream with its parser and can pin a timestamp to the wrong packet there): frames matched
+        by those timestamps would be the wrong frames.
+        """
+        k = int(np.searchsorted(self.key_pts, pts))
+        return pts <= self.key_pts[key] and k < self.key_pts.shape[0] and int(self.key_pts[k]) == pts
 
     def lands_on(self, key: int, margin_factor: int) -> bool:
         """Always: seeks go to the index's keyframes (stepping back where a demuxer lands late)."""

@@ -39,7 +39,9 @@ class FakeDemuxer:
     """Packets every 5 ticks; a seek to keyframe ``k``'s pts lands as ``landing[k]`` says."""
 
     def __init__(self, landing: dict[int, str]) -> None:
-        self.landing = landing  # "late" (the next keyframe), "mid" (a non-keyframe), "none" (no packets)
+        # "late" (the next keyframe), "mid" (a non-keyframe), "none" (no packets), "stamped wrong" (a keyframe packet
+        # whose pts is none of the index's keyframes: FFmpeg's MPEG-PS demuxer after a seek)
+        self.landing = landing
         self.seeks: list[int] = []
         self.restarts = 0
 
@@ -51,6 +53,8 @@ class FakeDemuxer:
         how = self.landing.get(int(np.searchsorted(KEYS, pts)), "right")
         if how == "none":
             return iter([])
+        if how == "stamped wrong":
+            return iter([Pkt(pts + 3, True), *self.packets_from(pts + 5)])
         return self.packets_from({"right": pts, "late": pts + 20, "mid": pts + 5}[how])
 
     def restart(self):
@@ -83,6 +87,7 @@ LANDINGS = {
     "nothing near the end": {k: "none" for k in range(12, 20)},
     "deep holes": {k: "none" for k in range(2, 20)},
     "inside the GOP (MPEG-TS)": {k: "mid" for k in range(20)},
+    "stamped wrong (MPEG-PS)": {k: "stamped wrong" for k in range(20) if k % 3},
     "every seek fails": {k: "none" for k in range(20)},
     "the first keyframe fails": {0: "none", 1: "late", 2: "mid", 3: "mid", 4: "mid"},
 }
