@@ -226,8 +226,7 @@ class ExactTargets:
         re-frames the stream with its parser and can pin a timestamp to the wrong packet there): frames matched
         by those timestamps would be the wrong frames.
         """
-        k = int(np.searchsorted(self.key_pts, pts))
-        return pts <= self.key_pts[key] and k < self.key_pts.shape[0] and int(self.key_pts[k]) == pts
+        return pts <= self.key_pts[key] and int(self.key_pts[np.searchsorted(self.key_pts, pts)]) == pts
 
     def lands_on(self, key: int, margin_factor: int) -> bool:
         """Always: seeks go to the index's keyframes (stepping back where a demuxer lands late)."""

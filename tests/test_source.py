@@ -129,6 +129,9 @@ def test_make_source_kinds(tmp_path):
         assert f.read(3) == DATA[4:7] and g.read(2) == DATA[2:4] and f.tell() == 7 and g.tell() == 4
         assert g.seek(-5, io.SEEK_END) == len(DATA) - 5 and g.read() == DATA[-5:] and g.read(9) == b""
         assert g.seek(-2, io.SEEK_CUR) == len(DATA) - 2 and g.read(1) == DATA[-2:-1]
+        buf = bytearray(3)
+        assert g.seek(10) == 10 and g.readinto(buf) == 3 and bytes(buf) == DATA[10:13] and g.tell() == 13
+        assert g.read(None) == DATA[13:] and f.read() == DATA[7:]
     assert f.closed and not user.closed  # closing the view never closes the user's file
     with pytest.raises(ValueError, match="negative seek position"):
         g.seek(-1)
