@@ -307,12 +307,33 @@ class TimeTargets:
     def open_at(
         self, demuxer: Demuxer, key: int, target: int, margin_factor: int
     ) -> tuple[Iterator[av.Packet], bool, int]:
-        """Seek to the container's keyframe ``key``; after an overshoot, ``margin_factor`` margins before ``target``."""
+        """Seek to the container's keyframe ``key``; after an overshoot, ``margin_factor`` margins before ``target``.
+
+        A seek to the stream's start is at the start (nothing can overshoot there). Without a container index, only
+        where its first packet can be the stream's first (see :meth:`_starts`); otherwise it landed inside the first
+        GOP (MPEG-TS: FFmpeg seeks by decode timestamp and lands after the first keyframe, and may flag a P-frame as
+        a keyframe), the decoder would give a later frame than the target, undetected, and the packets restart from
+        the first instead.
+        """
         seek_to = max(target - self.seek_margin * margin_factor, self.begin_pts)
         if self.lands_on(key, margin_factor):
             # Seek exactly to the keyframe the container's index names, so no GOP is decoded twice.
             seek_to = max(self.key_ts(key), self.begin_pts)  # type: ignore[misc]
-        return demuxer.seek(seek_to), seek_to <= self.begin_pts, key
+        packets = demuxer.seek(seek_to)
+        at_start = seek_to <= self.begin_pts
+        if not at_start or key < NO_INDEX_KEY:  # with a container index the seek lands on one of its keyframes
+            return packets, at_start, key
+        first = next(packets, None)
+        if first is not None and not self._starts(first):
+            logger.debug("gpudecode: a seek to the start landed after it; restarting from the first packet")
+            return demuxer.restart(), True, key
+        return chain(first, packets), True, key
+
+    def _starts(self, pkt: av.Packet) -> bool:
+        """Whether ``pkt`` can be the stream's first: decoded before the start, or a keyframe shown at or before it."""
+        if pkt.dts is not None and pkt.dts < self.begin_pts:
+            return True
+        return bool(pkt.is_keyframe) and pkt.pts is not None and pkt.pts <= self.begin_pts
 
     def lands_on(self, key: int, margin_factor: int) -> bool:
         """Where the container's index names keyframe ``key``'s time: a first try (not a retry further back)."""

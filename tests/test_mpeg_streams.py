@@ -88,6 +88,31 @@ def test_a_jump_to_a_later_gop_reads_from_its_keyframe_not_the_start(ts, num_thr
     assert stats.seeks == 1 and stats.packets_fed <= GOP[name] + 3, (name, vars(stats))
 
 
+TS_CODECS = {
+    "mpeg2": ("mpeg2video", {"g": "12", "bf": "2"}),  # FFmpeg flags the first P-frame as a keyframe in MPEG-TS
+    "h264": ("libx264", {"g": "12", "bf": "2", "preset": "veryfast"}),
+}
+
+
+@pytest.mark.parametrize("codec", list(TS_CODECS))
+def test_approximate_mode_on_mpeg_ts_gives_the_first_gops_own_frames(codec, tmp_path):
+    """A seek to the stream's start lands inside the first GOP in MPEG-TS; the decoder then dropped frames up to the
+    next keyframe and a later frame passed for the target (H.264: frames 0-11 all came back as frame 12). Seeks to
+    the start now read from the first packet. Each frame of the first two GOPs from a fresh decoder, then all of
+    them in a random order from one."""
+    name, opts = TS_CODECS[codec]
+    spec = Spec(f"ts_{codec}", codec=name, container="matroska", width=160, height=96, num_frames=36, options=opts)
+    path = _remux_ts(make_video(spec, tmp_path / f"{codec}.mkv"), tmp_path / f"{codec}.ts")
+    frames, pts, _ = oracle(str(path))
+    for i in range(24):
+        f = VideoDecoder(str(path), seek_mode="approximate").get_frame_at(i)
+        assert np.array_equal(to_hwc(f.data, "NCHW"), frames[i].rgb), (codec, i)
+        assert f.pts_seconds == pytest.approx(pts[i], abs=1e-9)
+    dec = VideoDecoder(str(path), seek_mode="approximate")
+    for i in np.random.default_rng(0).permutation(len(frames)):
+        assert np.array_equal(to_hwc(dec.get_frame_at(int(i)).data, "NCHW"), frames[i].rgb), (codec, i)
+
+
 PS_SPECS = {
     "mpeg2": Spec("ps_mpeg2", codec="mpeg2video", container="mpeg", options={"g": "10", "bf": "2"}),
     "mpeg1": Spec(

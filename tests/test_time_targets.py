@@ -23,6 +23,7 @@ class Pkt:
     pts: int | None
     dts: int | None = None
     duration: int | None = None
+    is_keyframe: bool = False
 
 
 @dataclass
@@ -94,11 +95,18 @@ def test_a_packets_keyframe_is_looked_up_by_its_decode_time():
 
 
 class _Demuxer:
-    def __init__(self) -> None:
-        self.seeks: list[int] = []
+    """Records seeks, and restarts as a seek to ``"start"``; a seek gives the packets ``landing`` holds."""
+
+    def __init__(self, landing: list[Pkt] | None = None) -> None:
+        self.seeks: list[int | str] = []
+        self.landing = landing or []
 
     def seek(self, ts: int):
         self.seeks.append(ts)
+        return iter(self.landing)
+
+    def restart(self):
+        self.seeks.append("start")
         return iter(())
 
 
@@ -113,11 +121,44 @@ def test_open_at_seeks_to_the_indexed_keyframe_first_and_by_margins_after_an_ove
     assert d.seeks[-1] == 7  # keyframe 0 is a keyframe like any other
     t.open_at(d, NO_INDEX_KEY, 450, 1)
     assert d.seeks[-1] == 420  # no index: one margin
+    _, at_start, _ = t.open_at(d, NO_INDEX_KEY, 36, 1)
+    assert d.seeks[-1] == 6 and not at_start  # one tick after the start is a seek
     _, at_start, _ = t.open_at(d, 4, 20, 8)
     assert d.seeks[-1] == 5 and at_start  # clamped at the start, which cannot overshoot
     exact_start = TimeTargets(key_ts=lambda k: 5, seek_margin=30, begin_pts=5)
     _, at_start, _ = exact_start.open_at(d, 0, 450, 1)
     assert d.seeks[-1] == 5 and at_start  # seeking exactly to the start is at the start
+
+
+@pytest.mark.parametrize(
+    ("first", "restarts"),
+    [
+        (Pkt(pts=5, dts=5, is_keyframe=True), False),  # the first keyframe, shown at the start
+        (Pkt(pts=15, dts=-5, is_keyframe=True), False),  # decoded before the start (B-frames follow it)
+        (Pkt(pts=1, dts=1, is_keyframe=False), False),  # decoded before the start, whatever it is
+        (Pkt(pts=25, dts=5, is_keyframe=False), True),  # MPEG-TS H.264: after the first keyframe, a P-frame
+        (Pkt(pts=5, dts=5, is_keyframe=False), True),  # shown at the start but no keyframe: not a place to start
+        (Pkt(pts=25, dts=5, is_keyframe=True), True),  # MPEG-TS MPEG-2: that P-frame flagged as a keyframe
+        (Pkt(pts=None, dts=None, is_keyframe=True), True),  # no timestamps to tell
+    ],
+)
+def test_a_seek_to_the_start_that_lands_after_it_restarts_from_the_first_packet(first, restarts):
+    t = TimeTargets(seek_margin=30, begin_pts=5)
+    second = Pkt(pts=30, dts=10)
+    d = _Demuxer([first, second])
+    packets, at_start, _ = t.open_at(d, NO_INDEX_KEY, 20, 1)
+    assert at_start
+    if restarts:
+        assert d.seeks == [5, "start"] and list(packets) == []  # the fake's restart gives nothing
+    else:
+        assert d.seeks == [5] and list(packets) == [first, second]
+    d = _Demuxer([])
+    packets, at_start, _ = t.open_at(d, NO_INDEX_KEY, 20, 1)
+    assert d.seeks == [5] and at_start and list(packets) == []  # nothing after the seek: nothing to restart for
+    indexed = TimeTargets(key_ts=lambda k: 5, seek_margin=30, begin_pts=5)
+    d = _Demuxer([first, second])
+    packets, at_start, _ = indexed.open_at(d, 0, 20, 1)
+    assert d.seeks == [5] and at_start and list(packets) == [first, second]  # an index's keyframe: trusted
 
 
 def test_a_frame_shows_every_target_before_its_end():
