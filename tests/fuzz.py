@@ -1,7 +1,8 @@
 """Mutation fuzzer for gpudecode's decoding path: every case runs in a child process (crash/hang-safe).
 
 A case mutates a fixture video (bit flips, zeroed or random byte runs, truncation, duplicated or deleted chunks),
-then in a child process opens it from bytes in both seek modes and requests frames through every access call.
+then in a child process opens it from bytes in both seek modes (and through a file object in exact mode) and
+requests frames through every access call.
 Allowed outcomes: frames, or one of gpudecode's own errors. Findings: any other exception (a leak from PyAV/NumPy),
 a crash (signal), or a hang (timeout).
 
@@ -76,16 +77,18 @@ def mutate_moov(data: bytes, rng: random.Random) -> tuple[bytes, str]:
 
 
 def exercise(data: bytes) -> str:
-    """Run in the child: every access call, both modes. Returns 'ok' or the gpudecode error class met."""
+    """Run in the child: every access call, both modes (and exact mode through a file object). Returns 'ok' or the
+    gpudecode error class met."""
+    import io
     import math
 
     import gpudecode
     from gpudecode import GpudecodeError, samplers
 
     outcome = "ok"
-    for mode in ("exact", "approximate"):
+    for mode, source in (("exact", data), ("approximate", data), ("exact", io.BytesIO(data))):
         try:
-            dec = gpudecode.VideoDecoder(data, seek_mode=mode, num_threads=1)
+            dec = gpudecode.VideoDecoder(source, seek_mode=mode, num_threads=1)
         except GpudecodeError as exc:
             outcome = type(exc).__name__
             continue
@@ -190,7 +193,9 @@ def run_case(data: bytes, timeout_s: float = 20.0, target: Any = None) -> tuple[
 
 
 def seeds(media_dir: Path) -> list[Path]:
-    from media import SPECS, make_video
+    """The fixture videos mutated: H.264 MP4/MKV, HEVC, VP9, an edit list, MPEG-4 AVI, MPEG-TS and MPEG-2 PS."""
+    import av
+    from media import SPECS, Spec, make_video
 
     out = []
     for name in ("h264_bframes", "h264_mkv", "hevc8", "vp9", "editlist", "mpeg4_avi"):
@@ -200,7 +205,18 @@ def seeds(media_dir: Path) -> list[Path]:
         if not path.exists():
             make_video(spec, path)
         out.append(path)
-    return out
+    ts = media_dir / "h264_bframes.ts"  # no container index; seeks land inside the GOP
+    if not ts.exists():
+        with av.open(str(out[0])) as inp, av.open(str(ts), "w", format="mpegts") as dst:
+            stream = dst.add_stream_from_template(inp.streams.video[0])
+            for pkt in inp.demux(video=0):
+                if pkt.size:
+                    pkt.stream = stream
+                    dst.mux(pkt)
+    ps = media_dir / "mpeg2_ps.mpg"  # timestamps re-framed by FFmpeg's parser
+    if not ps.exists():
+        make_video(Spec("mpeg2_ps", codec="mpeg2video", container="mpeg", options={"g": "10", "bf": "2"}), ps)
+    return [*out, ts, ps]
 
 
 def fuzz(
