@@ -20,6 +20,7 @@ __all__ = [
     "PyAVDemuxer",
     "bit_depth",
     "codec_name",
+    "demuxed",
     "discard_other_streams",
     "is_raw_stream",
     "open_container",
@@ -87,6 +88,22 @@ def pick_stream(container: InputContainer, stream_index: int | None) -> VideoStr
 
 # Raw elementary streams (.h264/.265 files): FFmpeg's demuxers give their packets no timestamps at all.
 RAW_FORMATS = frozenset({"h264", "hevc"})
+
+
+def demuxed(container: InputContainer, stream: VideoStream) -> Iterator[av.Packet]:
+    """``container.demux(stream)``, ending at the end of the data where PyAV would raise ``IndexError``.
+
+    PyAV 18's demux loop, after the last packet, walks every stream FFmpeg has by then, indexing its own stream list,
+    which does not know streams FFmpeg added while demuxing (MPEG-TS and MPEG-PS: a PID the PMT never listed). Its
+    packets all came before; only PyAV's empty end-of-stream packets are lost.
+    """
+    packets = container.demux(stream)
+    while True:
+        try:
+            pkt = next(packets)
+        except (StopIteration, IndexError):
+            return
+        yield pkt
 
 
 def is_raw_stream(container: InputContainer) -> bool:
@@ -157,7 +174,7 @@ class PyAVDemuxer:
         self.error = None
         packets = (
             pkt
-            for pkt in self._until_error(self.container.demux(self.stream))
+            for pkt in self._until_error(demuxed(self.container, self.stream))
             if pkt.size != 0 and pkt.stream_index == self._stream_index
         )
         return packets if self._timeline is None else self._timeline.stamp(packets)

@@ -19,7 +19,7 @@ from typing import Any
 import av
 import numpy as np
 
-from gpudecode._container import discard_other_streams, is_raw_stream, raw_frame_duration
+from gpudecode._container import demuxed, discard_other_streams, is_raw_stream, raw_frame_duration
 from gpudecode._errors import MediaError
 from gpudecode._mp4 import Mp4Info
 from gpudecode._timeline import PacketTimeline, played_at, presentation_ranks, segments_of
@@ -268,7 +268,7 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     raw = is_raw_stream(container)
     raw_dur = 0
     discard_other_streams(container, stream.index)  # the container then serves this stream alone anyway
-    demux = container.demux(stream)
+    demux = demuxed(container, stream)
     while True:
         try:
             pkt = next(demux)
@@ -361,7 +361,7 @@ def _check_against_demux(container: Any, stream: Any, pts: np.ndarray, count: in
     """Compare the first packets' pts with what the demuxer reports (cheap guard for the table path)."""
     seen: list[int] = []
     try:
-        for pkt in container.demux(stream):
+        for pkt in demuxed(container, stream):
             if pkt.size == 0:
                 continue
             seen.append(pkt.pts if pkt.pts is not None else pkt.dts)
@@ -432,7 +432,7 @@ def _without_undecodable_lead(
     shown: set[int] = set()
     fed = 0
     try:
-        for pkt in container.demux(stream):
+        for pkt in demuxed(container, stream):
             if pkt.size == 0:
                 continue
             fed += 1

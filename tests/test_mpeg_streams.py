@@ -25,6 +25,7 @@ from media import Spec, make_video
 from oracle import oracle, to_hwc
 
 from gpudecode import VideoDecoder
+from gpudecode._container import demuxed
 
 GOP = {"h264_bframes": 12, "hevc8": 10, "mpeg4_avi": 10}  # the fixtures' keyframe intervals (tests/media.py)
 
@@ -86,6 +87,42 @@ def test_a_jump_to_a_later_gop_reads_from_its_keyframe_not_the_start(ts, num_thr
     stats = dec._session.pipe.planner.stats
     assert np.array_equal(to_hwc(last.data, "NCHW"), frames[n - 2].rgb)
     assert stats.seeks == 1 and stats.packets_fed <= GOP[name] + 3, (name, vars(stats))
+
+
+def test_a_pid_the_pmt_never_listed_appearing_mid_file_gives_every_frame(video, tmp_path):
+    """MPEG-TS may carry PIDs its PMT never lists (teletext, data): FFmpeg adds a stream for such a PES mid-demux.
+    Every frame still comes back, in both modes. (PyAV 18 can then raise ``IndexError`` after the last packet, when
+    uninitialised memory says so: found by the fuzzer, seed 47; see the next test.)"""
+    clean = _remux_ts(video("h264_bframes"), tmp_path / "clean.ts")
+    data = clean.read_bytes()
+    with av.open(str(clean)) as c:
+        pid = c.streams.video[0].id
+    starts = [k for k in range(0, len(data), 188) if (data[k + 1] & 0x1F) << 8 | data[k + 2] == pid]
+    k = [k for k in starts if data[k + 1] & 0x40][len(starts) // 4]  # a copy of a PES start, on a PID not announced
+    stray = bytearray(data[k : k + 188])
+    stray[1], stray[2] = (stray[1] & 0xE0) | ((pid + 1) >> 8), (pid + 1) & 0xFF
+    path = tmp_path / "stray.ts"
+    path.write_bytes(data[: k + 188] + bytes(stray) + data[k + 188 :])
+    frames, _, _ = oracle(str(clean))  # the same video packets
+    for mode in ("exact", "approximate"):
+        dec = VideoDecoder(str(path), seek_mode=mode)
+        assert len(dec) == len(frames)
+        got = dec[:]
+        for i, f in enumerate(frames):
+            assert np.array_equal(to_hwc(got[i], "NCHW"), f.rgb), (mode, i)
+        assert np.array_equal(to_hwc(dec.get_frame_at(len(frames) - 1).data, "NCHW"), frames[-1].rgb), mode
+
+
+def test_demuxed_ends_where_pyav_raises_index_error_after_the_last_packet():
+    """``_container.demuxed`` passes every packet on and ends at the IndexError PyAV 18 raises while it walks streams
+    added mid-demux (its flush loop); the replayed fuzz case (seed 47, case 2159) raised it from the index scan."""
+
+    class Container:
+        def demux(self, stream):
+            yield from ("p1", "p2")
+            raise IndexError("list index out of range")
+
+    assert list(demuxed(Container(), None)) == ["p1", "p2"]
 
 
 TS_CODECS = {
