@@ -12,6 +12,9 @@ keyframe flag) to the wrong packet. A landing keyframe whose pts is not one of t
 (the seek steps back, else the packets restart from the first); before, frame 39 of the 40-frame MPEG-2 clip came
 back as frame 36's picture with frame 39's timestamp. torchcodec 0.17 returns the wrong picture for most random
 accesses on these clips (by hand: 34 of 40, and 152 of 200 on a longer one).
+
+Also here: approximate mode's seek to the start of an MPEG-TS stream (it lands inside the first GOP), and a PID the
+PMT never listed appearing mid-file (PyAV's demux can raise after the last packet).
 """
 
 from __future__ import annotations
