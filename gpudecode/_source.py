@@ -21,26 +21,21 @@ _SOURCE_TYPES = (
 )
 
 
-class BufferReader(io.RawIOBase):
-    """A read-only, seekable file over a memory buffer that never copies the whole buffer."""
+class _Reader(io.RawIOBase):
+    """A read-only, seekable file with a position of its own; subclasses read at it and know their size."""
 
-    def __init__(self, buffer: memoryview) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._buf = buffer
         self._pos = 0
+
+    def _size(self) -> int:
+        raise NotImplementedError
 
     def readable(self) -> bool:
         return True
 
     def seekable(self) -> bool:
         return True
-
-    def read(self, size: int = -1) -> bytes:
-        n = len(self._buf)
-        end = n if size is None or size < 0 else min(n, self._pos + size)
-        start = min(self._pos, n)
-        self._pos = max(end, self._pos)  # past the end, a read returns b"" and leaves the position (as files do)
-        return self._buf[start:end].tobytes()
 
     def readinto(self, b: Any) -> int:
         data = self.read(len(b))
@@ -53,7 +48,7 @@ class BufferReader(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
-            pos = len(self._buf) + offset
+            pos = self._size() + offset
         else:
             raise ValueError(f"invalid whence ({whence})")
         if pos < 0:
@@ -65,7 +60,25 @@ class BufferReader(io.RawIOBase):
         return self._pos
 
 
-class FileView(io.RawIOBase):
+class BufferReader(_Reader):
+    """A read-only, seekable file over a memory buffer that never copies the whole buffer."""
+
+    def __init__(self, buffer: memoryview) -> None:
+        super().__init__()
+        self._buf = buffer
+
+    def _size(self) -> int:
+        return len(self._buf)
+
+    def read(self, size: int | None = -1) -> bytes:
+        n = len(self._buf)
+        end = n if size is None or size < 0 else min(n, self._pos + size)
+        start = min(self._pos, n)
+        self._pos = max(end, self._pos)  # past the end, a read returns b"" and leaves the position (as files do)
+        return self._buf[start:end].tobytes()
+
+
+class FileView(_Reader):
     """A read-only view of the user's seekable file object with a position of its own.
 
     Every reader of a file-object source (each PyAV container, gpudecode's own MP4 parsing) reads through its own
@@ -76,41 +89,15 @@ class FileView(io.RawIOBase):
     def __init__(self, file: BinaryIO) -> None:
         super().__init__()
         self._file = file
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
+    def _size(self) -> int:
+        return int(self._file.seek(0, io.SEEK_END))
 
     def read(self, size: int | None = -1) -> bytes:
         self._file.seek(self._pos, io.SEEK_SET)
         data = self._file.read(-1 if size is None else size)
         self._pos += len(data)
         return data
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self._file.seek(0, io.SEEK_END) + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._pos
 
 
 @dataclass

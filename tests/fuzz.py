@@ -194,8 +194,7 @@ def run_case(data: bytes, timeout_s: float = 20.0, target: Any = None) -> tuple[
 
 def seeds(media_dir: Path) -> list[Path]:
     """The fixture videos mutated: H.264 MP4/MKV, HEVC, VP9, an edit list, MPEG-4 AVI, MPEG-TS and MPEG-2 PS."""
-    import av
-    from media import SPECS, Spec, make_video
+    from media import SPECS, Spec, make_video, remux
 
     out = []
     for name in ("h264_bframes", "h264_mkv", "hevc8", "vp9", "editlist", "mpeg4_avi"):
@@ -207,12 +206,7 @@ def seeds(media_dir: Path) -> list[Path]:
         out.append(path)
     ts = media_dir / "h264_bframes.ts"  # no container index; seeks land inside the GOP
     if not ts.exists():
-        with av.open(str(out[0])) as inp, av.open(str(ts), "w", format="mpegts") as dst:
-            stream = dst.add_stream_from_template(inp.streams.video[0])
-            for pkt in inp.demux(video=0):
-                if pkt.size:
-                    pkt.stream = stream
-                    dst.mux(pkt)
+        remux(out[0], ts, "mpegts")
     ps = media_dir / "mpeg2_ps.mpg"  # timestamps re-framed by FFmpeg's parser
     if not ps.exists():
         make_video(Spec("mpeg2_ps", codec="mpeg2video", container="mpeg", options={"g": "10", "bf": "2"}), ps)

@@ -270,3 +270,17 @@ def find_box(data: bytes, kind: bytes) -> int:
 def u32(x: int) -> bytes:
     """Big-endian 32-bit."""
     return struct.pack(">I", x)
+
+
+FASTSTART = {"movflags": "+faststart"}  # muxer options: the MP4 moov box before the media data
+
+
+def remux(src: Path, dst: Path, fmt: str | None = None, options: dict[str, str] | None = None) -> Path:
+    """``src``'s video stream copied, packets unchanged, into ``dst`` (container ``fmt``, muxer ``options``)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt, options=options or {}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for pkt in inp.demux(video=0):
+            if pkt.size:
+                pkt.stream = stream
+                out.mux(pkt)
+    return dst

@@ -7,10 +7,10 @@ import math
 import re
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
+from media import FASTSTART, remux
 from oracle import oracle
 
 from gpudecode import (
@@ -228,24 +228,10 @@ def test_closed_decoder(video):
 
 
 # -- damaged data ---------------------------------------------------------------------------------------------
-def _faststart(src, dst):
-    """Remux with the moov box in front, so a truncated file keeps its index."""
-    inp = av.open(str(src))
-    out = av.open(str(dst), "w", options={"movflags": "faststart"})
-    ost = out.add_stream_from_template(inp.streams.video[0])
-    for p in inp.demux(video=0):
-        if p.size:
-            p.stream = ost
-            out.mux(p)
-    out.close()
-    inp.close()
-    return dst
-
-
 @pytest.mark.parametrize("keep", [0.35, 0.6, 0.9])
 @pytest.mark.parametrize("kind", ["mp4", "mkv"])
 def test_truncated_file_decodes_frames_before_the_damage(video, tmp_path, keep, kind):
-    src = _faststart(video("h264_bframes"), tmp_path / "fs.mp4") if kind == "mp4" else video("h264_mkv")
+    src = remux(video("h264_bframes"), tmp_path / "fs.mp4", options=FASTSTART) if kind == "mp4" else video("h264_mkv")
     frames, _, _ = oracle(str(src))
     data = src.read_bytes()
     cut = tmp_path / f"cut.{kind}"

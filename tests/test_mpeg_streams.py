@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import Spec, make_video
+from media import Spec, make_video, remux
 from oracle import oracle, to_hwc
 
 from gpudecode import VideoDecoder
@@ -33,19 +33,9 @@ from gpudecode._container import demuxed
 GOP = {"h264_bframes": 12, "hevc8": 10, "mpeg4_avi": 10}  # the fixtures' keyframe intervals (tests/media.py)
 
 
-def _remux_ts(src: Path, dst: Path) -> Path:
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mpegts") as out:
-        outs = out.add_stream_from_template(inp.streams.video[0])
-        for pkt in inp.demux(video=0):
-            if pkt.size:
-                pkt.stream = outs
-                out.mux(pkt)
-    return dst
-
-
 @pytest.fixture(params=list(GOP))
 def ts(request, video, tmp_path) -> tuple[str, Path]:
-    return request.param, _remux_ts(video(request.param), tmp_path / f"{request.param}.ts")
+    return request.param, remux(video(request.param), tmp_path / f"{request.param}.ts", "mpegts")
 
 
 def test_the_fake_demuxers_mid_gop_landing_is_what_ffmpeg_does_in_mpegts(ts):
@@ -96,7 +86,7 @@ def test_a_pid_the_pmt_never_listed_appearing_mid_file_gives_every_frame(video, 
     """MPEG-TS may carry PIDs its PMT never lists (teletext, data): FFmpeg adds a stream for such a PES mid-demux.
     Every frame still comes back, in both modes. (PyAV 18 can then raise ``IndexError`` after the last packet, when
     uninitialised memory says so: found by the fuzzer, seed 47; see the next test.)"""
-    clean = _remux_ts(video("h264_bframes"), tmp_path / "clean.ts")
+    clean = remux(video("h264_bframes"), tmp_path / "clean.ts", "mpegts")
     data = clean.read_bytes()
     with av.open(str(clean)) as c:
         pid = c.streams.video[0].id
@@ -142,7 +132,7 @@ def test_approximate_mode_on_mpeg_ts_gives_the_first_gops_own_frames(codec, tmp_
     them in a random order from one."""
     name, opts = TS_CODECS[codec]
     spec = Spec(f"ts_{codec}", codec=name, container="matroska", width=160, height=96, num_frames=36, options=opts)
-    path = _remux_ts(make_video(spec, tmp_path / f"{codec}.mkv"), tmp_path / f"{codec}.ts")
+    path = remux(make_video(spec, tmp_path / f"{codec}.mkv"), tmp_path / f"{codec}.ts", "mpegts")
     frames, pts, _ = oracle(str(path))
     for i in range(24):
         f = VideoDecoder(str(path), seek_mode="approximate").get_frame_at(i)

@@ -14,28 +14,15 @@ import io
 import re
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
-from media import Spec, make_video
+from media import FASTSTART, Spec, make_video, remux
 from oracle import oracle, to_hwc
 
 from gpudecode import DecodeError, VideoDecoder
 
 N = 48
 _LOSSLESS = {"qp": "0", "g": "12", "bf": "2", "preset": "ultrafast"}
-
-
-def _faststart(src: Path, dst: Path) -> Path:
-    """``src`` remuxed with its ``moov`` box before the media data (``-movflags faststart``)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w", options={"movflags": "+faststart"}) as out:
-        ins = inp.streams.video[0]
-        outs = out.add_stream_from_template(ins)
-        for pkt in inp.demux(ins):
-            if pkt.dts is not None:
-                pkt.stream = outs
-                out.mux(pkt)
-    return dst
 
 
 @pytest.fixture(scope="module", params=["mp4", "mp4_faststart", "matroska"])
@@ -46,7 +33,7 @@ def clip(request, tmp_path_factory) -> Path:
     container = request.param.removesuffix("_faststart")
     spec = Spec("clip", container=container, width=160, height=120, num_frames=N, options=_LOSSLESS)
     path = make_video(spec, folder / f"clip.{ {'matroska': 'mkv'}.get(container, container) }")
-    return _faststart(path, folder / "faststart.mp4") if request.param.endswith("_faststart") else path
+    return remux(path, folder / "faststart.mp4", options=FASTSTART) if request.param.endswith("_faststart") else path
 
 
 @pytest.mark.parametrize("seek_mode", ["exact", "approximate"])
