@@ -91,13 +91,27 @@ class FileView(_Reader):
         self._file = file
 
     def _size(self) -> int:
-        return int(self._file.seek(0, io.SEEK_END))
+        end = _end_of(self._file)
+        if end is None:
+            raise OSError("the file object reports no size: seek(0, 2) and tell() return no position")
+        return end
 
     def read(self, size: int | None = -1) -> bytes:
         self._file.seek(self._pos, io.SEEK_SET)
         data = self._file.read(-1 if size is None else size)
         self._pos += len(data)
         return data
+
+
+def _end_of(file: Any) -> int | None:
+    """Seek ``file`` to its end and return its size: what ``seek`` returns, else what ``tell`` does, else ``None``.
+
+    Some wrappers return nothing (or something else) from ``seek``.
+    """
+    end = file.seek(0, io.SEEK_END)
+    if not isinstance(end, int) and callable(getattr(file, "tell", None)):
+        end = file.tell()
+    return end if isinstance(end, int) else None
 
 
 @dataclass
@@ -205,17 +219,22 @@ def make_source(source: Any) -> Source:
                 "or read the stream into bytes first."
             )
         try:
-            size = source.seek(0, io.SEEK_END)  # torchcodec's calls: seek(offset, whence), read(size)
+            size = _end_of(source)  # torchcodec's calls: seek(offset, whence), read(size)
             source.seek(0, io.SEEK_SET)
             probe = source.read(0)
         except (OSError, ValueError) as exc:
             raise InvalidArgumentError(f"Invalid source file object: {exc}. Pass an open, seekable file.") from exc
         if isinstance(probe, str):
             raise InvalidArgumentTypeError("Invalid source (text-mode file object). Open the file in binary mode 'rb'.")
+        if size is None:
+            raise InvalidArgumentError(
+                "Invalid source file object: seek(0, 2) returns no position and tell() gives none either, so its "
+                "size is unknown. Pass a seekable binary file object whose seek or tell returns the position."
+            )
         return Source(
             description=f"<file object {getattr(source, 'name', type(source).__name__)!s}>",
             file=source,
-            size_bytes=size if isinstance(size, int) else None,
+            size_bytes=size,
         )
     raise InvalidArgumentTypeError(
         f"Invalid source type ({type(source).__name__}). Supported sources are: {_SOURCE_TYPES}."

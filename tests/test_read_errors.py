@@ -54,6 +54,31 @@ def test_a_file_object_larger_than_ffmpegs_buffer_decodes_every_frame(clip, seek
     assert np.array_equal(to_hwc(back.data, "NCHW"), frames[5].rgb)
 
 
+class _SeekSaysNothing(io.BytesIO):
+    """A wrapper whose ``seek`` returns nothing (its ``tell`` still works)."""
+
+    def seek(self, offset: int, whence: int = 0) -> None:  # type: ignore[override]
+        super().seek(offset, whence)
+
+
+class _SeekSaysText(io.BytesIO):
+    def seek(self, offset: int, whence: int = 0) -> str:  # type: ignore[override]
+        super().seek(offset, whence)
+        return "somewhere"
+
+
+@pytest.mark.parametrize("kind", [_SeekSaysNothing, _SeekSaysText])
+@pytest.mark.parametrize("seek_mode", ["exact", "approximate"])
+def test_a_file_object_whose_seek_returns_no_position_decodes_every_frame(clip, seek_mode, kind):
+    """Positions come from the views' own bookkeeping and sizes from ``tell`` where ``seek`` says nothing. Before,
+    such an object gave a bare TypeError, or (seek returning None) the wrong frames in approximate mode."""
+    frames, _, _ = oracle(str(clip))
+    got = VideoDecoder(kind(clip.read_bytes()), seek_mode=seek_mode)[:]
+    assert got.shape[0] == N
+    for i in range(N):
+        assert np.array_equal(to_hwc(got[i], "NCHW"), frames[i].rgb), i
+
+
 class Disk(io.BytesIO):
     """A file object whose reads past byte ``fail_from`` raise OSError while ``gone`` (the disk went away); with
     ``spreads``, every read fails after the first that reaches that byte from before it (reading on through the

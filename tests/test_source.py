@@ -223,14 +223,21 @@ def test_make_source_errors(tmp_path):
             super().seek(off, whence)
             return None  # some wrappers return nothing
 
-    assert make_source(OddSize(DATA)).size_bytes is None
+    assert make_source(OddSize(DATA)).size_bytes == len(DATA)  # from tell()
 
     class TextPosition(io.BytesIO):
         def seek(self, off, whence=0):
             super().seek(off, whence)
             return "somewhere"  # not a size
 
-    assert make_source(TextPosition(DATA)).size_bytes is None
+    assert make_source(TextPosition(DATA)).size_bytes == len(DATA)
+
+    class NoPosition(NoSeekable):  # seek returns nothing and there is no tell: the size cannot be known
+        def seek(self, *a):
+            self.b.seek(*a)
+
+    with pytest.raises(InvalidArgumentError, match=r"size is unknown\. Pass a seekable binary file object whose"):
+        make_source(NoPosition())
 
 
 def test_source_dataclass_defaults():
