@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -90,18 +90,28 @@ def pick_stream(container: InputContainer, stream_index: int | None) -> VideoStr
 RAW_FORMATS = frozenset({"h264", "hevc"})
 
 
-def demuxed(container: InputContainer, stream: VideoStream) -> Iterator[av.Packet]:
+def demuxed(
+    container: InputContainer, stream: VideoStream, stopped: Callable[[Exception], None] | None = None
+) -> Iterator[av.Packet]:
     """``container.demux(stream)``, ending at the end of the data where PyAV would raise ``IndexError``.
 
     PyAV 18's demux loop, after the last packet, walks every stream FFmpeg has by then, indexing its own stream list,
     which does not know streams FFmpeg added while demuxing (MPEG-TS and MPEG-PS: a PID the PMT never listed). Its
     packets all came before; only PyAV's empty end-of-stream packets are lost.
+
+    ``stopped``: where given, data FFmpeg cannot read past (damaged, an I/O error) ends the packets too, after
+    ``stopped(exc)``; otherwise that error is raised.
     """
     packets = container.demux(stream)
     while True:
         try:
             pkt = next(packets)
         except (StopIteration, IndexError):
+            return
+        except (av.error.FFmpegError, OSError) as exc:
+            if stopped is None:
+                raise
+            stopped(exc)
             return
         yield pkt
 
@@ -174,22 +184,13 @@ class PyAVDemuxer:
         self.error = None
         packets = (
             pkt
-            for pkt in self._until_error(demuxed(self.container, self.stream))
+            for pkt in demuxed(self.container, self.stream, self._damaged)
             if pkt.size != 0 and pkt.stream_index == self._stream_index
         )
         return packets if self._timeline is None else self._timeline.stamp(packets)
 
-    def _until_error(self, packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
-        """Iterate ``packets``, ending (not raising) at data FFmpeg cannot read past; the reason goes to ``error``."""
-        while True:
-            try:
-                pkt = next(packets)
-            except StopIteration:
-                return
-            except (av.error.FFmpegError, OSError) as exc:
-                self._stopped(f"demuxing stopped at damaged data: {ffmpeg_reason(exc)}")
-                return
-            yield pkt
+    def _damaged(self, exc: Exception) -> None:
+        self._stopped(f"demuxing stopped at damaged data: {ffmpeg_reason(exc)}")
 
     def _stopped(self, reason: str) -> None:
         self.error = reason

@@ -252,6 +252,10 @@ def _start_keys(
     return np.maximum(start, 0)
 
 
+def _indexing_stopped(exc: Exception) -> None:
+    logger.warning("gpudecode: stopped indexing at damaged data: %s", exc)
+
+
 def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     """Demux every packet of ``stream`` once (no decoding); return pts, duration, key, discard, position arrays.
 
@@ -268,15 +272,8 @@ def _scan_packets(container: Any, stream: Any) -> tuple[np.ndarray, ...]:
     raw = is_raw_stream(container)
     raw_dur = 0
     discard_other_streams(container, stream.index)  # the container then serves this stream alone anyway
-    demux = demuxed(container, stream)
-    while True:
-        try:
-            pkt = next(demux)
-        except StopIteration:
-            break
-        except (av.error.FFmpegError, OSError) as exc:  # damaged data (also ENOMEM from a damaged size field)
-            logger.warning("gpudecode: stopped indexing at damaged data: %s", exc)
-            break
+    # damaged data (also ENOMEM from a damaged size field) ends the scan with a warning
+    for pkt in demuxed(container, stream, _indexing_stopped):
         if pkt.size == 0 or pkt.stream_index != stream.index:
             continue
         ts = pkt.pts if pkt.pts is not None else pkt.dts

@@ -204,7 +204,7 @@ class ExactTargets:
             first = next(packets, None)
             while first is not None and not first.is_keyframe:  # inside a GOP: on to its next keyframe
                 first = next(packets, None)
-            if first is not None and first.is_keyframe and (first.pts is None or self._lands_on_key(first.pts, key)):
+            if first is not None and (first.pts is None or self._lands_on_key(first.pts, key)):
                 break
             if k == 0:
                 first = None
