@@ -1,60 +1,77 @@
 #!/usr/bin/env bash
 # Run ON the GPU machine, through the device tool, from the repository root, with `.whl` carried:
-#   bash benchmarks/device/run.sh         # everything below in one go, under 8 minutes; writes $OUT/summary.md
-#   bash benchmarks/device/run.sh tests   # GPU tests (GPUDECODE_REQUIRE_GPU=1), then the whole suite
-#   bash benchmarks/device/run.sh bench   # benchmarks/gpu_decode.py and `gpudecode bench --device cpu,cuda`
-# Each step has its own time limit, so one hung step cannot eat the call. Logs and results land in $OUT.
+#   bash benchmarks/device/run.sh         # everything below in one go, about 7 minutes; results in $OUT
+#   bash benchmarks/device/run.sh tests   # smoke + GPU tests (GPUDECODE_REQUIRE_GPU=1) only
+#   bash benchmarks/device/run.sh bench   # benchmarks only (gpu_decode, short clips on CUDA, transforms)
+# Each step has its own time limit, so one hung step cannot eat the call. Only 8 files come back from $OUT, so the
+# logs go to one tarball ($OUT/kit.tgz), re-packed after every step (a call killed at its limit still returns what
+# finished), beside $OUT/summary.md.
 set -uo pipefail
 what=${1:-all}
 OUT=${OUT:-/tmp/gpudecode-out}
-mkdir -p "$OUT"
+LOG=/tmp/kit
+mkdir -p "$OUT" "$LOG"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed"; exit 1; }
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 GPUDECODE_REQUIRE_GPU=1
+
+pack() {
+  {
+    echo "# GPU kit summary ($(date -u +%FT%TZ))"; echo; echo '```'; cat "$LOG/machine.txt"; echo '```'
+    echo; echo "## smoke"; echo '```'; tail -40 "$LOG/smoke.log" 2>/dev/null; echo '```'
+    echo; echo "## gpu tests"; echo '```'; tail -60 "$LOG/gpu_tests.log" 2>/dev/null; echo '```'
+    echo; echo "## benchmark"; cat "$LOG/gpu_decode.md" 2>/dev/null || tail -20 "$LOG/gpu_decode.log" 2>/dev/null
+    echo; echo "## short clips on CUDA"; cat "$LOG/short_clips_cuda.md" 2>/dev/null \
+      || tail -20 "$LOG/short_clips_cuda.log" 2>/dev/null
+    echo; echo "## transforms on CUDA"; cat "$LOG/gpu_transforms.md" 2>/dev/null \
+      || tail -20 "$LOG/gpu_transforms.log" 2>/dev/null
+    echo; echo "## whole suite"; echo '```'; tail -1 "$LOG/full_suite.log" 2>/dev/null
+    grep -E "^(FAILED|ERROR) " "$LOG/full_suite.log" 2>/dev/null | sed -E 's/^(FAILED|ERROR) [^ ]+( - )?//' \
+      | cut -c1-160 | sort | uniq -c | sort -rn | head -25; echo '```'
+  } > "$OUT/summary.md"
+  tar czf "$OUT/kit.tgz" -C /tmp kit
+}
+
 { nvidia-smi -L; nvidia-smi --query-gpu=driver_version --format=csv,noheader; python3 -c \
   "import torch, av, cupy, PyNvVideoCodec as n; print('torch', torch.__version__, 'av', av.__version__, 'cupy', \
-cupy.__version__, 'PyNvVideoCodec', getattr(n, '__version__', '?'))"; } 2>&1 | tee "$OUT/machine.txt"
+cupy.__version__, 'PyNvVideoCodec', getattr(n, '__version__', '?'))"; } > "$LOG/machine.txt" 2>&1
+pack
 
 tests() {
-  timeout "${1:-300}" python3 -m pytest -m gpu -q -p no:cacheprovider -n 8 -ra tests 2>&1 \
-    | tee "$OUT/gpu_tests.log" | tail -40
-  timeout "${2:-300}" python3 -m pytest -q -p no:cacheprovider -n 8 tests 2>&1 | tee "$OUT/full_suite.log" | tail -15
+  timeout 60 python3 benchmarks/device/smoke.py > "$LOG/smoke.log" 2>&1; pack
+  timeout "${1:-300}" python3 -m pytest -m gpu -q -p no:cacheprovider -n 8 -ra --tb=short --timeout 60 tests \
+    > "$LOG/gpu_tests.log" 2>&1; pack
 }
 
 bench() {
-  timeout 45 python3 -m gpudecode bench gpudecode/assets/sample.mp4 --device cpu,cuda --json > "$OUT/cli_bench.json" \
-    || echo "cli bench failed"
-  python3 benchmarks/make_media.py gpu \
-    && timeout "${1:-360}" python3 benchmarks/gpu_decode.py --rounds "${2:-5}" 2>&1 | tee "$OUT/gpu_decode.log"
-  cp benchmarks/results/gpu_decode.json benchmarks/results/gpu_decode.md "$OUT/" 2>/dev/null
+  timeout 45 python3 -m gpudecode bench gpudecode/assets/sample.mp4 --device cpu,cuda --json > "$LOG/cli_bench.json" \
+    2>&1 || echo "cli bench failed" >> "$LOG/cli_bench.json"
+  timeout 120 python3 benchmarks/make_media.py gpu > "$LOG/make_media.log" 2>&1 \
+    && timeout "${1:-360}" python3 benchmarks/gpu_decode.py --rounds "${2:-5}" > "$LOG/gpu_decode.log" 2>&1
+  cp benchmarks/results/gpu_decode.json benchmarks/results/gpu_decode.md "$LOG/" 2>/dev/null; pack
   # many short clips on CUDA (issue 15): gpudecode beside PyNvVideoCodec's SimpleDecoder (and torchcodec if present)
-  timeout "${3:-150}" python3 benchmarks/short_clips.py --clips 60 --rounds 1 --device cuda --threads 0 2>&1 \
-    | tee "$OUT/short_clips_cuda.log" | tail -5
-  cp benchmarks/results/short_clips.json "$OUT/short_clips_cuda.json" 2>/dev/null
-  cp benchmarks/results/short_clips.md "$OUT/short_clips_cuda.md" 2>/dev/null
+  timeout "${3:-150}" python3 benchmarks/short_clips.py --clips 60 --rounds 1 --device cuda --threads 0 \
+    > "$LOG/short_clips_cuda.log" 2>&1
+  cp benchmarks/results/short_clips.json "$LOG/short_clips_cuda.json" 2>/dev/null
+  cp benchmarks/results/short_clips.md "$LOG/short_clips_cuda.md" 2>/dev/null; pack
   # decode-time transforms (issue 16): the fused kernel against decode-then-interpolate, frames/s and memory
-  timeout "${4:-90}" python3 benchmarks/gpu_transforms.py --rounds 2 --frames 120 --clips h264_1920x1080 2>&1 \
-    | tee "$OUT/gpu_transforms.log" | tail -8
-  cp benchmarks/results/gpu_transforms.md "$OUT/" 2>/dev/null
+  timeout "${4:-90}" python3 benchmarks/gpu_transforms.py --rounds 2 --frames 120 \
+    > "$LOG/gpu_transforms.log" 2>&1
+  cp benchmarks/results/gpu_transforms.md benchmarks/results/gpu_transforms.json "$LOG/" 2>/dev/null; pack
 }
 
-summary() {
-  {
-    echo "# GPU kit summary ($(date -u +%F))"; echo; echo '```'; cat "$OUT/machine.txt"; echo '```'
-    echo; echo "## gpu tests"; echo '```'; tail -25 "$OUT/gpu_tests.log" 2>/dev/null; echo '```'
-    echo; echo "## whole suite"; echo '```'; tail -8 "$OUT/full_suite.log" 2>/dev/null; echo '```'
-    echo; echo "## benchmark"; cat "$OUT/gpu_decode.md" 2>/dev/null || tail -20 "$OUT/gpu_decode.log" 2>/dev/null
-    echo; echo "## short clips on CUDA"; cat "$OUT/short_clips_cuda.md" 2>/dev/null \
-      || tail -20 "$OUT/short_clips_cuda.log" 2>/dev/null
-    echo; echo "## transforms on CUDA"; cat "$OUT/gpu_transforms.md" 2>/dev/null \
-      || tail -20 "$OUT/gpu_transforms.log" 2>/dev/null
-  } > "$OUT/summary.md"
+suite() {
+  # -rfE --tb=line: one line per failure, so a suite cut short by its limit still says what failed and why
+  timeout "${1:-300}" python3 -m pytest -q -p no:cacheprovider -n 12 --timeout 120 -rfE --tb=line tests \
+    > "$LOG/full_suite.log" 2>&1
+  pack
 }
 
 case "$what" in
-  all) tests 100 80; bench 110 2 90 60; summary ;;  # limits add up to about 8 minutes with the clip encodes
+  all) tests 110; bench 100 2 80 60; suite 110 ;;  # limits add up to about 8 minutes with the clip encodes
   tests) tests ;;
   bench) bench ;;
-  *) echo "usage: run.sh [all|tests|bench]"; exit 2 ;;
+  suite) suite ;;
+  *) echo "usage: run.sh [all|tests|bench|suite]"; exit 2 ;;
 esac
-ls -la "$OUT"
+ls -la "$OUT"; cat "$OUT/summary.md"
