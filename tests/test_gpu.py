@@ -8,12 +8,16 @@ uses nearest chroma, so there the GPU is held to the nearest-chroma float refere
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from media import SPECS, make_video
 from oracle import assert_matches_nearest_chroma
+from sizes import SIZE_SPECS
 
 from gpudecode import VideoDecoder, samplers
 
@@ -39,6 +43,34 @@ CODEC_FIXTURES = [
 ]
 
 
+# NVDEC's smallest frame is 144x144 for HEVC and 128x128 for VP9 and AV1 (GetDecoderCaps on an H200); the shared
+# fixtures are 96x64, so here every fixture is made at YouTube's smallest rung, 256x144, or a GPU run tests the CPU
+# fallback instead of NVDEC (the first H200 run did exactly that for hevc8, hevc10 and vp9). Sized fixtures
+# (sizes.SIZE_SPECS) keep their sizes.
+NVDEC_SIZE = (256, 144)
+# Fixtures NVDEC does not decode on every GPU: MPEG-4 Part 2 is not routed to NVDEC; Hopper has no AV1 decoder.
+MAY_FALL_BACK = {"mpeg4_avi", "av1"}
+_made: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session")
+def video(media_dir):
+    """video(name) -> path of the fixture at 256x144 (or its own size for sizes.SIZE_SPECS), made once."""
+
+    def get(name: str) -> Path:
+        if name not in _made:
+            if name in SIZE_SPECS:
+                spec, stem = SIZE_SPECS[name], name
+            else:
+                spec = dataclasses.replace(SPECS[name], width=NVDEC_SIZE[0], height=NVDEC_SIZE[1])
+                stem = f"{name}_{NVDEC_SIZE[0]}x{NVDEC_SIZE[1]}"
+            ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
+            _made[name] = make_video(spec, media_dir / f"{stem}.{ext}")
+        return _made[name]
+
+    return get
+
+
 def _compare(name, cpu_batch, gpu_batch, path=None):
     assert gpu_batch.data.is_cuda
     assert torch.equal(cpu_batch.pts_seconds, gpu_batch.pts_seconds)
@@ -57,7 +89,10 @@ def test_every_access_call_matches_cpu(video, name, mode):
     path = video(name)
     cpu = VideoDecoder(path, seek_mode=mode)
     gpu = VideoDecoder(path, seek_mode=mode, device="cuda")
-    assert gpu.decoding_device.startswith("nvdec") or gpu.cpu_fallback, "a fallback must say why"
+    if name in MAY_FALL_BACK:
+        assert gpu.decoding_device.startswith("nvdec") or gpu.cpu_fallback, "a fallback must say why"
+    else:
+        assert gpu.decoding_device == "nvdec:0", str(gpu.cpu_fallback)
     n = len(cpu)
     m = cpu.metadata
     _compare(name, cpu.get_frames_in_range(0, n), gpu.get_frames_in_range(0, n), path)
@@ -276,8 +311,12 @@ def test_resilient_loader_with_crashing_cuda_workers(video):
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_transforms_in_the_fused_kernel_match_the_cpu(video, name, dtype):
     """Decode-time transforms on CUDA run in the fused kernel (colour, rotation, crops, resize, dtype in one pass).
-    Against the CPU (FFmpeg): within 20 uint8 steps at sharp edges, 2 on average (torch-style antialiased bilinear
-    against swscale's, nearest chroma; the same tolerance the host-run kernel meets in test_transforms.py)."""
+    8-bit, against the CPU (FFmpeg): within 20 uint8 steps at sharp edges, 2 on average (torch-style antialiased
+    bilinear against swscale's, nearest chroma; the same tolerance the host-run kernel meets in test_transforms.py).
+    10-bit: FFmpeg interpolates chroma bicubically and dithers, so the CPU is no reference (58 steps apart at most,
+    3.2 on average, on the device and for the host-run kernel alike, H200 run of 2026-12-04); there the device is
+    held to the same kernel source run on the host (test_resample_kernel.py checks that against NumPy), within
+    one uint8 step (the H200's means agreed with the host's to 1e-4)."""
     from gpudecode.transforms import CenterCrop, Normalize, Resize
 
     path = video(name)
@@ -288,8 +327,15 @@ def test_transforms_in_the_fused_kernel_match_the_cpu(video, name, dtype):
     a, b = cpu[:], gpu[:]
     assert b.is_cuda and b.dtype == dtype and a.shape == b.shape
     scale = 255.0 if dtype == torch.float32 else 1.0
-    d = (a.double() - b.cpu().double()).abs() * scale
-    assert d.max() <= 20 and d.mean() <= 2, (float(d.max()), float(d.mean()))
+    if name == "hevc10":
+        from test_nvdec import nvdec_decoder
+
+        host, _ = nvdec_decoder(path, transforms=tr, output_dtype=dtype)
+        d = (host[:].double() - b.cpu().double()).abs() * scale
+        assert d.max() <= 1 and d.mean() <= 0.01, (float(d.max()), float(d.mean()))
+    else:
+        d = (a.double() - b.cpu().double()).abs() * scale
+        assert d.max() <= 20 and d.mean() <= 2, (float(d.max()), float(d.mean()))
     if dtype == torch.float32:
         mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
         n = VideoDecoder(path, transforms=[*tr, Normalize(mean, std)], output_dtype=dtype, device="cuda")[:]
