@@ -492,14 +492,11 @@ class RecordingStreams:
     def wait(self, waiter, producer):
         self.log.append(("wait", waiter, producer))
 
-    def record(self, tensor, stream):
-        self.log.append(("record", stream))
-
 
 def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(video):
     """One non-default stream per device for CreateDecoder and the kernel; per frame, the decode stream waits for
-    the caller's (the output was allocated there), the output is recorded on it, and the caller waits for the
-    kernel: events, no host synchronization."""
+    the caller's (the output was allocated there) and the caller waits for the kernel: events, no host
+    synchronization, and no ``record_stream`` (RecordingStreams has no ``record``: a call would fail here)."""
     streams = RecordingStreams()
 
     def convert(**kw):
@@ -512,8 +509,25 @@ def test_decoder_and_kernel_share_the_decode_stream_and_the_caller_waits_on_it(v
     )
     dec.get_frames_at([0, 7, 3])
     assert nvc.created[0].kwargs["cudastream"] == 0xD0
-    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode"), ("wait", "current", "decode")]
+    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("wait", "current", "decode")]
     assert streams.log == per_frame * 3
+
+
+def test_the_caller_waits_on_the_decode_stream_even_when_a_launch_fails(video):
+    """The caller's stream must be ordered after whatever reached the decode stream, also when a launch raises (the
+    output's memory goes back to the caching allocator in the caller's stream order)."""
+    streams = RecordingStreams()
+
+    def failing(**kw):
+        streams.log.append(("kernel", kw["stream_ptr"]))
+        raise RuntimeError("launch failed")
+
+    dec, _ = nvdec_decoder(
+        video("h264_bframes"), modules=Modules(nvc=make_module(), convert=failing, cuda_ok=False, streams=streams)
+    )
+    with pytest.raises(RuntimeError, match="launch failed"):
+        dec.get_frame_at(0)
+    assert streams.log == [("wait", "decode", "current"), ("kernel", 0xD0), ("wait", "current", "decode")]
 
 
 def test_a_failing_nvdec_call_is_a_decode_error_with_pynvvideocodecs_reason(video):
@@ -559,19 +573,14 @@ def test_nvdec_is_drained_once_per_run_of_packets(video):
     assert fake.drains == 3
 
 
-def test_the_fused_kernel_runs_on_the_decode_stream_and_records_its_output_there(video):
+def test_the_fused_kernel_runs_on_the_decode_stream_and_the_caller_waits_for_it(video):
     """With transforms, the shaping kernel takes the conversion kernel's place on the decode stream: per frame the
-    decode stream waits for the caller's, the kernel is launched on it, the shaped output tensor is recorded on it,
-    and the caller's stream waits for it."""
+    decode stream waits for the caller's, the kernel is launched on it, and the caller's stream waits for it."""
     from kernel_host import resample
 
     from gpudecode.transforms import Resize
 
-    class TensorStreams(RecordingStreams):
-        def record(self, tensor, stream):
-            self.log.append(("record", stream, tuple(tensor.shape)))
-
-    streams = TensorStreams()
+    streams = RecordingStreams()
 
     def recording_resample(**kw):
         streams.log.append(("kernel", kw["stream_ptr"]))
@@ -580,5 +589,5 @@ def test_the_fused_kernel_runs_on_the_decode_stream_and_records_its_output_there
     mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False, streams=streams, resample=recording_resample)
     dec, _ = nvdec_decoder(video("h264_bframes"), modules=mods, transforms=[Resize((32, 48))], dimension_order="NHWC")
     assert dec.get_frames_at([0, 7, 3]).data.shape == (3, 32, 48, 3)
-    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("record", "decode", (32, 48, 3))]
-    assert streams.log == [*per_frame, ("wait", "current", "decode")] * 3
+    per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("wait", "current", "decode")]
+    assert streams.log == per_frame * 3

@@ -70,10 +70,6 @@ class TorchStreams:
         """Make ``waiter`` wait for the work queued on ``producer`` so far (an event; no host synchronization)."""
         waiter.wait_stream(producer)
 
-    def record(self, tensor: torch.Tensor, stream: Any) -> None:
-        """Tell the caching allocator that ``stream`` uses ``tensor``'s memory."""
-        tensor.record_stream(stream)
-
 
 _LOAD_FAILURES: dict[int, str] = {}  # per device: why the GPU dependencies cannot load (not retried)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from gpudecode._backends._base import BackendUnsupported
+from gpudecode._backends._nal import NonrefFilter
 from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, load_modules
 from gpudecode._backends._nvdec_cache import (
     DecoderCache,
@@ -132,7 +133,6 @@ class NvdecBackend:
     """Decodes with NVDEC through PyNvVideoCodec; converts kept surfaces with gpudecode's kernel."""
 
     output_device_type = "cuda"  # convert_into writes into CUDA tensors
-    skips_unwanted = False  # NVDEC decodes every packet it is given
 
     def __init__(
         self,
@@ -176,6 +176,7 @@ class NvdecBackend:
             self._param_sets = annexb_parameter_sets(self._codec, extradata)
         elif self._codec in ANNEXB_FILTERS:
             self._param_sets = annexb_parameter_sets(self._codec, extradata)
+        self._nonref = NonrefFilter(self._codec, self._param_sets)
         self._need_params = True
         self._dirty = False
         self._durations: dict[int, int] = {}
@@ -185,6 +186,11 @@ class NvdecBackend:
         self._expected_format = getattr(self._nvc.Pixel_Format, "P016" if self._bytes == 2 else "NV12")
         self._plans = DevicePlans(device)  # fused-kernel tables per output spec, on the device
 
+    @property
+    def skips_unwanted(self) -> bool:
+        """NVDEC decodes every packet it is fed, so unwanted pictures nothing references are not fed (H.264, HEVC)."""
+        return self._nonref.enabled
+
     # -- feeding ------------------------------------------------------------------------------------------------
     def _packet_data(self, data_ptr: int, size: int, pts: int) -> Any:
         pd = self._nvc.PacketData()
@@ -193,11 +199,8 @@ class NvdecBackend:
         pd.pts = pts
         return pd
 
-    def _bitstream(self, packet: Any) -> tuple[int, int] | None:
-        """Pointer and size of the bytes to feed for ``packet`` (Annex B, parameter sets prepended if due)."""
-        pieces = self._bsf.filter(packet) if self._bsf is not None else [packet]
-        if not pieces:
-            return None
+    def _bitstream(self, pieces: Sequence[Any]) -> tuple[int, int]:
+        """Pointer and size of the bytes to feed for a packet's Annex B ``pieces`` (parameter sets prepended if due)."""
         prefix = self._param_sets if self._need_params else b""
         self._need_params = False
         if len(pieces) == 1 and not prefix:
@@ -219,13 +222,19 @@ class NvdecBackend:
         return out
 
     def decode(self, packet: Any, wanted: bool = True) -> list[NvFrame]:
-        """Feed one PyAV packet; return the surfaces that became ready (NVDEC decodes every packet)."""
+        """Feed one PyAV packet; return the surfaces that became ready.
+
+        An unwanted packet whose picture nothing references is not fed (its frame never comes out).
+        """
         # read every field first: the bitstream filter may take the packet's contents
         pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
         discard, duration = packet.is_discard, packet.duration
-        span = self._bitstream(packet)
-        if span is None:
+        pieces = self._bsf.filter(packet) if self._bsf is not None else [packet]
+        if not pieces:
             return []
+        if not wanted and self.skips_unwanted and self._nonref.unreferenced(pieces):
+            return []  # nobody asked for it and nothing references it: left out, as FFmpeg's NONREF skip does
+        span = self._bitstream(pieces)
         if discard:
             self._discarded.add(pts)
         elif duration:
@@ -333,7 +342,7 @@ class NvdecBackend:
         if tuple(out.shape) != (spec.height, spec.width, 3) or not out.is_contiguous() or out.dtype != spec.dtype:
             raise DecodeError(f"The output slot {tuple(out.shape)} {out.dtype} does not hold a shaped frame.")
         luma, chroma, pitch = self._planes(frame.surface)
-        with self._on_decode_stream(out):
+        with self._on_decode_stream():
             self._m.resample(
                 luma_ptr=luma,
                 chroma_ptr=chroma,
@@ -353,15 +362,25 @@ class NvdecBackend:
             )
 
     @contextlib.contextmanager
-    def _on_decode_stream(self, out: torch.Tensor) -> Iterator[None]:
-        """Run a kernel on the decode stream after the caller's queued work; the caller's stream then waits on it."""
+    def _on_decode_stream(self) -> Iterator[None]:
+        """Run a kernel on the decode stream after the caller's queued work; the caller's stream then waits on it.
+
+        The output was allocated on the caller's stream, and that stream waits for the kernel before anything else
+        queued on it (a launch that raises included), so the caching allocator can only hand the memory out again in
+        that stream's order, after the kernel: no ``record_stream``. (With it, a DataLoader worker that exits while
+        its CUDA frames are still shared with the main process aborted: freeing a recorded block records events on
+        a driver that is shutting down. Seen on an H200.)
+        """
         streams, decode_stream = self._streams, self._decode_stream
-        if streams is not None:
-            streams.wait(decode_stream, streams.current(self._device))
-        yield
-        if streams is not None:
-            streams.record(out, decode_stream)
-            streams.wait(streams.current(self._device), decode_stream)
+        if streams is None:
+            yield
+            return
+        current = streams.current(self._device)
+        streams.wait(decode_stream, current)
+        try:
+            yield
+        finally:
+            streams.wait(current, decode_stream)
 
     def convert_into(self, frame: NvFrame, out: torch.Tensor) -> None:
         """Convert a surface into ``out``, a C-contiguous ``(H, W, 3)`` uint8 slot (of a batch) on the device.
@@ -379,7 +398,7 @@ class NvdecBackend:
                 f"{tuple(out.shape)}; resolution changes are not supported."
             )
         luma, chroma, pitch = self._planes(frame.surface)
-        with self._on_decode_stream(out):
+        with self._on_decode_stream():
             self._m.convert(
                 luma_ptr=luma,
                 chroma_ptr=chroma,
