@@ -133,7 +133,9 @@ def test_non_default_stream(video):
     cpu = VideoDecoder(video("hevc8"))[:]
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
-        gpu = VideoDecoder(video("hevc8"), device="cuda")[:]
+        dec = VideoDecoder(video("hevc8"), device="cuda")
+        assert dec.decoding_device == "nvdec:0", str(dec.cpu_fallback)
+        gpu = dec[:]
     torch.cuda.synchronize()
     assert (cpu.data.int() - gpu.data.cpu().int()).abs().max() <= 3
 
@@ -145,6 +147,7 @@ def test_gpu_memory_returns_to_baseline(video):
     base = torch.cuda.memory_allocated()
     rng = np.random.default_rng(0)
     dec = VideoDecoder(path, device="cuda")
+    assert dec.decoding_device == "nvdec:0", str(dec.cpu_fallback)
     for _ in range(1000):
         dec.get_frame_at(int(rng.integers(0, len(dec))))
     dec.close()
@@ -224,6 +227,7 @@ def test_frames_are_valid_on_the_callers_stream(video):
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
         gpu = VideoDecoder(path, device="cuda", dimension_order="NHWC")
+        assert gpu.decoding_device == "nvdec:0", str(gpu.cpu_fallback)
         frames = gpu[:]
         total = frames.double().sum()  # consumed on the side stream, no synchronization in between
     torch.cuda.synchronize()
