@@ -2,7 +2,7 @@
 
 python benchmarks/make_media.py sample   # gpudecode/assets/sample.mp4 (shipped in the wheel)
 python benchmarks/make_media.py seed     # benchmarks/media/seed_{short,long}.mp4 (seed experiment)
-python benchmarks/make_media.py gpu      # benchmarks/media/{h264,hevc}_1080p.mp4 (GPU benchmark)
+python benchmarks/make_media.py gpu      # benchmarks/media/{h264,hevc,h264b}_1080p.mp4 (GPU benchmark)
 """
 
 from __future__ import annotations
@@ -121,18 +121,16 @@ def main() -> None:
         for p in (short, long):
             print(p, p.stat().st_size, "bytes")
     else:
-        for codec, name in (("libx264", "h264_1080p.mp4"), ("libx265", "hevc_1080p.mp4")):
-            out = encode(
-                MEDIA / name,
-                codec=codec,
-                w=1920,
-                h=1080,
-                n=300,
-                bit_rate=8_000_000,
-                options={"preset": "ultrafast"}
-                if codec == "libx264"
-                else {"preset": "ultrafast", "x265-params": "log-level=none"},
-            )
+        x265 = {"preset": "ultrafast", "x265-params": "log-level=none"}
+        x264b = {"preset": "veryfast", "bf": "3"}  # B-frames, as most H.264 in the wild has (ultrafast has none)
+        for codec, name, options in (
+            ("libx264", "h264_1080p.mp4", {"preset": "ultrafast"}),
+            ("libx265", "hevc_1080p.mp4", x265),
+            ("libx264", "h264b_1080p.mp4", x264b),
+        ):
+            if (MEDIA / name).exists():
+                continue
+            out = encode(MEDIA / name, codec=codec, w=1920, h=1080, n=300, bit_rate=8_000_000, options=options)
             print(out, out.stat().st_size, "bytes")
 
 
