@@ -30,6 +30,12 @@ STREAMS = {
         "x265_pyramid", codec="libx265", options={"x265-params": "keyint=12:bframes=4:b-pyramid=1:log-level=none"}
     ),
     "x265_10bit": dataclasses.replace(SPECS["hevc10"], name="x265_10bit"),
+    # three temporal sub-layers: TRAIL_R (0), TSA_R (1), TSA_N/RASL_N (2); only the top layer's '_N' can go
+    "x265_temporal": Spec(
+        "x265_temporal",
+        codec="libx265",
+        options={"x265-params": "keyint=12:bframes=4:temporal-layers=3:log-level=none"},
+    ),
 }
 
 
@@ -81,6 +87,11 @@ def test_the_filter_skips_what_ffmpeg_skips(streams, name):
     assert f.enabled  # MPEG-TS too: FFmpeg's demuxer gives the in-band parameter sets as extradata
     ours = {pts for pts, pieces in units if f.unreferenced(pieces)}
     want = _ffmpeg_skips(path)
+    if name == "x265_temporal":
+        # FFmpeg also drops the '_N' pictures of sub-layer 1, which sub-layer 2 may reference (H.265 3.132): we keep
+        # them, and skip only the top sub-layer's
+        assert ours < want and len(ours) >= 5
+        return
     assert ours == want
     if name != "x264_no_b":
         assert len(want) >= 5, "the stream must have unreferenced pictures, or this test proves nothing"
@@ -88,20 +99,26 @@ def test_the_filter_skips_what_ffmpeg_skips(streams, name):
         assert not want
 
 
-def test_hevc_with_several_temporal_sub_layers_is_never_skipped():
-    """A '_N' picture of a lower sub-layer may be referenced by a higher one: with sps_max_sub_layers_minus1 > 0
-    nothing is skipped, whether the SPS comes from the extradata or in-band."""
+def test_hevc_skips_only_the_highest_temporal_sub_layer():
+    """A '_N' picture of a lower sub-layer may be referenced by a higher one (H.265 3.132): only '_N' pictures whose
+    TemporalId is the largest sps_max_sub_layers_minus1 seen (from the extradata or in-band) are skipped."""
     sps_one_layer = b"\x00\x00\x01\x42\x01\x01\x01"  # NAL type 33, VPS id 0, max_sub_layers_minus1 0
     sps_three = b"\x00\x00\x01\x42\x01\x05\x01"  # max_sub_layers_minus1 2
     trail_n = b"\x00\x00\x01\x00\x01\xaf"  # TRAIL_N, layer 0, TemporalId 0
     trail_r = b"\x00\x00\x01\x02\x01\xaf"
+    tsa_n_top = b"\x00\x00\x01\x04\x03\xaf"  # TSA_N, TemporalId 2
     assert NonrefFilter("hevc", sps_one_layer).unreferenced([trail_n])
     assert not NonrefFilter("hevc", sps_one_layer).unreferenced([trail_r])
     assert not NonrefFilter("hevc", sps_one_layer).unreferenced([b"\x00\x00\x01\x00\x09\xaf"])  # layer 1
-    assert not NonrefFilter("hevc", sps_three).enabled
+    three = NonrefFilter("hevc", sps_three)
+    assert three.enabled and not three.unreferenced([trail_n]) and three.unreferenced([tsa_n_top])
+    assert not three.unreferenced([trail_n + tsa_n_top])  # every VCL NAL unit must qualify
     assert not NonrefFilter("hevc", b"").enabled
     f = NonrefFilter("hevc", sps_one_layer)
-    assert not f.unreferenced([sps_three + trail_n]) and not f.enabled
+    assert not f.unreferenced([sps_three + trail_n])  # an in-band SPS adds sub-layers: TemporalId 0 is no longer top
+    assert not f.unreferenced([trail_n]) and f.unreferenced([tsa_n_top])
+    # an SPS with fewer sub-layers (another SPS id, say) does not lower the bar: the largest seen counts
+    assert not NonrefFilter("hevc", sps_three).unreferenced([sps_one_layer + trail_n])
     assert not NonrefFilter("vp9", b"").enabled
 
 
@@ -113,7 +130,7 @@ def test_h264_picture_with_any_reference_slice_is_kept():
     assert not f.unreferenced([b"\x00\x00\x01\x06\x05"])  # SEI only: no picture
 
 
-@pytest.mark.parametrize("name", ["x264_pyramid", "x265", "x264_ts"])
+@pytest.mark.parametrize("name", ["x264_pyramid", "x265", "x264_ts", "x265_temporal"])
 @pytest.mark.parametrize("mode", ["exact", "approximate"])
 def test_random_access_feeds_nvdec_fewer_packets_and_returns_the_same_frames(streams, name, mode):
     path = streams[name]
@@ -129,3 +146,13 @@ def test_random_access_feeds_nvdec_fewer_packets_and_returns_the_same_frames(str
     fed = sum(len(d.received) for d in nvc.created)
     assert fed < gpu._session.pipe.planner.stats.packets_fed, "unreferenced unwanted pictures must not reach NVDEC"
     assert skipped
+
+
+def test_cut_off_nal_units_are_no_pictures_and_raise_nothing():
+    """Damaged packets reach the filter too: a start code or header cut off at the end is no picture, no error."""
+    assert not NonrefFilter("hevc", b"\x00\x00\x01\x42\x01").enabled  # an SPS cut before its sub-layer count
+    f = NonrefFilter("hevc", b"\x00\x00\x01\x42\x01\x01\x01")
+    assert not f.unreferenced([b"\x00\x00\x01"]) and not f.unreferenced([b"\x00\x00\x01\x00"])
+    assert not f.unreferenced([b"\x00\x00\x01\x42\x01"]) and f.enabled  # a cut in-band SPS changes nothing
+    assert not NonrefFilter("h264", b"").unreferenced([b"\x00\x00\x01"])
+    assert not NonrefFilter("h264", b"").unreferenced([b""])

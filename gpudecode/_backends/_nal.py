@@ -7,9 +7,10 @@ the CPU path. The test is the one FFmpeg applies, read off the Annex B NAL unit 
 * H.264: every slice NAL unit (types 1-5) has ``nal_ref_idc == 0`` (H.264 7.4.1: such a picture is never used for
   inter prediction; frame_num and picture order counts of later pictures do not depend on it).
 * HEVC: every VCL NAL unit (types 0-31) is a sub-layer non-reference type (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N,
-  RSV_VCL_N10/12/14) in layer 0, and the stream has a single temporal sub-layer (``sps_max_sub_layers_minus1 == 0``
-  in every SPS seen): with more sub-layers, higher ones may reference a "_N" picture (H.265 3.132), so nothing is
-  skipped.
+  RSV_VCL_N10/12/14) in layer 0, in the highest temporal sub-layer (TemporalId equal to the largest
+  ``sps_max_sub_layers_minus1`` seen). A "_N" picture of a lower sub-layer may still be referenced by higher ones
+  (H.265 3.132), so it is kept; FFmpeg drops it too, but the CPU path only loses what FFmpeg itself loses. Without a
+  known SPS nothing is skipped.
 """
 
 from __future__ import annotations
@@ -39,9 +40,8 @@ class NonrefFilter:
     """Says whether an Annex B access unit is a picture nothing references, for one H.264 or HEVC stream.
 
     Attributes:
-        enabled: Whether this stream's unreferenced pictures can be told apart at all (H.264 always; HEVC only with a
-            single temporal sub-layer, known from an SPS in the parameter sets). Off, :meth:`unreferenced` is always
-            ``False``.
+        enabled: Whether this stream's unreferenced pictures can be told apart at all (H.264 always; HEVC once an SPS
+            is known, from the parameter sets or in-band). Off, :meth:`unreferenced` is always ``False``.
     """
 
     def __init__(self, codec: str, param_sets: bytes) -> None:
@@ -52,31 +52,27 @@ class NonrefFilter:
             param_sets: The stream's parameter sets in Annex B form (from the container's extradata), possibly empty.
         """
         self._codec = codec
-        self.enabled = codec == "h264" or (codec == "hevc" and self._single_layer(param_sets) is True)
+        self._top_tid = self._sps_top_tid(param_sets, None) if codec == "hevc" else None
+        self.enabled = codec == "h264" or self._top_tid is not None
 
     @staticmethod
-    def _single_layer(data: bytes) -> bool | None:
-        """Whether every HEVC SPS in ``data`` has one temporal sub-layer (``None``: no SPS there)."""
-        seen = None
+    def _sps_top_tid(data: bytes, top: int | None) -> int | None:
+        """The largest ``sps_max_sub_layers_minus1`` of ``top`` and every HEVC SPS in ``data`` (``None``: none yet)."""
         for h in _nal_units(data):
             if h + 2 < len(data) and (data[h] >> 1) & 0x3F == _HEVC_SPS:
-                if (data[h + 2] >> 1) & 0x07:  # sps_max_sub_layers_minus1 (after the 4-bit VPS id)
-                    return False
-                seen = True
-        return seen
+                tid = (data[h + 2] >> 1) & 0x07  # after the 4-bit VPS id
+                top = tid if top is None else max(top, tid)
+        return top
 
     def unreferenced(self, pieces: Sequence[Any]) -> bool:
-        """Whether the access unit in ``pieces`` (Annex B packets, in order) is a picture nothing references.
-
-        An in-band HEVC SPS with several temporal sub-layers turns the filter off for the rest of the stream.
-        """
+        """Whether the access unit in ``pieces`` (Annex B packets, in order) is a picture nothing references."""
         if not self.enabled:
             return False
         data = b"".join(bytes(p) for p in pieces)
-        if self._codec == "hevc" and self._single_layer(data) is False:
-            self.enabled = False
-            return False
-        return self._h264(data) if self._codec == "h264" else self._hevc(data)
+        if self._codec == "h264":
+            return self._h264(data)
+        self._top_tid = self._sps_top_tid(data, self._top_tid)  # an in-band SPS may add sub-layers
+        return self._hevc(data, self._top_tid)
 
     @staticmethod
     def _h264(data: bytes) -> bool:
@@ -90,14 +86,14 @@ class NonrefFilter:
         return slices > 0
 
     @staticmethod
-    def _hevc(data: bytes) -> bool:
+    def _hevc(data: bytes, top_tid: int | None) -> bool:
         vcl = 0
         for h in _nal_units(data):
             if h + 1 >= len(data):
                 continue
             kind, layer = (data[h] >> 1) & 0x3F, ((data[h] & 1) << 5) | (data[h + 1] >> 3)
             if kind < 32:
-                if kind not in _HEVC_NONREF or layer != 0:
+                if kind not in _HEVC_NONREF or layer != 0 or (data[h + 1] & 0x07) - 1 != top_tid:
                     return False
                 vcl += 1
         return vcl > 0
