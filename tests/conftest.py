@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -39,16 +40,27 @@ _made: dict[str, Path] = {}
 
 @pytest.fixture(scope="session")
 def video(media_dir):
-    """video(name) -> path of the fixture video (media.SPECS or sizes.SIZE_SPECS), generated once per session."""
+    """video(name) -> path of the fixture video (media.SPECS or sizes.SIZE_SPECS), generated once per session.
+
+    ``name@WxH`` is that fixture at another frame size (NVDEC takes HEVC from 144x144 and VP9 from 128x128 only).
+    """
 
     def get(name: str) -> Path:
         if name not in _made:
-            spec = SPECS[name] if name in SPECS else SIZE_SPECS[name]
-            ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
-            _made[name] = make_video(spec, media_dir / f"{name}.{ext}")
+            _made[name] = make_video(*_spec_and_path(name, media_dir))
         return _made[name]
 
     return get
+
+
+def _spec_and_path(name: str, media_dir: Path) -> tuple:
+    base, _, size = name.partition("@")
+    spec = SPECS[base] if base in SPECS else SIZE_SPECS[base]
+    if size:
+        w, h = (int(v) for v in size.split("x"))
+        spec = dataclasses.replace(spec, width=w, height=h)
+    ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
+    return spec, media_dir / f"{base}{'_' + size if size else ''}.{ext}"
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,12 @@ FFMPEG_NAMES = {
 }
 
 
+# The smallest frame NVDEC takes, per codec: HEVC and VP9 as an H200 reported them (2026-12-04: "96x64 is below this
+# GPU's NVDEC minimum of 144x144 for hevc", "... 128x128 for vp9"); H.264's 48x16 and AV1's 128x128 are NVIDIA's
+# documented minimums, not yet read off a GPU (the H200 has no AV1 decoder; the GPU kit's smoke step prints them).
+MINIMUM_SIZE = {"HEVC": (144, 144), "VP9": (128, 128), "AV1": (128, 128)}
+
+
 class PacketData:
     """The real ``PacketData``: only its properties exist, and integer ones refuse non-integers (``TypeError``)."""
 
@@ -237,12 +243,13 @@ def make_module(
         check_call("GetDecoderCaps", kwargs)
         assert isinstance(kwargs.get("chromaformat", cudaVideoChromaFormat["420"]), cudaVideoChromaFormat)
         caps_calls.append(kwargs)
+        low = MINIMUM_SIZE.get(kwargs["codec"].name, (48, 16))
         full = {
             "supported": 1,
             "width_max": 8192,
             "height_max": 8192,
-            "width_min": 48,
-            "height_min": 16,
+            "width_min": low[0],
+            "height_min": low[1],
             "mb_num_max": 1 << 20,
             "num_decoder_engines": 4,
         }

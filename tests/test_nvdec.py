@@ -78,8 +78,8 @@ NAMES_8BIT = [
     "h264_bframes",
     "h264_mkv",
     "h264_open_gop",
-    "hevc8",
-    "vp9",
+    "hevc8@256x144",  # NVDEC's smallest HEVC frame is 144x144, VP9's 128x128 (fake_nvc.MINIMUM_SIZE)
+    "vp9@256x144",
     "editlist",
     "rotated90",
     "bt709",
@@ -109,7 +109,7 @@ def test_nvdec_path_matches_cpu_path(video, name, mode):
 def test_nvdec_path_10bit_matches_nearest_chroma_reference(video):
     """10-bit: the kernel is exact against nearest-chroma conversion; the CPU path (FFmpeg: bicubic chroma and
     dithering, bit-exact with the CLI) is not the reference here, since the two differ on sharp chroma edges."""
-    path = video("hevc10")
+    path = video("hevc10@256x144")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
     batch = gpu.get_frames_in_range(0, len(gpu))
     assert_matches_nearest_chroma(str(path), batch.data.numpy(), batch.pts_seconds.tolist())
@@ -124,10 +124,10 @@ def test_odd_sizes_through_nvdec_path(video):
     """
     from media import yuv_frames_float_rgb
 
-    path = video("odd_size")
+    path = video("odd_size@161x129")  # VP9: NVDEC takes 128x128 and up
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
     got = gpu[:].numpy().astype(np.float64)
-    assert got.shape == (40, 49, 65, 3)
+    assert got.shape == (40, 129, 161, 3)
     ref = np.stack([np.round(np.clip(r, 0, 255)) for _, r in yuv_frames_float_rgb(path)])
     assert np.abs(got - ref).max() <= 1
 
@@ -182,7 +182,7 @@ def test_discarded_packets_are_fed_but_not_returned(video):
 
 def test_surfaces_are_converted_before_the_next_decode(video):
     # The fake poisons surfaces at the next Decode; frames equal to the CPU path prove the order is right.
-    path = video("hevc8")
+    path = video("hevc8@256x144")
     cpu = VideoDecoder(path, dimension_order="NHWC")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
     assert (cpu[:].int() - gpu[:].int()).abs().max() <= 3
@@ -417,6 +417,15 @@ def test_caps_are_read_with_the_real_names_once_and_bound_the_size_bucket(video)
     assert "below this GPU's NVDEC minimum of 128x128" in _fallback_reason(video("h264_bframes"), modules=small)
 
 
+def test_hevc_and_vp9_below_nvdecs_smallest_frame_fall_back_as_on_the_h200(video):
+    """The H200 refused the 96x64 HEVC and VP9 fixtures with these reasons (GPU kit, 2026-12-04); 144p passes."""
+    mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
+    want = {"hevc8": "96x64 is below this GPU's NVDEC minimum of 144x144 for hevc", "vp9": "minimum of 128x128 for vp9"}
+    for name, reason in want.items():
+        assert reason in _fallback_reason(video(name), modules=mods)
+        assert _fallback_reason(video(f"{name}@256x144"), modules=mods) is None
+
+
 def test_mpeg4_part2_is_left_to_the_cpu_with_a_reason(video):
     mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
     assert "no decoder for codec 'mpeg4'" in _fallback_reason(video("mpeg4_avi"), modules=mods)
@@ -441,12 +450,12 @@ def test_unsupported_at_first_decode_falls_back_to_the_cpu_losing_no_frame(video
 
 
 def test_odd_frame_sizes_match_the_nearest_chroma_reference(video):
-    """65x49: NVDEC's surfaces round the width up to even; the kernel reads the real width. The CPU path (bicubic
-    chroma) is not the reference at odd sizes, nearest-chroma conversion is."""
-    path = video("odd_size")
+    """161x129 (VP9; NVDEC takes 128x128 and up): NVDEC's surfaces round the width up to even; the kernel reads the
+    real width. The CPU path (bicubic chroma) is not the reference at odd sizes, nearest-chroma conversion is."""
+    path = video("odd_size@161x129")
     gpu, _ = nvdec_decoder(path, dimension_order="NHWC")
     batch = gpu.get_frames_in_range(0, len(gpu))
-    assert batch.data.shape[1:3] == (49, 65)
+    assert batch.data.shape[1:3] == (129, 161)
     assert_matches_nearest_chroma(str(path), batch.data.numpy(), batch.pts_seconds.tolist())
 
 

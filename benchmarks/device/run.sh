@@ -19,7 +19,7 @@ export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 GPUDECODE_REQUIRE_GPU=1
 pack() {
   {
     echo "# GPU kit summary ($(date -u +%FT%TZ))"; echo; echo '```'; cat "$LOG/machine.txt"; echo '```'
-    echo; echo "## smoke"; echo '```'; tail -40 "$LOG/smoke.log" 2>/dev/null; echo '```'
+    echo; echo "## smoke"; echo '```'; grep -v "^PyNvVideoCodec " "$LOG/smoke.log" | tail -40 2>/dev/null; echo '```'
     echo; echo "## gpu tests"; echo '```'; tail -60 "$LOG/gpu_tests.log" 2>/dev/null; echo '```'
     echo; echo "## benchmark"; cat "$LOG/gpu_decode.md" 2>/dev/null || tail -20 "$LOG/gpu_decode.log" 2>/dev/null
     echo; echo "## short clips on CUDA"; cat "$LOG/short_clips_cuda.md" 2>/dev/null \

@@ -28,12 +28,27 @@ def _all(path: str, device: str) -> tuple[torch.Tensor, str, str, float]:
     return data.cpu(), dec.decoding_device, str(dec.cpu_fallback.reason), fps
 
 
+def _print_caps(nvc: object) -> None:
+    """NVDEC's capabilities per codec and bit depth (4:2:0): the facts tests/fake_nvc.py imitates."""
+    chroma = getattr(nvc.cudaVideoChromaFormat, "420")
+    for codec in ("H264", "HEVC", "VP9", "AV1", "MPEG2", "MPEG4", "VP8"):
+        for depth in (8, 10):
+            try:
+                caps = nvc.GetDecoderCaps(
+                    gpuid=0, codec=getattr(nvc.cudaVideoCodec, codec), chromaformat=chroma, bitdepth=depth
+                )
+                print(f"caps {codec} {depth}-bit: {dict(caps)}")
+            except Exception as exc:
+                print(f"caps {codec} {depth}-bit: {type(exc).__name__}: {exc}")
+
+
 def main() -> None:
     print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
     try:
         import PyNvVideoCodec as nvc
 
         print("PyNvVideoCodec", getattr(nvc, "__version__", "?"), [n for n in dir(nvc) if not n.startswith("_")])
+        _print_caps(nvc)
     except Exception:
         traceback.print_exc()
     for path in [str(sample_video_path()), *sys.argv[1:]]:
