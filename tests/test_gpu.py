@@ -8,14 +8,11 @@ uses nearest chroma, so there the GPU is held to the nearest-chroma float refere
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from media import SPECS, make_video
 from oracle import assert_matches_nearest_chroma
 from sizes import SIZE_SPECS
 
@@ -43,32 +40,19 @@ CODEC_FIXTURES = [
 ]
 
 
-# NVDEC's smallest frame is 144x144 for HEVC and 128x128 for VP9 and AV1 (GetDecoderCaps on an H200); the shared
+# NVDEC's smallest frame is 144x144 for HEVC and 128x128 for VP9 (as an H200 reported; AV1 documented); the shared
 # fixtures are 96x64, so here every fixture is made at YouTube's smallest rung, 256x144, or a GPU run tests the CPU
 # fallback instead of NVDEC (the first H200 run did exactly that for hevc8, hevc10 and vp9). Sized fixtures
 # (sizes.SIZE_SPECS) keep their sizes.
-NVDEC_SIZE = (256, 144)
+NVDEC_SIZE = "256x144"
 # Fixtures NVDEC does not decode on every GPU: MPEG-4 Part 2 is not routed to NVDEC; Hopper has no AV1 decoder.
 MAY_FALL_BACK = {"mpeg4_avi", "av1"}
-_made: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="session")
-def video(media_dir):
-    """video(name) -> path of the fixture at 256x144 (or its own size for sizes.SIZE_SPECS), made once."""
-
-    def get(name: str) -> Path:
-        if name not in _made:
-            if name in SIZE_SPECS:
-                spec, stem = SIZE_SPECS[name], name
-            else:
-                spec = dataclasses.replace(SPECS[name], width=NVDEC_SIZE[0], height=NVDEC_SIZE[1])
-                stem = f"{name}_{NVDEC_SIZE[0]}x{NVDEC_SIZE[1]}"
-            ext = {"matroska": "mkv", "webm": "webm", "avi": "avi"}.get(spec.container, spec.container)
-            _made[name] = make_video(spec, media_dir / f"{stem}.{ext}")
-        return _made[name]
-
-    return get
+def video(video):
+    """video(name) -> the shared fixture at 256x144 (sizes.SIZE_SPECS keep their own sizes)."""
+    return lambda name: video(name if name in SIZE_SPECS else f"{name}@{NVDEC_SIZE}")
 
 
 def _compare(name, cpu_batch, gpu_batch, path=None):
