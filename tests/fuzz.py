@@ -8,6 +8,7 @@ a crash (signal), or a hang (timeout).
 
     python tests/fuzz.py --cases 2000 --jobs 2        # longer run; prints findings and writes them to --out
     python tests/fuzz.py --focus moov --cases 1500    # only the MP4 tables gpudecode parses itself
+    python tests/fuzz.py --backend nvdec --cases 1000  # the NVDEC backend over the fake PyNvVideoCodec
 """
 
 from __future__ import annotations
@@ -76,14 +77,41 @@ def mutate_moov(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     return bytes(buf[: len(data)]), ",".join(ops)
 
 
+def _every_call(dec: Any, outcome: str) -> str:
+    """Every access call on ``dec``; returns ``outcome``, or the gpudecode error class met."""
+    import math
+
+    from gpudecode import GpudecodeError, samplers
+
+    n = len(dec)
+    m = dec.metadata
+    calls = [
+        lambda d=dec: d[0],
+        lambda d=dec, n=n: d[n - 1],
+        lambda d=dec, n=n: d.get_frames_at([n // 2, 0, n - 1]),
+        lambda d=dec, n=n: d.get_frames_in_range(0, n, max(1, n // 5)),
+        lambda d=dec, m=m: d.get_frame_played_at(m.begin_stream_seconds),
+        lambda d=dec, m=m: d.get_frames_played_in_range(
+            m.begin_stream_seconds, min(m.end_stream_seconds or math.inf, m.begin_stream_seconds + 0.5)
+        ),
+        lambda d=dec: samplers.clips_at_random_indices(d, num_clips=2, num_frames_per_clip=2),
+    ]
+    for call in calls:
+        try:
+            call()
+        except GpudecodeError as exc:
+            outcome = type(exc).__name__
+    dec.close()
+    return outcome
+
+
 def exercise(data: bytes) -> str:
     """Run in the child: every access call, both modes (and exact mode through a file object). Returns 'ok' or the
     gpudecode error class met."""
     import io
-    import math
 
     import gpudecode
-    from gpudecode import GpudecodeError, samplers
+    from gpudecode import GpudecodeError
 
     outcome = "ok"
     for mode, source in (("exact", data), ("approximate", data), ("exact", io.BytesIO(data))):
@@ -92,25 +120,39 @@ def exercise(data: bytes) -> str:
         except GpudecodeError as exc:
             outcome = type(exc).__name__
             continue
-        n = len(dec)
-        m = dec.metadata
-        calls = [
-            lambda d=dec: d[0],
-            lambda d=dec, n=n: d[n - 1],
-            lambda d=dec, n=n: d.get_frames_at([n // 2, 0, n - 1]),
-            lambda d=dec, n=n: d.get_frames_in_range(0, n, max(1, n // 5)),
-            lambda d=dec, m=m: d.get_frame_played_at(m.begin_stream_seconds),
-            lambda d=dec, m=m: d.get_frames_played_in_range(
-                m.begin_stream_seconds, min(m.end_stream_seconds or math.inf, m.begin_stream_seconds + 0.5)
-            ),
-            lambda d=dec: samplers.clips_at_random_indices(d, num_clips=2, num_frames_per_clip=2),
-        ]
-        for call in calls:
-            try:
-                call()
-            except GpudecodeError as exc:
-                outcome = type(exc).__name__
-        dec.close()
+        outcome = _every_call(dec, outcome)
+    return outcome
+
+
+def exercise_nvdec(data: bytes) -> str:
+    """Run in the child: the same calls, both modes, through the NVDEC backend over the fake PyNvVideoCodec (a real
+    FFmpeg decoder behind NVDEC's API, no minimum size, a no-op kernel): Annex B conversion, the unreferenced-picture
+    filter, feeding, draining and surface handling on damaged input. 'NvdecUnavailable' where the backend refuses
+    the stream (the user's decoder would fall back to the CPU)."""
+    import torch
+    from fake_nvc import make_module
+
+    import gpudecode
+    from gpudecode import GpudecodeError
+    from gpudecode._backends._nvdec import Modules, NvdecUnavailable, create_nvdec_backend
+
+    mods = Modules(nvc=make_module(caps={"width_min": 0, "height_min": 0}), convert=lambda **kw: None, cuda_ok=False)
+    outcome = "ok"
+    for mode in ("exact", "approximate"):
+        try:
+            dec = gpudecode.VideoDecoder(data, seek_mode=mode, num_threads=1)
+            stream = dec._session.pipe.demuxer.stream
+            backend = create_nvdec_backend(
+                torch.device("cpu"), stream, dec.metadata.bit_depth, dec._state.color, modules=mods
+            )
+        except GpudecodeError as exc:
+            outcome = type(exc).__name__
+            continue
+        except NvdecUnavailable:
+            outcome = "NvdecUnavailable"
+            continue
+        dec._session.pipe.use_backend(backend)
+        outcome = _every_call(dec, outcome)
     return outcome
 
 
@@ -141,6 +183,16 @@ def _context() -> Any:
         else:
             _CTX = mp.get_context("spawn")
     return _CTX
+
+
+def _child_nvdec(data: bytes, q: Any) -> None:
+    try:
+        q.put(("ok", exercise_nvdec(data)))
+    except BaseException as exc:
+        import traceback
+
+        message = f"{type(exc).__module__}.{type(exc).__name__}: {str(exc)[:2000]}"
+        q.put(("leak", f"{message}\n{traceback.format_exc()[-1500:]}"))
 
 
 def _answer_huge(data: bytes, q: Any) -> None:
@@ -214,12 +266,20 @@ def seeds(media_dir: Path) -> list[Path]:
 
 
 def fuzz(
-    media_dir: Path, cases: int, seed: int, jobs: int = 1, deadline_s: float | None = None, focus: str = "file"
+    media_dir: Path,
+    cases: int,
+    seed: int,
+    jobs: int = 1,
+    deadline_s: float | None = None,
+    focus: str = "file",
+    backend: str = "cpu",
 ) -> dict[str, Any]:
     """Run ``cases`` mutations (or until ``deadline_s``); return counts and findings.
 
-    ``focus="moov"`` mutates only the ``moov`` box of the MP4 seeds (the tables gpudecode parses itself).
+    ``focus="moov"`` mutates only the ``moov`` box of the MP4 seeds (the tables gpudecode parses itself);
+    ``backend="nvdec"`` decodes through the NVDEC backend over the fake PyNvVideoCodec instead of the CPU backend.
     """
+    target = _child_nvdec if backend == "nvdec" else None
     rng = random.Random(seed)
     paths = seeds(media_dir)
     if focus == "moov":
@@ -240,7 +300,7 @@ def fuzz(
         data, how = item
         if deadline_s is not None and time.time() - t0 > deadline_s:
             return "skipped", "", how, data
-        kind, detail = run_case(data)
+        kind, detail = run_case(data, target=target)
         return kind, detail, how, data
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -270,10 +330,16 @@ def main() -> None:
         default="file",
         help="mutate anywhere in the file, or only inside the MP4 seeds' moov box",
     )
+    ap.add_argument(
+        "--backend",
+        choices=["cpu", "nvdec"],
+        default="cpu",
+        help="decode with the CPU backend, or the NVDEC backend over the fake PyNvVideoCodec (no GPU needed)",
+    )
     args = ap.parse_args()
     media = Path(args.media)
     media.mkdir(parents=True, exist_ok=True)
-    report = fuzz(media, args.cases, args.seed, args.jobs, focus=args.focus)
+    report = fuzz(media, args.cases, args.seed, args.jobs, focus=args.focus, backend=args.backend)
     print(json.dumps({k: v for k, v in report.items() if k != "findings"}, indent=2))
     for f in report["findings"]:
         print(f"\n[{f['kind']}] {f['mutation']} ({f['size']} bytes)\n{f['detail']}")

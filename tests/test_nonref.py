@@ -18,8 +18,7 @@ from media import SPECS, X264_B, Spec, make_video, remux
 from test_nvdec import nvdec_decoder
 
 from gpudecode import VideoDecoder
-from gpudecode._backends._nal import NonrefFilter
-from gpudecode._backends._nvdec import ANNEXB_FILTERS, annexb_parameter_sets
+from gpudecode._backends._nal import ANNEXB_FILTERS, NonrefFilter, annexb_parameter_sets
 
 X265_B = "keyint=12:bframes=3:log-level=none"
 STREAMS = {

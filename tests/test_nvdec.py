@@ -16,7 +16,8 @@ from oracle import assert_matches_nearest_chroma
 from gpudecode import DecodeError, VideoDecoder, samplers
 from gpudecode._backends import _nvc, _nvdec
 from gpudecode._backends._kernels import matrix_arg
-from gpudecode._backends._nvdec import Modules, NvdecUnavailable, annexb_parameter_sets, create_nvdec_backend
+from gpudecode._backends._nal import annexb_parameter_sets
+from gpudecode._backends._nvdec import Modules, NvdecUnavailable, create_nvdec_backend
 
 
 def host_convert(
@@ -148,7 +149,7 @@ def test_without_parameter_sets_frames_are_lost(video, monkeypatch):
     """Shows the fake is strict: skipping the re-send after a seek really loses frames."""
     path = video("h264_open_gop")
     gpu, _ = nvdec_decoder(path)
-    gpu._session.pipe.backend._param_sets = b""
+    gpu._session.pipe.backend._annexb.param_sets = b""
     from gpudecode import DecodeError
 
     with pytest.raises(DecodeError, match="damaged or missing"):
@@ -600,3 +601,42 @@ def test_the_fused_kernel_runs_on_the_decode_stream_and_the_caller_waits_for_it(
     assert dec.get_frames_at([0, 7, 3]).data.shape == (3, 32, 48, 3)
     per_frame = [("wait", "decode", "current"), ("kernel", 0xD0), ("wait", "current", "decode")]
     assert streams.log == per_frame * 3
+
+
+def test_a_packet_the_annexb_filter_refuses_is_a_damaged_frame_as_on_the_cpu(video, tmp_path):
+    """A damaged NAL unit length makes FFmpeg's h264_mp4toannexb refuse the packet: the NVDEC path then reports that
+    frame as damaged, like the CPU path, and decodes the others (before: av.error.InvalidDataError leaked)."""
+    from gpudecode import DecodeError
+
+    src = video("h264_bframes")
+    with av.open(str(src)) as c:
+        target = bytes([p for p in c.demux(video=0) if p.size][5])
+    data = bytearray(src.read_bytes())
+    at = data.find(target)
+    data[at : at + 4] = b"\xff\xff\xff\xff"  # the first NAL unit's length: far past the packet's end
+    bad = tmp_path / "bad_length.mp4"
+    bad.write_bytes(bytes(data))
+    cpu = VideoDecoder(bad, dimension_order="NHWC")
+    gpu, _ = nvdec_decoder(bad, dimension_order="NHWC")
+    for dec in (cpu, gpu):
+        with pytest.raises(DecodeError, match=r"frame\(s\) \[5\]: the data is damaged"):
+            dec.get_frames_in_range(0, len(dec))
+    idx = [0, 4, 6, 20, len(cpu) - 1]
+    a, b = cpu.get_frames_at(idx), gpu.get_frames_at(idx)
+    assert torch.equal(a.pts_seconds, b.pts_seconds) and (a.data.int() - b.data.int()).abs().max() <= 3
+
+
+def test_a_header_the_annexb_filter_refuses_falls_back_to_the_cpu_which_copes(video, tmp_path):
+    """hvcC claiming 255 parameter-set arrays: FFmpeg's CPU decoder still decodes every frame (the parameter sets
+    are also in-band), but hevc_mp4toannexb refuses the header, so NVDEC could read no packet: the backend is not
+    created and the reason says why (before: av.error.InvalidDataError leaked from the decoder's creation; found by
+    ``tests/fuzz.py --backend nvdec``)."""
+    src = video("hevc8@256x144")
+    data = bytearray(src.read_bytes())
+    at = data.find(b"hvcC") + 4 + 22  # numOfArrays
+    data[at] = 0xFF
+    bad = tmp_path / "bad_hvcc.mp4"
+    bad.write_bytes(bytes(data))
+    assert len(VideoDecoder(bad)[:]) == 40
+    mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
+    assert "hevc_mp4toannexb filter refused the stream's header (Invalid data" in _fallback_reason(bad, modules=mods)

@@ -1,8 +1,13 @@
-"""Which H.264/HEVC access units no other picture references: NVDEC's counterpart of FFmpeg's ``skip_frame=NONREF``.
+"""NAL units for NVDEC: H.264/HEVC packets in Annex B form, and which pictures no other picture references.
+
+NVDEC's parser reads Annex B byte streams (start codes), while MP4 and MKV store length-prefixed NAL units with the
+parameter sets in the extradata: :class:`AnnexB` converts each packet with FFmpeg's ``*_mp4toannexb`` filter and
+gives the parameter sets to send after every seek.
 
 NVDEC decodes every picture it is fed. When the planner says a packet's frame is unwanted (random access, clip
-sampling), the NVDEC backend leaves the packet out if nothing can reference its picture, as FFmpeg's decoder does on
-the CPU path. The test is the one FFmpeg applies, read off the Annex B NAL unit headers:
+sampling), the NVDEC backend leaves the packet out if nothing can reference its picture (:class:`NonrefFilter`), as
+FFmpeg's decoder does on the CPU path with ``skip_frame=NONREF``. The test is FFmpeg's, read off the Annex B NAL
+unit headers:
 
 * H.264: every slice NAL unit (types 1-5) has ``nal_ref_idc == 0`` (H.264 7.4.1: such a picture is never used for
   inter prediction; frame_num and picture order counts of later pictures do not depend on it).
@@ -15,15 +20,110 @@ the CPU path. The test is the one FFmpeg applies, read off the Annex B NAL unit 
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["NonrefFilter"]
+import av
+from av.error import FFmpegError
+
+from gpudecode._backends._nvc import NvdecUnavailable
+from gpudecode._errors import DecodeError, ffmpeg_reason
+
+__all__ = ["ANNEXB_FILTERS", "AnnexB", "NonrefFilter", "annexb_parameter_sets"]
 
 _START = b"\x00\x00\x01"
+_START4 = b"\x00\x00\x00\x01"
+ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 _HEVC_NONREF = frozenset({0, 2, 4, 6, 8, 10, 12, 14})
 _HEVC_SPS = 33
 _H264_SLICES = frozenset({1, 2, 3, 4, 5})
+
+
+def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
+    """Annex-B parameter sets (SPS/PPS, or VPS/SPS/PPS) from a stream's ``avcC``/``hvcC`` extradata.
+
+    Extradata that is already Annex B is returned as is; anything unparsable gives ``b""``.
+    """
+    if not extradata:
+        return b""
+    if extradata.startswith((_START, _START4)):
+        return bytes(extradata)
+    out: list[bytes] = []
+    try:
+        if codec == "h264" and extradata[0] == 1:
+            pos = 5
+            n_sps = extradata[pos] & 0x1F
+            pos += 1
+            for _ in range(n_sps):
+                (size,) = struct.unpack_from(">H", extradata, pos)
+                out.append(_START4 + extradata[pos + 2 : pos + 2 + size])
+                pos += 2 + size
+            n_pps = extradata[pos]
+            pos += 1
+            for _ in range(n_pps):
+                (size,) = struct.unpack_from(">H", extradata, pos)
+                out.append(_START4 + extradata[pos + 2 : pos + 2 + size])
+                pos += 2 + size
+        elif codec == "hevc" and len(extradata) > 23:
+            pos = 22
+            n_arrays = extradata[pos]
+            pos += 1
+            for _ in range(n_arrays):
+                (count,) = struct.unpack_from(">H", extradata, pos + 1)
+                pos += 3
+                for _ in range(count):
+                    (size,) = struct.unpack_from(">H", extradata, pos)
+                    out.append(_START4 + extradata[pos + 2 : pos + 2 + size])
+                    pos += 2 + size
+    except (IndexError, struct.error):
+        return b""
+    return b"".join(out)
+
+
+class AnnexB:
+    """One stream's packets as NVDEC's parser reads them: Annex B, with the parameter sets to send after a seek.
+
+    Attributes:
+        param_sets: The stream's parameter sets in Annex B form (from ``avcC``/``hvcC`` extradata, or the extradata
+            itself when it is Annex B already); ``b""`` for other codecs or unparsable extradata.
+    """
+
+    def __init__(self, codec: str, stream: Any) -> None:
+        """Set up for PyAV ``stream`` of FFmpeg codec ``codec``.
+
+        Raises:
+            NvdecUnavailable: FFmpeg's filter refuses the stream's extradata (damaged ``avcC``/``hvcC``): NVDEC's
+                parser could read none of its packets, so the decoder falls back to the CPU, which may cope.
+        """
+        extradata = bytes(stream.codec_context.extradata or b"")
+        self._bsf = None
+        self.param_sets = annexb_parameter_sets(codec, extradata) if codec in ANNEXB_FILTERS else b""
+        if codec in ANNEXB_FILTERS and extradata and not extradata.startswith((_START, _START4)):
+            name = ANNEXB_FILTERS[codec]
+            try:
+                self._bsf = av.bitstream.BitStreamFilterContext(name, in_stream=stream)
+            except (FFmpegError, ValueError) as exc:
+                reason = f"FFmpeg's {name} filter refused the stream's header ({ffmpeg_reason(exc)})"
+                raise NvdecUnavailable(reason) from exc
+
+    def pieces(self, packet: Any, pts: int) -> Sequence[Any]:
+        """``packet`` in Annex B form: one or more packets (none while the filter waits for more input).
+
+        Raises:
+            DecodeError: The filter refused the packet (a damaged NAL unit length, say); the planner skips it.
+        """
+        if self._bsf is None:
+            return [packet]
+        try:
+            return self._bsf.filter(packet)
+        except (FFmpegError, ValueError) as exc:
+            raise DecodeError(f"NVDEC input: FFmpeg could not read packet (pts {pts}): {ffmpeg_reason(exc)}") from exc
+
+    def flush(self) -> None:
+        """Forget buffered input (after a seek)."""
+        if self._bsf is not None:
+            self._bsf.flush()
 
 
 def _nal_units(data: bytes) -> Iterator[int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from gpudecode._backends._base import BackendUnsupported
-from gpudecode._backends._nal import NonrefFilter
+from gpudecode._backends._nal import AnnexB, NonrefFilter
 from gpudecode._backends._nvc import Modules, NvdecUnavailable, TorchStreams, load_modules
 from gpudecode._backends._nvdec_cache import (
     DecoderCache,
@@ -40,7 +39,6 @@ __all__ = [
     "Modules",
     "NvdecBackend",
     "NvdecUnavailable",
-    "annexb_parameter_sets",
     "create_nvdec_backend",
     "decoder_cache",
     "default_cache_size",
@@ -65,52 +63,7 @@ NVDEC_CODECS = {
 CHROMA_420 = "420"  # cudaVideoChromaFormat member; there is no "YUV420"
 CAPS_SUPPORTED, CAPS_WIDTH_MAX, CAPS_HEIGHT_MAX = "supported", "width_max", "height_max"
 CAPS_WIDTH_MIN, CAPS_HEIGHT_MIN = "width_min", "height_min"
-ANNEXB_FILTERS = {"h264": "h264_mp4toannexb", "hevc": "hevc_mp4toannexb"}
 YUV420 = {"yuv420p", "yuvj420p", "nv12", "yuv420p10le", "yuv420p12le", "p010le", "p016le"}
-
-
-_START = b"\x00\x00\x00\x01"
-
-
-def annexb_parameter_sets(codec: str, extradata: bytes | None) -> bytes:
-    """Annex-B parameter sets (SPS/PPS, or VPS/SPS/PPS) from a stream's ``avcC``/``hvcC`` extradata.
-
-    Extradata that is already Annex B is returned as is; anything unparsable gives ``b""``.
-    """
-    if not extradata:
-        return b""
-    if extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START):
-        return bytes(extradata)
-    out: list[bytes] = []
-    try:
-        if codec == "h264" and extradata[0] == 1:
-            pos = 5
-            n_sps = extradata[pos] & 0x1F
-            pos += 1
-            for _ in range(n_sps):
-                (size,) = struct.unpack_from(">H", extradata, pos)
-                out.append(_START + extradata[pos + 2 : pos + 2 + size])
-                pos += 2 + size
-            n_pps = extradata[pos]
-            pos += 1
-            for _ in range(n_pps):
-                (size,) = struct.unpack_from(">H", extradata, pos)
-                out.append(_START + extradata[pos + 2 : pos + 2 + size])
-                pos += 2 + size
-        elif codec == "hevc" and len(extradata) > 23:
-            pos = 22
-            n_arrays = extradata[pos]
-            pos += 1
-            for _ in range(n_arrays):
-                (count,) = struct.unpack_from(">H", extradata, pos + 1)
-                pos += 3
-                for _ in range(count):
-                    (size,) = struct.unpack_from(">H", extradata, pos)
-                    out.append(_START + extradata[pos + 2 : pos + 2 + size])
-                    pos += 2 + size
-    except (IndexError, struct.error):
-        return b""
-    return b"".join(out)
 
 
 # -- backend ----------------------------------------------------------------------------------------------------
@@ -162,21 +115,8 @@ class NvdecBackend:
         self._decode_stream = decode_stream
         self._stream_ptr = streams.handle(decode_stream) if streams is not None else 0
         self._pitch: int | None = None  # bytes per surface row: fixed for a decoder's configuration
-        self._bsf = None
-        extradata = bytes(cc.extradata or b"")
-        self._param_sets = b""
-        if (
-            self._codec in ANNEXB_FILTERS
-            and extradata
-            and not (extradata.startswith(b"\x00\x00\x01") or extradata.startswith(_START))
-        ):
-            import av
-
-            self._bsf = av.bitstream.BitStreamFilterContext(ANNEXB_FILTERS[self._codec], in_stream=stream)
-            self._param_sets = annexb_parameter_sets(self._codec, extradata)
-        elif self._codec in ANNEXB_FILTERS:
-            self._param_sets = annexb_parameter_sets(self._codec, extradata)
-        self._nonref = NonrefFilter(self._codec, self._param_sets)
+        self._annexb = AnnexB(self._codec, stream)
+        self._nonref = NonrefFilter(self._codec, self._annexb.param_sets)
         self._need_params = True
         self._dirty = False
         self._durations: dict[int, int] = {}
@@ -201,7 +141,7 @@ class NvdecBackend:
 
     def _bitstream(self, pieces: Sequence[Any]) -> tuple[int, int]:
         """Pointer and size of the bytes to feed for a packet's Annex B ``pieces`` (parameter sets prepended if due)."""
-        prefix = self._param_sets if self._need_params else b""
+        prefix = self._annexb.param_sets if self._need_params else b""
         self._need_params = False
         if len(pieces) == 1 and not prefix:
             self._keep = [pieces[0]]
@@ -229,7 +169,7 @@ class NvdecBackend:
         # read every field first: the bitstream filter may take the packet's contents
         pts = packet.pts if packet.pts is not None else (packet.dts if packet.dts is not None else 0)
         discard, duration = packet.is_discard, packet.duration
-        pieces = self._bsf.filter(packet) if self._bsf is not None else [packet]
+        pieces = self._annexb.pieces(packet, pts)
         if not pieces:
             return []
         if not wanted and self.skips_unwanted and self._nonref.unreferenced(pieces):
@@ -274,8 +214,7 @@ class NvdecBackend:
             except Exception as exc:
                 logger.debug("gpudecode: NVDEC drain before seek failed: %s", exc)
             self._dirty = False
-        if self._bsf is not None:
-            self._bsf.flush()
+        self._annexb.flush()
         self._need_params = True
         self._durations.clear()
         self._discarded.clear()
