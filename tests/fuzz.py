@@ -156,14 +156,23 @@ def exercise_nvdec(data: bytes) -> str:
     return outcome
 
 
-def _child(data: bytes, q: Any) -> None:
+def _answer(run: Any, data: bytes, q: Any) -> None:
+    """Put ``run(data)``'s outcome on ``q``, or the leak: any exception that is not gpudecode's own."""
     try:
-        q.put(("ok", exercise(data)))
+        q.put(("ok", run(data)))
     except BaseException as exc:
         import traceback
 
         message = f"{type(exc).__module__}.{type(exc).__name__}: {str(exc)[:2000]}"
         q.put(("leak", f"{message}\n{traceback.format_exc()[-1500:]}"))
+
+
+def _child(data: bytes, q: Any) -> None:
+    _answer(exercise, data, q)
+
+
+def _child_nvdec(data: bytes, q: Any) -> None:
+    _answer(exercise_nvdec, data, q)
 
 
 _CTX: Any = None
@@ -183,16 +192,6 @@ def _context() -> Any:
         else:
             _CTX = mp.get_context("spawn")
     return _CTX
-
-
-def _child_nvdec(data: bytes, q: Any) -> None:
-    try:
-        q.put(("ok", exercise_nvdec(data)))
-    except BaseException as exc:
-        import traceback
-
-        message = f"{type(exc).__module__}.{type(exc).__name__}: {str(exc)[:2000]}"
-        q.put(("leak", f"{message}\n{traceback.format_exc()[-1500:]}"))
 
 
 def _answer_huge(data: bytes, q: Any) -> None:

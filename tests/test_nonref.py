@@ -21,28 +21,22 @@ from gpudecode import VideoDecoder
 from gpudecode._backends._nal import ANNEXB_FILTERS, NonrefFilter, annexb_parameter_sets
 
 X265_B = "keyint=12:bframes=3:log-level=none"
+
+
+def _x265(name: str, params: str) -> Spec:
+    """An x265 fixture at 256x144: NVDEC's smallest HEVC frame is 144x144 (fake_nvc.MINIMUM_SIZE)."""
+    return Spec(name, codec="libx265", width=256, height=144, options={"x265-params": params})
+
+
 STREAMS = {
     "x264_pyramid": Spec("x264_pyramid", options=X264_B),  # B-pyramid: the middle B of each group is a reference
     "x264_flat": Spec("x264_flat", container="matroska", options={**X264_B, "x264-params": "b-pyramid=none"}),
     "x264_no_b": Spec("x264_no_b", options={"bf": "0", "g": "12", "preset": "veryfast"}),
-    # HEVC at 256x144: NVDEC's smallest HEVC frame is 144x144 (fake_nvc.MINIMUM_SIZE)
-    "x265": Spec("x265", codec="libx265", width=256, height=144, options={"x265-params": X265_B}),
-    "x265_pyramid": Spec(
-        "x265_pyramid",
-        codec="libx265",
-        width=256,
-        height=144,
-        options={"x265-params": "keyint=12:bframes=4:b-pyramid=1:log-level=none"},
-    ),
+    "x265": _x265("x265", X265_B),
+    "x265_pyramid": _x265("x265_pyramid", "keyint=12:bframes=4:b-pyramid=1:log-level=none"),
     "x265_10bit": dataclasses.replace(SPECS["hevc10"], name="x265_10bit", width=256, height=144),
     # three temporal sub-layers: TRAIL_R (0), TSA_R (1), TSA_N/RASL_N (2); only the top layer's '_N' can go
-    "x265_temporal": Spec(
-        "x265_temporal",
-        codec="libx265",
-        width=256,
-        height=144,
-        options={"x265-params": "keyint=12:bframes=4:temporal-layers=3:log-level=none"},
-    ),
+    "x265_temporal": _x265("x265_temporal", "keyint=12:bframes=4:temporal-layers=3:log-level=none"),
 }
 
 
