@@ -14,8 +14,8 @@ unit headers:
 * HEVC: every VCL NAL unit (types 0-31) is a sub-layer non-reference type (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N,
   RSV_VCL_N10/12/14) in layer 0, in the highest temporal sub-layer (TemporalId equal to the largest
   ``sps_max_sub_layers_minus1`` seen). A "_N" picture of a lower sub-layer may still be referenced by higher ones
-  (H.265 3.132), so it is kept; FFmpeg drops it too, but the CPU path only loses what FFmpeg itself loses. Without a
-  known SPS nothing is skipped.
+  (H.265 3.132), so it is kept here, although FFmpeg's rule (and so the CPU path) drops it. Without a known SPS
+  nothing is skipped.
 """
 
 from __future__ import annotations
