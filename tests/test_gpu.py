@@ -15,6 +15,7 @@ import pytest
 import torch
 from oracle import assert_matches_nearest_chroma
 from sizes import SIZE_SPECS
+from test_nvdec_sizes import NVDEC_SIZES
 
 from gpudecode import VideoDecoder, samplers
 
@@ -328,3 +329,17 @@ def test_transforms_in_the_fused_kernel_match_the_cpu(video, name, dtype):
         mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
         n = VideoDecoder(path, transforms=[*tr, Normalize(mean, std)], output_dtype=dtype, device="cuda")[:]
         assert torch.allclose(n.cpu(), (b.cpu() - 0.5) / 0.25, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NVDEC_SIZES)
+def test_real_world_sizes_match_the_nearest_chroma_reference(video, name):
+    """The frame-size matrix NVDEC takes (tests/test_nvdec_sizes.py runs it over the fake): every frame within 1 code
+    value of the nearest-chroma conversion of FFmpeg's planes. AV1 may fall back (Hopper has no AV1 decoder)."""
+    path = video(name)
+    dec = VideoDecoder(path, device="cuda", dimension_order="NHWC")
+    if not dec.decoding_device.startswith("nvdec"):
+        assert name.startswith("av1") and dec.cpu_fallback, str(dec.cpu_fallback)
+        return
+    batch = dec.get_frames_in_range(0, len(dec))
+    assert batch.data.is_cuda
+    assert_matches_nearest_chroma(str(path), batch.data.cpu().numpy(), batch.pts_seconds.tolist())
