@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from media import SPECS, make_audio_only, make_video
+from media import SPECS, Spec, make_audio_only, make_video
 from sizes import SIZE_SPECS
 
 
@@ -53,7 +53,8 @@ def video(media_dir):
     return get
 
 
-def _spec_and_path(name: str, media_dir: Path) -> tuple:
+def _spec_and_path(name: str, media_dir: Path) -> tuple[Spec, Path]:
+    """The spec and file of fixture ``name`` (``base@WxH``: base resized)."""
     base, _, size = name.partition("@")
     spec = SPECS[base] if base in SPECS else SIZE_SPECS[base]
     if size:
