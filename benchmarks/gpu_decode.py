@@ -148,18 +148,26 @@ def aggregate_processes(path: Path, sessions: int, device: str = "cuda") -> floa
     the GIL) caps the aggregate; both near the engines' ceiling means NVDEC does.
     """
     import multiprocessing as mp
+    import queue
 
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     procs = [ctx.Process(target=_process_worker, args=(str(path), device, ready, go, out)) for _ in range(sessions)]
     for p in procs:
         p.start()
-    for _ in procs:
-        ready.get(timeout=120)
-    go.set()
-    runs = [out.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join()
+    try:
+        for _ in procs:
+            ready.get(timeout=90)
+        go.set()
+        runs = [out.get(timeout=120) for _ in procs]
+    except queue.Empty:  # a worker died or hung: no number, but the rest of the benchmark still runs and saves
+        print(f"aggregate_processes({sessions}): a worker did not answer")
+        return float("nan")
+    finally:
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
     return sum(r[2] for r in runs) / (max(r[1] for r in runs) - min(r[0] for r in runs))
 
 
