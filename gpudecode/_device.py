@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
 
 logger = logging.getLogger("gpudecode")
 _warned: set[str] = set()
+_FRAME_SIZE = re.compile(r"^\d+x\d+ (?=is below|exceeds)")
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,15 @@ def _in_bad_fork() -> bool:
 
 
 def warn_once(reason: str) -> None:
-    """Log a fallback reason at WARNING level, once per distinct reason per process."""
-    if reason not in _warned:
-        _warned.add(reason)
+    """Log a fallback reason at WARNING level, once per distinct reason per process.
+
+    Reasons that differ only in the stream's frame size ("96x64 is below this GPU's NVDEC minimum ...") count as one,
+    so a dataset of small videos of many sizes is said once per codec, not once per size (``cpu_fallback`` keeps the
+    size).
+    """
+    key = _FRAME_SIZE.sub("<size> ", reason)
+    if key not in _warned:
+        _warned.add(key)
         logger.warning("gpudecode: decoding on the CPU instead of NVDEC: %s", reason)
 
 

@@ -427,6 +427,23 @@ def test_hevc_and_vp9_below_nvdecs_smallest_frame_fall_back_as_on_the_h200(video
         assert _fallback_reason(video(f"{name}@256x144"), modules=mods) is None
 
 
+def test_size_fallbacks_are_logged_once_per_codec_not_per_frame_size(monkeypatch, caplog):
+    from gpudecode import _device
+
+    monkeypatch.setattr(_device, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="gpudecode"):
+        for w in (96, 100, 120):
+            _device.warn_once(f"{w}x64 is below this GPU's NVDEC minimum of 144x144 for hevc")
+        _device.warn_once("96x64 is below this GPU's NVDEC minimum of 128x128 for vp9")
+        _device.warn_once("9000x9000 exceeds this GPU's NVDEC limit of 8192x8192 for hevc")
+        _device.warn_once("9000x8000 exceeds this GPU's NVDEC limit of 8192x8192 for hevc")
+        _device.warn_once("no NVDEC here")
+        _device.warn_once("no NVDEC here")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 4, said
+    assert "96x64 is below this GPU's NVDEC minimum of 144x144 for hevc" in said[0]  # the first one, size and all
+
+
 def test_mpeg4_part2_is_left_to_the_cpu_with_a_reason(video):
     mods = Modules(nvc=make_module(), convert=host_convert, cuda_ok=False)
     assert "no decoder for codec 'mpeg4'" in _fallback_reason(video("mpeg4_avi"), modules=mods)
