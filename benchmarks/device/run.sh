@@ -71,7 +71,7 @@ suite() {
 case "$what" in
   # limits add up to about 7 minutes with the clip encodes; the whole suite is left out: that machine has no ffmpeg
   # CLI for the pixel oracle (its wheel does not fit beside the others), so run it apart, when time is left
-  all) tests 110; bench 160 2 80 60 ;;
+  all) tests 150; bench 160 2 80 60 ;;
   tests) tests ;;
   bench) bench ;;
   suite) suite ;;
