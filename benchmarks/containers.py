@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import av
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import media
 from _common import interleaved, machine, save
 from seed_experiment import ensure_media
 
@@ -31,16 +31,9 @@ INDICES = [int(i) for i in range(1_000, 34_000, 3_300)]  # 10 frames, none a key
 
 
 def remux(src: Path, fmt: str, ext: str) -> Path:
-    """``src`` copied into container ``fmt`` next to it (made once)."""
+    """``src`` copied into container ``fmt`` next to it (made once, by the tests' ``media.remux``)."""
     dst = src.with_suffix(f".{ext}")
-    if not dst.exists():
-        with av.open(str(src)) as inp, av.open(str(dst), "w", format=fmt) as out:
-            outs = out.add_stream_from_template(inp.streams.video[0])
-            for pkt in inp.demux(video=0):
-                if pkt.size:
-                    pkt.stream = outs
-                    out.mux(pkt)
-    return dst
+    return dst if dst.exists() else media.remux(src, dst, fmt)
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from media import SPECS, X264_B, Spec, make_video, remux
 from test_nvdec import nvdec_decoder
 
 from gpudecode import VideoDecoder
-from gpudecode._backends._nal import ANNEXB_FILTERS, NonrefFilter, annexb_parameter_sets
+from gpudecode._backends._nal import AnnexB, NonrefFilter
 
 X265_B = "keyint=12:bframes=3:log-level=none"
 
@@ -41,20 +41,17 @@ STREAMS = {
 
 
 def _annexb_units(path):
-    """(pts, Annex B pieces) per packet, as the NVDEC backend makes them, and the parameter sets."""
+    """(pts, Annex B pieces) per packet, as the NVDEC backend makes them (``AnnexB``), and the parameter sets."""
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         codec = s.codec_context.codec.name
-        extradata = bytes(s.codec_context.extradata or b"")
-        bsf = None
-        if extradata and not extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")):
-            bsf = av.bitstream.BitStreamFilterContext(ANNEXB_FILTERS[codec], in_stream=s)
+        annexb = AnnexB(codec, s)
         units = []
         for p in c.demux(s):
             if p.size:
                 pts = int(p.pts)
-                units.append((pts, [bytes(q) for q in (bsf.filter(p) if bsf else [p])]))
-        return codec, annexb_parameter_sets(codec, extradata), units
+                units.append((pts, [bytes(q) for q in annexb.pieces(p, pts)]))
+        return codec, annexb.param_sets, units
 
 
 def _ffmpeg_skips(path):
